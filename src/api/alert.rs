@@ -1,0 +1,108 @@
+//! The `Alert` custom resource: which events go to which Provider.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::severity::SeverityFilter;
+
+/// An Alert routes events from `eventSources` to `providerRef`. One schema
+/// serves v1beta1, v1beta2 and v1beta3; every field Flux accepts is here,
+/// plus herald's `channel`.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "notification.toolkit.fluxcd.io",
+    version = "v1beta3",
+    kind = "Alert",
+    namespaced,
+    status = "AlertStatus",
+    category = "all",
+    category = "fluxcd",
+    category = "fluxcd-notifications",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertSpec {
+    /// The Provider (in the Alert's namespace) that delivers this Alert's notifications.
+    pub provider_ref: LocalReference,
+
+    /// The objects whose events this Alert routes.
+    #[serde(default)]
+    pub event_sources: Vec<EventSource>,
+
+    /// Severities to deliver: a threshold string or a list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_severity: Option<SeverityFilter>,
+
+    /// Regular expressions; when any are given, an event's message must match one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inclusion_list: Option<Vec<String>>,
+
+    /// Regular expressions; an event whose message matches one is dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclusion_list: Option<Vec<String>>,
+
+    /// Extra metadata added to every notification of this Alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_metadata: Option<BTreeMap<String, String>>,
+
+    /// A short description added to notifications as the `summary` field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
+    pub summary: Option<String>,
+
+    /// Stop routing events to this Alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
+
+    /// herald: the Slack channel for this Alert, overriding the Provider's,
+    /// so two Alerts can share one Provider and post to two channels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+}
+
+/// A reference to an object in the same namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LocalReference {
+    pub name: String,
+}
+
+/// A Flux object (or all objects of a kind, with name `*`) whose events an Alert routes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventSource {
+    /// API version of the referent (informational; matching uses kind, name and namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+
+    /// Kind of the referent, e.g. Kustomization or HelmRelease.
+    pub kind: String,
+
+    /// Name of the referent, or `*` for every object of the kind.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+
+    /// Namespace of the referent; the Alert's namespace when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub namespace: Option<String>,
+
+    /// Only objects carrying all these labels match (with name `*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_labels: Option<BTreeMap<String, String>>,
+}
+
+/// Observed state of an Alert.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}

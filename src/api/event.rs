@@ -1,0 +1,129 @@
+//! The event Flux's controllers POST to the notification-controller.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::severity::Severity;
+
+/// A Flux event (`fluxcd/pkg/apis/event/v1.Event`). Fields herald does not
+/// read are kept only as far as templates and `herald route` show them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FluxEvent {
+    pub involved_object: InvolvedObject,
+    pub severity: Severity,
+    #[serde(default)]
+    pub timestamp: String,
+    pub message: String,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    #[serde(default)]
+    pub reporting_controller: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reporting_instance: String,
+}
+
+/// The object an event is about.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvolvedObject {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uid: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub resource_version: String,
+}
+
+impl InvolvedObject {
+    /// The API group of the object (`kustomize.toolkit.fluxcd.io` for
+    /// `kustomize.toolkit.fluxcd.io/v1`; empty for the core group).
+    pub fn group(&self) -> &str {
+        match self.api_version.split_once('/') {
+            Some((group, _)) => group,
+            None => "",
+        }
+    }
+}
+
+/// Why an event body was refused; the text is sent back with the 400.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum EventError {
+    #[error("invalid event JSON: {0}")]
+    Json(String),
+    #[error("event is missing {0}")]
+    Missing(&'static str),
+}
+
+impl FluxEvent {
+    /// Parses and validates a request body.
+    pub fn from_json(body: &[u8]) -> Result<Self, EventError> {
+        let event: FluxEvent =
+            serde_json::from_slice(body).map_err(|e| EventError::Json(e.to_string()))?;
+        event.validate()?;
+        Ok(event)
+    }
+
+    fn validate(&self) -> Result<(), EventError> {
+        let required = [
+            (self.involved_object.kind.as_str(), "involvedObject.kind"),
+            (&self.involved_object.name, "involvedObject.name"),
+            (&self.involved_object.namespace, "involvedObject.namespace"),
+            (&self.message, "message"),
+            (&self.reason, "reason"),
+        ];
+        match required.into_iter().find(|(value, _)| value.is_empty()) {
+            Some((_, field)) => Err(EventError::Missing(field)),
+            None => Ok(()),
+        }
+    }
+
+    /// `<kind>/<namespace>/<name>`, as `herald route` and logs name the event.
+    pub fn object_ref(&self) -> String {
+        let o = &self.involved_object;
+        format!("{}/{}/{}", o.kind, o.namespace, o.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_fixture_shape() {
+        let body = br#"{"involvedObject":{"apiVersion":"kustomize.toolkit.fluxcd.io/v1","kind":"Kustomization","name":"a","namespace":"b"},
+            "severity":"error","message":"m","reason":"r","metadata":{"k":"v"},"reportingController":"kc"}"#;
+        let event = FluxEvent::from_json(body).expect("valid");
+        assert_eq!(event.severity, Severity::Error);
+        assert_eq!(event.involved_object.group(), "kustomize.toolkit.fluxcd.io");
+        assert_eq!(event.object_ref(), "Kustomization/b/a");
+    }
+
+    #[test]
+    fn names_the_missing_field() {
+        let body = br#"{"involvedObject":{"kind":"Kustomization","name":"a"},"severity":"info","message":"m","reason":"r"}"#;
+        assert_eq!(
+            FluxEvent::from_json(body),
+            Err(EventError::Missing("involvedObject.namespace"))
+        );
+        let body = br#"{"involvedObject":{"kind":"K","name":"a","namespace":"n"},"severity":"info","message":"m"}"#;
+        assert!(matches!(FluxEvent::from_json(body), Err(EventError::Json(m)) if m.contains("reason")));
+    }
+
+    #[test]
+    fn rejects_garbage_and_deep_nesting() {
+        assert!(FluxEvent::from_json(b"\xff\xfe garbage").is_err());
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(FluxEvent::from_json(deep.as_bytes()).is_err());
+        let bad_severity = br#"{"involvedObject":{"kind":"K","name":"a","namespace":"n"},"severity":"fatal","message":"m","reason":"r"}"#;
+        assert!(FluxEvent::from_json(bad_severity).is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! The API herald serves: the Alert and Provider CRDs, Flux's event, severities.
+
+pub mod alert;
+pub mod crd;
+pub mod event;
+pub mod provider;
+pub mod severity;
+
+pub use alert::{Alert, AlertSpec, AlertStatus, EventSource, LocalReference};
+pub use event::{EventError, FluxEvent, InvolvedObject};
+pub use provider::{Provider, ProviderSpec, ProviderStatus, ProviderType};
+pub use severity::{Severity, SeverityFilter, SeverityMask};

@@ -1,0 +1,148 @@
+//! The `Provider` custom resource: where and how notifications are delivered.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::alert::LocalReference;
+
+/// A Provider names a notification service and the Secret holding its address
+/// and credentials. One schema serves v1beta1, v1beta2 and v1beta3.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "notification.toolkit.fluxcd.io",
+    version = "v1beta3",
+    kind = "Provider",
+    namespaced,
+    status = "ProviderStatus",
+    category = "all",
+    category = "fluxcd",
+    category = "fluxcd-notifications",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderSpec {
+    /// The notification service.
+    #[serde(rename = "type")]
+    pub type_: ProviderType,
+
+    /// The webhook address, used when the Secret has neither `address` nor `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    pub address: Option<String>,
+
+    /// Default channel (Slack: `#name` or a channel ID).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    pub channel: Option<String>,
+
+    /// Bot name shown in the message; the event's reporting controller when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    pub username: Option<String>,
+
+    /// Secret with `address` or `url` (the webhook), and optionally `token` (a Slack bot token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<LocalReference>,
+
+    /// Secret with TLS material (`ca.crt`, `tls.crt`, `tls.key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_secret_ref: Option<LocalReference>,
+
+    /// HTTP(S) proxy address (deprecated by Flux in favour of `proxySecretRef`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    pub proxy: Option<String>,
+
+    /// Secret with the proxy `address`, and optional `username` and `password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_secret_ref: Option<LocalReference>,
+
+    /// Timeout of one delivery request, as a Go duration (e.g. `15s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m))+$"))]
+    pub timeout: Option<String>,
+
+    /// Reconcile interval (accepted for compatibility with Flux v1beta2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    pub interval: Option<String>,
+
+    /// CEL expression for commit status providers (accepted for compatibility).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_status_expr: Option<String>,
+
+    /// ServiceAccount for cloud workload identity (accepted for compatibility).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+
+    /// Stop delivering through this Provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
+}
+
+/// Every provider type Flux defines. herald accepts them all; the ones it
+/// cannot deliver to yet are reported `Ready=False` (ProviderTypeNotSupported).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderType {
+    Slack,
+    Discord,
+    Msteams,
+    Rocket,
+    Generic,
+    #[serde(rename = "generic-hmac")]
+    GenericHmac,
+    Github,
+    Gitlab,
+    Gitea,
+    Giteapullrequestcomment,
+    Bitbucketserver,
+    Bitbucket,
+    Azuredevops,
+    Googlechat,
+    Googlepubsub,
+    Webex,
+    Sentry,
+    Azureeventhub,
+    Telegram,
+    Lark,
+    Matrix,
+    Opsgenie,
+    Alertmanager,
+    Grafana,
+    Githubdispatch,
+    Githubpullrequestcomment,
+    Gitlabmergerequestcomment,
+    Pagerduty,
+    Datadog,
+    Nats,
+    Zulip,
+    Otel,
+    Zoom,
+    #[serde(rename = "incident.io")]
+    IncidentIo,
+}
+
+impl ProviderType {
+    /// The name used in manifests, metrics labels and `herald route` output.
+    pub fn as_str(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+}
+
+/// Observed state of a Provider.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}

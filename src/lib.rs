@@ -1,0 +1,10 @@
+//! herald: a drop-in replacement for Flux's notification-controller.
+//!
+//! Data flows top-down through the modules: [`api`] (resource and event
+//! types) → [`source`] (snapshots of Alerts, Providers, Secrets) →
+//! [`routing`] (the immutable routing table) → [`receiver`] (the event
+//! endpoint) → [`dispatch`] (per-destination queues and retries) →
+//! [`providers`] (one module per notification service).
+
+pub mod api;
+pub mod source;

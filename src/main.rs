@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", herald::api::crd::crds_yaml());
+}

@@ -1,0 +1,298 @@
+//! The standalone config source: a directory of YAML manifests.
+//!
+//! Every `*.yaml`/`*.yml` file under the directory (recursively) is read,
+//! one document at a time, so a broken document costs only itself.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use k8s_openapi::api::core::v1::Secret;
+use serde::de::DeserializeOwned;
+use serde_yaml::Value;
+
+use super::{Level, Loaded, ObjectKey, Origin, Problem, SecretData, Snapshot};
+use crate::api::{Alert, Provider};
+
+const NOTIFICATION_GROUP: &str = "notification.toolkit.fluxcd.io/";
+
+/// Reads every manifest under `dir`. Problems are returned beside the
+/// snapshot, never instead of it.
+pub fn load(dir: &Path) -> (Snapshot, Vec<Problem>) {
+    let mut loader = Loader::default();
+    let mut files = Vec::new();
+    if let Err(e) = collect_files(dir, &mut files) {
+        loader.problem(
+            Origin::File {
+                path: dir.to_owned(),
+                document: 0,
+            },
+            "directory",
+            "ManifestUnreadable",
+            format!("cannot read directory: {e}"),
+        );
+    }
+    for path in files {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => loader.load_file(&path, &text),
+            Err(e) => loader.problem(
+                Origin::File { path, document: 0 },
+                "file",
+                "ManifestUnreadable",
+                format!("cannot read file: {e}"),
+            ),
+        }
+    }
+    (loader.snapshot, loader.problems)
+}
+
+/// A cheap fingerprint of the directory (paths, sizes, modification times):
+/// when it changes, the directory is read again.
+pub fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let mut files = Vec::new();
+    let _ = collect_files(dir, &mut files);
+    files
+        .into_iter()
+        .map(|path| {
+            let meta = std::fs::metadata(&path).ok();
+            let len = meta.as_ref().map_or(0, |m| m.len());
+            let modified = meta.and_then(|m| m.modified().ok());
+            (path, len, modified)
+        })
+        .collect()
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        let hidden = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
+        if hidden {
+            continue;
+        }
+        if path.is_dir() {
+            // An unreadable subdirectory is skipped, not fatal.
+            let _ = collect_files(&path, out);
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Splits a YAML stream on `---` document markers. Done by hand so that a
+/// syntax error in one document does not hide the documents after it.
+fn split_documents(text: &str) -> Vec<&str> {
+    let mut documents = Vec::new();
+    let mut start = 0;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let marker = line.trim_end();
+        if marker == "---" || marker.starts_with("--- ") || marker == "..." {
+            documents.push(&text[start..offset]);
+            start = offset + line.len();
+        }
+        offset += line.len();
+    }
+    documents.push(&text[start..]);
+    documents
+}
+
+#[derive(Default)]
+struct Loader {
+    snapshot: Snapshot,
+    problems: Vec<Problem>,
+    seen: HashSet<(String, ObjectKey)>,
+}
+
+impl Loader {
+    fn problem(&mut self, origin: Origin, object: &str, reason: &'static str, message: String) {
+        self.problems.push(Problem {
+            level: Level::Error,
+            origin,
+            object: object.to_owned(),
+            reason,
+            message,
+        });
+    }
+
+    fn load_file(&mut self, path: &Path, text: &str) {
+        // Documents are numbered among the non-empty ones, as a reader counts them.
+        let documents = split_documents(text)
+            .into_iter()
+            .filter(|d| d.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')));
+        for (index, document) in documents.enumerate() {
+            let origin = Origin::File {
+                path: path.to_owned(),
+                document: index,
+            };
+            match serde_yaml::from_str::<Value>(document) {
+                Ok(Value::Null) => {}
+                Ok(value) => self.load_document(origin, value),
+                Err(e) => self.problem(origin, "document", "InvalidYAML", format!("invalid YAML: {e}")),
+            }
+        }
+    }
+
+    fn load_document(&mut self, origin: Origin, value: Value) {
+        let text = |key: &str| value.get(key).and_then(Value::as_str).unwrap_or("").to_owned();
+        let (api_version, kind) = (text("apiVersion"), text("kind"));
+        let metadata = value.get("metadata");
+        let meta = |key: &str| {
+            metadata
+                .and_then(|m| m.get(key))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        };
+        let (name, mut namespace) = (meta("name"), meta("namespace"));
+        if namespace.is_empty() {
+            namespace = "default".to_owned();
+        }
+        let key = ObjectKey::new(namespace.clone(), name.clone());
+        let label = format!("{kind} {key}");
+        if kind.is_empty() || name.is_empty() {
+            if api_version.starts_with(NOTIFICATION_GROUP) || kind.is_empty() {
+                let missing = if kind.is_empty() { "kind" } else { "metadata.name" };
+                self.problem(origin, "document", "InvalidManifest", format!("{missing} is missing"));
+            }
+            return;
+        }
+        if !self.seen.insert((kind.clone(), key.clone())) {
+            self.problem(
+                origin,
+                &label,
+                "DuplicateObject",
+                "defined more than once; the first definition is used".to_owned(),
+            );
+            return;
+        }
+        let notification_kind = api_version.starts_with(NOTIFICATION_GROUP);
+        match kind.as_str() {
+            "Alert" if notification_kind => {
+                if let Some(mut alert) = self.typed::<Alert>(&origin, &label, value) {
+                    alert.metadata.namespace = Some(namespace);
+                    self.snapshot.alerts.push(Loaded { origin, object: alert });
+                }
+            }
+            "Provider" if notification_kind => {
+                if let Some(mut provider) = self.typed::<Provider>(&origin, &label, value) {
+                    provider.metadata.namespace = Some(namespace);
+                    self.snapshot.providers.push(Loaded { origin, object: provider });
+                }
+            }
+            "Secret" if api_version == "v1" => {
+                if let Some(secret) = self.typed::<Secret>(&origin, &label, value) {
+                    self.snapshot.secrets.insert(key, secret_data(secret));
+                }
+            }
+            _ => {
+                let labels: BTreeMap<String, String> = metadata
+                    .and_then(|m| m.get("labels"))
+                    .and_then(|l| serde_yaml::from_value(l.clone()).ok())
+                    .unwrap_or_default();
+                self.snapshot.labels.insert((kind, key), labels);
+            }
+        }
+    }
+
+    /// Deserializes a document, naming the failing field on error.
+    fn typed<T: DeserializeOwned>(&mut self, origin: &Origin, label: &str, value: Value) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(value) {
+            Ok(object) => Some(object),
+            Err(e) => {
+                let path = e.path().to_string();
+                let message = if path == "." {
+                    e.inner().to_string()
+                } else {
+                    format!("{path}: {}", e.inner())
+                };
+                self.problem(origin.clone(), label, "InvalidSpec", message);
+                None
+            }
+        }
+    }
+}
+
+/// A Secret's values as text: `data` (already base64-decoded by the type)
+/// with `stringData` merged over it, as the API server does.
+fn secret_data(secret: Secret) -> SecretData {
+    let mut values: SecretData = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).trim().to_owned()))
+        .collect();
+    for (k, v) in secret.string_data.unwrap_or_default() {
+        values.insert(k, v.trim().to_owned());
+    }
+    values
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str) -> (Snapshot, Vec<Problem>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("m.yaml"), text).expect("write");
+        load(dir.path())
+    }
+
+    #[test]
+    fn splits_documents_and_keeps_going_after_a_broken_one() {
+        let (snapshot, problems) = load_str(
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: a, namespace: ns}\nstringData: {url: 'https://x'}\n\
+             ---\nkind: [unclosed\n---\n\
+             apiVersion: v1\nkind: Secret\nmetadata: {name: b}\ndata: {token: dG9rZW4=}\n",
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(matches!(&problems[0].origin, Origin::File { document: 1, .. }));
+        assert_eq!(snapshot.secrets[&ObjectKey::new("ns", "a")]["url"], "https://x");
+        assert_eq!(snapshot.secrets[&ObjectKey::new("default", "b")]["token"], "token");
+    }
+
+    #[test]
+    fn names_the_bad_field() {
+        let (snapshot, problems) = load_str(
+            "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\n\
+             metadata: {name: p, namespace: ns}\nspec: {type: carrier-pigeon}\n",
+        );
+        assert!(snapshot.providers.is_empty());
+        let text = problems[0].to_string();
+        assert!(text.contains("Provider ns/p"), "{text}");
+        assert!(text.contains("spec.type"), "{text}");
+        assert!(text.contains("carrier-pigeon"), "{text}");
+    }
+
+    #[test]
+    fn other_kinds_supply_labels() {
+        let (snapshot, problems) = load_str(
+            "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\n\
+             metadata: {name: podinfo, namespace: apps, labels: {team: web}}\n",
+        );
+        assert!(problems.is_empty());
+        let labels = &snapshot.labels[&("HelmRelease".to_owned(), ObjectKey::new("apps", "podinfo"))];
+        assert_eq!(labels["team"], "web");
+    }
+
+    #[test]
+    fn reports_duplicates_and_bad_base64() {
+        let (_, problems) = load_str(
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {url: '!!!'}\n---\n\
+             apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n",
+        );
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].message.contains("data"), "{}", problems[0]);
+        assert_eq!(problems[1].reason, "DuplicateObject");
+    }
+}

@@ -1,0 +1,109 @@
+//! Config sources: where snapshots of Alerts, Providers and Secrets come from.
+//!
+//! Downstream code (the routing table) sees only [`Snapshot`]; it never knows
+//! whether a manifest directory or a cluster produced it.
+
+pub mod manifests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::api::{Alert, Provider};
+
+/// A namespaced object's identity.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Where an object was read from, so problems can point at it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A document (0-based) of a manifest file.
+    File { path: PathBuf, document: usize },
+    /// The Kubernetes API.
+    Cluster,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File { path, document } => write!(f, "{} (document {document})", path.display()),
+            Self::Cluster => f.write_str("cluster"),
+        }
+    }
+}
+
+/// An object together with where it came from.
+#[derive(Clone, Debug)]
+pub struct Loaded<T> {
+    pub origin: Origin,
+    pub object: T,
+}
+
+/// The string values of a Secret's keys (`data` decoded, `stringData` merged).
+pub type SecretData = BTreeMap<String, String>;
+
+/// Labels of objects that are neither Alerts, Providers nor Secrets, keyed by
+/// (kind, namespace, name): what `matchLabels` reads in standalone mode.
+pub type LabelIndex = HashMap<(String, ObjectKey), BTreeMap<String, String>>;
+
+/// Everything the routing table is built from.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub alerts: Vec<Loaded<Alert>>,
+    pub providers: Vec<Loaded<Provider>>,
+    pub secrets: HashMap<ObjectKey, SecretData>,
+    pub labels: LabelIndex,
+}
+
+/// How bad a problem is: errors fail `herald check`, warnings do not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Error,
+    Warning,
+}
+
+/// A problem with one object or document, phrased for the person who wrote it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub level: Level,
+    pub origin: Origin,
+    /// `Alert flux-system/name`, or `document` when the object is unreadable.
+    pub object: String,
+    /// A condition reason, e.g. `SecretNotFound`.
+    pub reason: &'static str,
+    /// What is wrong, naming the field.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let level = match self.level {
+            Level::Error => "error",
+            Level::Warning => "warning",
+        };
+        write!(
+            f,
+            "{}: {level}: {}: {} ({})",
+            self.origin, self.object, self.message, self.reason
+        )
+    }
+}
