@@ -7,4 +7,8 @@
 //! [`providers`] (one module per notification service).
 
 pub mod api;
+pub mod duration;
+pub mod mask;
+pub mod providers;
+pub mod routing;
 pub mod source;

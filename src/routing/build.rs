@@ -1,0 +1,282 @@
+//! Building a routing table from a snapshot, and every validation the
+//! controller applies to Alerts and Providers (what `herald check` reports).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use regex::RegexSet;
+
+use super::{CompiledAlert, Destination, NameMatch, RoutingTable, SourceRoute, TableOptions};
+use crate::api::{Alert, Provider};
+use crate::mask::SecretString;
+use crate::providers::{self, Settings};
+use crate::source::{Level, ObjectKey, Origin, Problem, Snapshot};
+
+/// Timeout of a delivery request when the Provider sets none (Flux's default).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Builds the table and lists every problem found on the way. Broken objects
+/// are left out of the table; everything else still routes.
+pub fn build(snapshot: &Snapshot, options: &TableOptions) -> (RoutingTable, Vec<Problem>) {
+    let mut problems = Vec::new();
+    let destinations = resolve_providers(snapshot, &mut problems);
+    let mut table = RoutingTable {
+        labels: snapshot.labels.clone(),
+        ..Default::default()
+    };
+    for loaded in &snapshot.alerts {
+        let mut report = |reason, message: String| {
+            problems.push(problem(&loaded.origin, "Alert", &loaded.object, reason, message));
+        };
+        let Some(alert) = compile_alert(&loaded.object, &destinations, options, &mut report) else {
+            continue;
+        };
+        table.alert_count += 1;
+        for (i, source) in loaded.object.spec.event_sources.iter().enumerate() {
+            let namespace = source.namespace.clone().unwrap_or_else(|| alert.key.namespace.clone());
+            if options.no_cross_namespace_refs && namespace != alert.key.namespace {
+                report(
+                    "AccessDenied",
+                    format!(
+                        "spec.eventSources[{i}].namespace: '{namespace}' is another namespace, \
+                         and cross-namespace references are disabled (--no-cross-namespace-refs)"
+                    ),
+                );
+                continue;
+            }
+            let name = match source.name.as_str() {
+                "*" => NameMatch::Any,
+                exact => NameMatch::Exact(exact.to_owned()),
+            };
+            table
+                .index
+                .entry(namespace)
+                .or_default()
+                .entry(source.kind.clone())
+                .or_default()
+                .push(SourceRoute {
+                    name,
+                    match_labels: source.match_labels.clone(),
+                    alert: alert.clone(),
+                });
+        }
+    }
+    (table, problems)
+}
+
+/// What became of each Provider.
+enum ProviderState {
+    Ready(Arc<Destination>),
+    Suspended,
+    Broken,
+}
+
+fn resolve_providers(snapshot: &Snapshot, problems: &mut Vec<Problem>) -> HashMap<ObjectKey, ProviderState> {
+    let hasher = std::collections::hash_map::RandomState::new();
+    snapshot
+        .providers
+        .iter()
+        .map(|loaded| {
+            let provider = &loaded.object;
+            let key = object_key(provider.metadata.namespace.as_deref(), provider.metadata.name.as_deref());
+            let state = if provider.spec.suspend == Some(true) {
+                ProviderState::Suspended
+            } else {
+                match resolve_provider(provider, &key, snapshot, &hasher) {
+                    Ok((destination, warnings)) => {
+                        for warning in warnings {
+                            let mut p = problem(&loaded.origin, "Provider", provider, "Warning", warning);
+                            p.level = Level::Warning;
+                            problems.push(p);
+                        }
+                        ProviderState::Ready(Arc::new(destination))
+                    }
+                    Err((reason, message)) => {
+                        problems.push(problem(&loaded.origin, "Provider", provider, reason, message));
+                        ProviderState::Broken
+                    }
+                }
+            };
+            (key, state)
+        })
+        .collect()
+}
+
+type Failure = (&'static str, String);
+
+fn resolve_provider(
+    provider: &Provider,
+    key: &ObjectKey,
+    snapshot: &Snapshot,
+    hasher: &impl BuildHasher,
+) -> Result<(Destination, Vec<String>), Failure> {
+    let spec = &provider.spec;
+    let secret = match &spec.secret_ref {
+        Some(reference) => {
+            let secret_key = ObjectKey::new(key.namespace.as_str(), reference.name.as_str());
+            let data = snapshot.secrets.get(&secret_key).ok_or_else(|| {
+                ("SecretNotFound", format!("spec.secretRef: secret {secret_key} not found"))
+            })?;
+            Some((secret_key, data))
+        }
+        None => None,
+    };
+    let value = |name: &str| {
+        secret
+            .as_ref()
+            .and_then(|(_, data)| data.get(name))
+            .filter(|v| !v.is_empty())
+            .cloned()
+    };
+    let token = value("token").map(SecretString::new);
+    let address = value("address")
+        .or_else(|| value("url"))
+        .or_else(|| spec.address.clone().filter(|a| !a.is_empty()))
+        .or_else(|| token.as_ref().map(|_| providers::slack::POST_MESSAGE_URL.to_owned()));
+    let address = match (address, &secret) {
+        (Some(address), _) => address,
+        (None, Some((secret_key, _))) => {
+            return Err((
+                "SecretKeyMissing",
+                format!("secret {secret_key} has neither 'address' nor 'url', and spec.address is empty"),
+            ));
+        }
+        (None, None) => {
+            return Err((
+                "InvalidAddress",
+                "no address: set spec.address or spec.secretRef to a Secret with 'address' or 'url'".into(),
+            ));
+        }
+    };
+    let source = match &secret {
+        Some((secret_key, _)) if spec.address.as_deref() != Some(address.as_str()) => format!("secret {secret_key}"),
+        _ => "spec.address".to_owned(),
+    };
+    validate_address(&address).map_err(|why| ("InvalidAddress", format!("the address in {source} {why}")))?;
+    let timeout = match spec.timeout.as_deref() {
+        Some(text) => crate::duration::parse(text).map_err(|e| ("InvalidTimeout", format!("spec.timeout: {e}")))?,
+        None => DEFAULT_TIMEOUT,
+    };
+    let mut queue = hasher.build_hasher();
+    (spec.type_, &address, token.as_ref().map(SecretString::expose)).hash(&mut queue);
+    let settings = Settings {
+        address: SecretString::new(address),
+        token,
+        channel: spec.channel.clone(),
+        username: spec.username.clone(),
+    };
+    let notifier = providers::build(spec.type_, settings)
+        .map_err(|e| ("ProviderTypeNotSupported", format!("spec.type: {e}")))?;
+    let warnings = notifier.warnings();
+    Ok((
+        Destination {
+            key: key.clone(),
+            kind: spec.type_,
+            notifier,
+            timeout,
+            queue: queue.finish(),
+        },
+        warnings,
+    ))
+}
+
+/// Why an address is unusable, without quoting it (it is a secret).
+fn validate_address(address: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(address).map_err(|e| format!("is not a valid URL ({e})"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("is not an http(s) URL (scheme '{}')", parsed.scheme()));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("has no host".into());
+    }
+    Ok(())
+}
+
+fn compile_alert(
+    alert: &Alert,
+    destinations: &HashMap<ObjectKey, ProviderState>,
+    options: &TableOptions,
+    report: &mut impl FnMut(&'static str, String),
+) -> Option<Arc<CompiledAlert>> {
+    let key = object_key(alert.metadata.namespace.as_deref(), alert.metadata.name.as_deref());
+    let spec = &alert.spec;
+    let provider_key = ObjectKey::new(key.namespace.as_str(), spec.provider_ref.name.as_str());
+    let destination = match destinations.get(&provider_key) {
+        Some(ProviderState::Ready(destination)) => destination.clone(),
+        Some(ProviderState::Suspended | ProviderState::Broken) => return None,
+        None => {
+            report("ProviderNotFound", format!("spec.providerRef: provider {provider_key} not found"));
+            return None;
+        }
+    };
+    if spec.suspend == Some(true) {
+        return None;
+    }
+    if spec.event_sources.is_empty() {
+        report("InvalidSpec", "spec.eventSources is empty: the Alert can never match".into());
+    }
+    let severities = spec
+        .event_severity
+        .clone()
+        .unwrap_or(crate::api::SeverityFilter::AtLeast(options.default_severity))
+        .mask();
+    Some(Arc::new(CompiledAlert {
+        inclusion: compile_regexes("spec.inclusionList", spec.inclusion_list.as_deref(), report),
+        exclusion: compile_regexes("spec.exclusionList", spec.exclusion_list.as_deref(), report),
+        key,
+        destination,
+        channel: spec.channel.clone().filter(|c| !c.is_empty()),
+        event_metadata: spec.event_metadata.clone().unwrap_or_default(),
+        summary: spec.summary.clone(),
+        severities,
+    }))
+}
+
+/// Compiles the valid patterns into one set. As in Flux, an invalid pattern
+/// is reported and skipped (an inclusion list of only invalid patterns
+/// matches nothing).
+fn compile_regexes(
+    field: &str,
+    patterns: Option<&[String]>,
+    report: &mut impl FnMut(&'static str, String),
+) -> Option<RegexSet> {
+    let patterns = patterns.filter(|p| !p.is_empty())?;
+    let valid: Vec<&str> = patterns
+        .iter()
+        .enumerate()
+        .filter_map(|(i, pattern)| match regex::Regex::new(pattern) {
+            Ok(_) => Some(pattern.as_str()),
+            Err(e) => {
+                let detail = e.to_string().lines().last().unwrap_or("").trim().to_owned();
+                report("InvalidRegex", format!("{field}[{i}]: invalid regular expression {pattern:?}: {detail}"));
+                None
+            }
+        })
+        .collect();
+    // A set of patterns that each compiled also compiles.
+    Some(RegexSet::new(valid).unwrap_or_else(|_| RegexSet::empty()))
+}
+
+fn object_key(namespace: Option<&str>, name: Option<&str>) -> ObjectKey {
+    ObjectKey::new(namespace.unwrap_or("default"), name.unwrap_or(""))
+}
+
+fn problem<K: kube::Resource>(
+    origin: &Origin,
+    kind: &str,
+    object: &K,
+    reason: &'static str,
+    message: String,
+) -> Problem {
+    let meta = object.meta();
+    let key = object_key(meta.namespace.as_deref(), meta.name.as_deref());
+    Problem {
+        level: Level::Error,
+        origin: origin.clone(),
+        object: format!("{kind} {key}"),
+        reason,
+        message,
+    }
+}

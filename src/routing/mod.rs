@@ -1,0 +1,182 @@
+//! The routing table: an immutable value built once per snapshot that answers
+//! "which Alerts does this event match?" without touching the network.
+//!
+//! Alerts are indexed by (namespace, kind) of their event sources, so routing
+//! costs O(alerts that could match). Regexes are compiled and providers
+//! resolved when the table is built; a new snapshot builds a new table,
+//! swapped in atomically by the caller.
+
+mod build;
+pub mod metadata;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use regex::RegexSet;
+
+pub use build::build;
+
+use crate::api::{FluxEvent, ProviderType, Severity, SeverityMask};
+use crate::providers::Notifier;
+use crate::source::{LabelIndex, ObjectKey};
+
+/// Choices that change how a snapshot becomes a table.
+#[derive(Clone, Debug)]
+pub struct TableOptions {
+    /// Severity threshold of Alerts without `eventSeverity`.
+    pub default_severity: Severity,
+    /// Alerts may only route events of objects in their own namespace.
+    pub no_cross_namespace_refs: bool,
+}
+
+impl Default for TableOptions {
+    fn default() -> Self {
+        Self {
+            default_severity: Severity::Error,
+            no_cross_namespace_refs: false,
+        }
+    }
+}
+
+/// A resolved, ready Provider: where its notifications go.
+pub struct Destination {
+    pub key: ObjectKey,
+    pub kind: ProviderType,
+    pub notifier: Arc<dyn Notifier>,
+    /// Timeout of one delivery request.
+    pub timeout: Duration,
+    /// Identifies the delivery queue: notifications with the same endpoint
+    /// are delivered in order, one at a time.
+    pub queue: u64,
+}
+
+/// An Alert ready to match events.
+pub struct CompiledAlert {
+    pub key: ObjectKey,
+    pub destination: Arc<Destination>,
+    pub channel: Option<String>,
+    pub event_metadata: BTreeMap<String, String>,
+    pub summary: Option<String>,
+    severities: SeverityMask,
+    inclusion: Option<RegexSet>,
+    exclusion: Option<RegexSet>,
+}
+
+impl CompiledAlert {
+    fn matches_message(&self, message: &str) -> bool {
+        let included = self.inclusion.as_ref().is_none_or(|set| set.is_match(message));
+        let excluded = self.exclusion.as_ref().is_some_and(|set| set.is_match(message));
+        included && !excluded
+    }
+}
+
+/// One notification to deliver: an event matched by an Alert.
+pub struct Notification {
+    /// The event, metadata cleaned (§3.5).
+    pub event: Arc<FluxEvent>,
+    pub alert: Arc<CompiledAlert>,
+    /// The merged, prefix-stripped metadata for this Alert.
+    pub metadata: BTreeMap<String, String>,
+}
+
+enum NameMatch {
+    Any,
+    Exact(String),
+}
+
+/// One event source of one Alert, filed under its (namespace, kind).
+struct SourceRoute {
+    name: NameMatch,
+    match_labels: Option<BTreeMap<String, String>>,
+    alert: Arc<CompiledAlert>,
+}
+
+/// The immutable routing table.
+#[derive(Default)]
+pub struct RoutingTable {
+    /// namespace → kind → routes.
+    index: HashMap<String, HashMap<String, Vec<SourceRoute>>>,
+    /// Labels of objects known to the source, for `matchLabels`.
+    labels: LabelIndex,
+    alert_count: usize,
+}
+
+impl RoutingTable {
+    /// Alerts this table routes to (ready, not suspended).
+    pub fn alert_count(&self) -> usize {
+        self.alert_count
+    }
+
+    /// The Alerts an event matches, each once.
+    pub fn route(&self, event: &FluxEvent) -> Vec<Arc<CompiledAlert>> {
+        let object = &event.involved_object;
+        let Some(routes) = self
+            .index
+            .get(object.namespace.as_str())
+            .and_then(|by_kind| by_kind.get(object.kind.as_str()))
+        else {
+            return Vec::new();
+        };
+        let mut matched: Vec<Arc<CompiledAlert>> = Vec::new();
+        for route in routes {
+            let name_ok = match &route.name {
+                NameMatch::Any => true,
+                NameMatch::Exact(name) => *name == object.name,
+            };
+            if !name_ok
+                || !route.alert.severities.contains(event.severity)
+                || matched.iter().any(|a| Arc::ptr_eq(a, &route.alert))
+                || !self.labels_match(route, event)
+                || !route.alert.matches_message(&event.message)
+            {
+                continue;
+            }
+            matched.push(route.alert.clone());
+        }
+        matched
+    }
+
+    /// Routes an event and builds its notifications: the one call the
+    /// receiver and `herald route` make. Cleans the event's metadata.
+    pub fn notifications(&self, mut event: FluxEvent) -> Vec<Notification> {
+        let alerts = self.route(&event);
+        if alerts.is_empty() {
+            return Vec::new();
+        }
+        metadata::clean(&mut event);
+        let event = Arc::new(event);
+        alerts
+            .into_iter()
+            .map(|alert| Notification {
+                metadata: metadata::merge(&event, &alert.event_metadata, alert.summary.as_deref()),
+                event: event.clone(),
+                alert,
+            })
+            .collect()
+    }
+
+    fn labels_match(&self, route: &SourceRoute, event: &FluxEvent) -> bool {
+        let Some(wanted) = route.match_labels.as_ref().filter(|m| !m.is_empty()) else {
+            return true;
+        };
+        let object = &event.involved_object;
+        let key = (
+            object.kind.clone(),
+            ObjectKey::new(object.namespace.as_str(), object.name.as_str()),
+        );
+        match self.labels.get(&key) {
+            Some(labels) => wanted.iter().all(|(k, v)| labels.get(k) == Some(v)),
+            None => {
+                tracing::warn!(
+                    alert = %route.alert.key,
+                    object = %event.object_ref(),
+                    "matchLabels: the involved object is unknown, so its labels cannot match"
+                );
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! One test per routing rule (DESIGN §3.2–§3.5), on manifests parsed by the
+//! real manifest loader.
+
+use super::*;
+use crate::api::{InvolvedObject, Severity};
+use crate::source::{Problem, manifests};
+
+const PROVIDER: &str = "
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {name: slack, namespace: flux-system}
+spec: {type: slack, address: 'https://hooks.example.com/services/x'}
+";
+
+fn alert(name: &str, spec: &str) -> String {
+    format!(
+        "---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\n\
+         metadata: {{name: {name}, namespace: flux-system}}\nspec:\n  providerRef: {{name: slack}}\n{spec}\n"
+    )
+}
+
+fn table_with(manifests: &str, options: &TableOptions) -> (RoutingTable, Vec<Problem>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("m.yaml"), manifests).expect("write");
+    let (snapshot, mut problems) = manifests::load(dir.path());
+    let (table, more) = build(&snapshot, options);
+    problems.extend(more);
+    (table, problems)
+}
+
+fn table(manifests: &str) -> RoutingTable {
+    let (table, problems) = table_with(manifests, &TableOptions::default());
+    assert!(problems.is_empty(), "{problems:#?}");
+    table
+}
+
+fn event(kind: &str, namespace: &str, name: &str, severity: Severity, message: &str) -> FluxEvent {
+    FluxEvent {
+        involved_object: InvolvedObject {
+            api_version: "kustomize.toolkit.fluxcd.io/v1".into(),
+            kind: kind.into(),
+            name: name.into(),
+            namespace: namespace.into(),
+            ..Default::default()
+        },
+        severity,
+        timestamp: String::new(),
+        message: message.into(),
+        reason: "Reason".into(),
+        metadata: Default::default(),
+        reporting_controller: "kustomize-controller".into(),
+        reporting_instance: String::new(),
+    }
+}
+
+fn matched(table: &RoutingTable, event: &FluxEvent) -> Vec<String> {
+    table.route(event).iter().map(|a| a.key.name.clone()).collect()
+}
+
+fn ks(name: &str, severity: Severity) -> FluxEvent {
+    event("Kustomization", "flux-system", name, severity, "msg")
+}
+
+#[test]
+fn wildcard_matches_every_name_of_the_kind() {
+    let t = table(&format!("{PROVIDER}{}", alert("a", "  eventSources: [{kind: Kustomization, name: '*'}]")));
+    assert_eq!(matched(&t, &ks("one", Severity::Error)), ["a"]);
+    assert_eq!(matched(&t, &ks("two", Severity::Error)), ["a"]);
+    let helm = event("HelmRelease", "flux-system", "one", Severity::Error, "m");
+    assert!(matched(&t, &helm).is_empty());
+}
+
+#[test]
+fn exact_name_matches_only_that_object() {
+    let t = table(&format!("{PROVIDER}{}", alert("a", "  eventSources: [{kind: Kustomization, name: apps}]")));
+    assert_eq!(matched(&t, &ks("apps", Severity::Error)), ["a"]);
+    assert!(matched(&t, &ks("infra", Severity::Error)).is_empty());
+}
+
+#[test]
+fn source_namespace_defaults_to_the_alerts_and_may_be_another() {
+    let t = table(&format!(
+        "{PROVIDER}{}{}",
+        alert("local", "  eventSources: [{kind: Kustomization, name: '*'}]"),
+        alert("remote", "  eventSources: [{kind: Kustomization, name: '*', namespace: apps}]"),
+    ));
+    assert_eq!(matched(&t, &ks("x", Severity::Error)), ["local"]);
+    let in_apps = event("Kustomization", "apps", "x", Severity::Error, "m");
+    assert_eq!(matched(&t, &in_apps), ["remote"]);
+    let elsewhere = event("Kustomization", "other", "x", Severity::Error, "m");
+    assert!(matched(&t, &elsewhere).is_empty());
+}
+
+#[test]
+fn no_cross_namespace_refs_blocks_other_namespaces() {
+    let options = TableOptions {
+        no_cross_namespace_refs: true,
+        ..Default::default()
+    };
+    let (t, problems) = table_with(
+        &format!(
+            "{PROVIDER}{}",
+            alert(
+                "a",
+                "  eventSources: [{kind: Kustomization, name: '*'}, {kind: Kustomization, name: '*', namespace: apps}]"
+            )
+        ),
+        &options,
+    );
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].reason, "AccessDenied");
+    assert!(problems[0].message.contains("spec.eventSources[1].namespace"));
+    assert_eq!(matched(&t, &ks("x", Severity::Error)), ["a"]);
+    assert!(matched(&t, &event("Kustomization", "apps", "x", Severity::Error, "m")).is_empty());
+}
+
+#[test]
+fn severity_string_list_and_absent() {
+    let manifests = format!(
+        "{PROVIDER}{}{}{}",
+        alert("threshold", "  eventSeverity: info\n  eventSources: [{kind: Kustomization, name: '*'}]"),
+        alert("list", "  eventSeverity: [warn, error]\n  eventSources: [{kind: Kustomization, name: '*'}]"),
+        alert("absent", "  eventSources: [{kind: Kustomization, name: '*'}]"),
+    );
+    let t = table(&manifests);
+    assert_eq!(matched(&t, &ks("x", Severity::Error)), ["threshold", "list", "absent"]);
+    assert_eq!(matched(&t, &ks("x", Severity::Warn)), ["threshold", "list"]);
+    assert_eq!(matched(&t, &ks("x", Severity::Info)), ["threshold"]);
+    assert!(matched(&t, &ks("x", Severity::Trace)).is_empty());
+
+    let flux_default = TableOptions {
+        default_severity: Severity::Info,
+        ..Default::default()
+    };
+    let (t, _) = table_with(&manifests, &flux_default);
+    assert_eq!(matched(&t, &ks("x", Severity::Info)), ["threshold", "absent"]);
+}
+
+#[test]
+fn inclusion_and_exclusion_beats_inclusion() {
+    let t = table(&format!(
+        "{PROVIDER}{}",
+        alert(
+            "a",
+            "  eventSources: [{kind: Kustomization, name: '*'}]\n  inclusionList: ['.*failed.*', '^Health']\n  exclusionList: ['dry-run']"
+        )
+    ));
+    let with = |message: &str| event("Kustomization", "flux-system", "x", Severity::Error, message);
+    assert_eq!(matched(&t, &with("apply failed")), ["a"]);
+    assert_eq!(matched(&t, &with("Health check passed")), ["a"]);
+    assert!(matched(&t, &with("reconciled")).is_empty());
+    assert!(matched(&t, &with("dry-run failed")).is_empty());
+}
+
+#[test]
+fn invalid_regex_is_reported_and_skipped() {
+    let (t, problems) = table_with(
+        &format!(
+            "{PROVIDER}{}",
+            alert("a", "  eventSources: [{kind: Kustomization, name: '*'}]\n  exclusionList: ['(unclosed', 'noise']")
+        ),
+        &TableOptions::default(),
+    );
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].reason, "InvalidRegex");
+    assert!(problems[0].message.contains("spec.exclusionList[0]"), "{}", problems[0]);
+    let with = |message: &str| event("Kustomization", "flux-system", "x", Severity::Error, message);
+    assert_eq!(matched(&t, &with("(unclosed")), ["a"]);
+    assert!(matched(&t, &with("noise")).is_empty());
+}
+
+#[test]
+fn suspended_alert_and_suspended_provider_route_nothing() {
+    let t = table(&format!(
+        "{PROVIDER}{}",
+        alert("a", "  suspend: true\n  eventSources: [{kind: Kustomization, name: '*'}]")
+    ));
+    assert!(matched(&t, &ks("x", Severity::Error)).is_empty());
+
+    let suspended_provider = PROVIDER.replace("type: slack,", "type: slack, suspend: true,");
+    let t = table(&format!(
+        "{suspended_provider}{}",
+        alert("a", "  eventSources: [{kind: Kustomization, name: '*'}]")
+    ));
+    assert!(matched(&t, &ks("x", Severity::Error)).is_empty());
+}
+
+#[test]
+fn an_alert_matches_once_even_through_two_sources() {
+    let t = table(&format!(
+        "{PROVIDER}{}",
+        alert("a", "  eventSources: [{kind: Kustomization, name: '*'}, {kind: Kustomization, name: x}]")
+    ));
+    assert_eq!(matched(&t, &ks("x", Severity::Error)), ["a"]);
+}
+
+#[test]
+fn match_labels_read_objects_from_the_source() {
+    let t = table(&format!(
+        "{PROVIDER}{}\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\n\
+         metadata: {{name: web, namespace: flux-system, labels: {{team: web}}}}\n---\n\
+         apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\n\
+         metadata: {{name: db, namespace: flux-system, labels: {{team: db}}}}\n",
+        alert("a", "  eventSources: [{kind: Kustomization, name: '*', matchLabels: {team: web}}]")
+    ));
+    assert_eq!(matched(&t, &ks("web", Severity::Error)), ["a"]);
+    assert!(matched(&t, &ks("db", Severity::Error)).is_empty());
+    assert!(matched(&t, &ks("unknown", Severity::Error)).is_empty());
+}
+
+#[test]
+fn notifications_carry_cleaned_and_merged_metadata() {
+    let t = table(&format!(
+        "{PROVIDER}{}",
+        alert(
+            "a",
+            "  eventSources: [{kind: Kustomization, name: '*'}]\n  summary: prod\n  eventMetadata: {env: prod, revision: alert}"
+        )
+    ));
+    let mut e = ks("x", Severity::Error);
+    e.metadata = [
+        ("kustomize.toolkit.fluxcd.io/revision", "main@sha1:abc"),
+        ("kustomize.toolkit.fluxcd.io/token", "secret-token"),
+        ("event.toolkit.fluxcd.io/env", "event"),
+        ("other.io/x", "y"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let notifications = t.notifications(e);
+    assert_eq!(notifications.len(), 1);
+    let merged: Vec<_> = notifications[0].metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    assert_eq!(merged, ["env=prod", "revision=main@sha1:abc", "summary=prod"]);
+    assert!(!notifications[0].event.metadata.contains_key("kustomize.toolkit.fluxcd.io/token"));
+}
+
+#[test]
+fn provider_problems_name_the_cause() {
+    let manifests = "
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {name: missing-secret, namespace: ns}
+spec: {type: slack, secretRef: {name: nope}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {name: no-keys, namespace: ns}
+spec: {type: slack, secretRef: {name: empty}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: empty, namespace: ns}
+stringData: {other: x}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {name: ftp, namespace: ns}
+spec: {type: slack, address: 'ftp://example.com/secret-path'}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {name: teams, namespace: ns}
+spec: {type: msteams, address: 'https://example.com/hook'}
+";
+    let (_, problems) = table_with(manifests, &TableOptions::default());
+    let reasons: Vec<_> = problems.iter().map(|p| (p.object.as_str(), p.reason)).collect();
+    assert_eq!(
+        reasons,
+        [
+            ("Provider ns/missing-secret", "SecretNotFound"),
+            ("Provider ns/no-keys", "SecretKeyMissing"),
+            ("Provider ns/ftp", "InvalidAddress"),
+            ("Provider ns/teams", "ProviderTypeNotSupported"),
+        ]
+    );
+    assert!(problems[1].message.contains("secret ns/empty has neither 'address' nor 'url'"));
+    assert!(!problems[2].message.contains("secret-path"), "address leaked: {}", problems[2]);
+}
+
+#[test]
+fn alert_without_provider_is_reported() {
+    let (t, problems) = table_with(
+        &alert("a", "  eventSources: [{kind: Kustomization, name: '*'}]"),
+        &TableOptions::default(),
+    );
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].reason, "ProviderNotFound");
+    assert_eq!(t.alert_count(), 0);
+}
