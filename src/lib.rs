@@ -7,8 +7,13 @@
 //! [`providers`] (one module per notification service).
 
 pub mod api;
+pub mod cli;
+pub mod dispatch;
 pub mod duration;
+pub mod http;
 pub mod mask;
+pub mod metrics;
 pub mod providers;
+pub mod receiver;
 pub mod routing;
 pub mod source;

@@ -1,3 +1,6 @@
+use clap::Parser;
+
 fn main() {
-    print!("{}", herald::api::crd::crds_yaml());
+    let cli = herald::cli::Cli::parse();
+    std::process::exit(herald::cli::run(cli));
 }

@@ -1,0 +1,148 @@
+//! The command line (DESIGN §2): `serve`, `route`, `check`, `crds`.
+
+pub mod check;
+pub mod route;
+pub mod serve;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::api::Severity;
+use crate::dispatch::DispatchConfig;
+use crate::routing::TableOptions;
+
+/// herald: a drop-in replacement for Flux's notification-controller.
+///
+/// It serves Flux's Alert and Provider resources, receives the events Flux's
+/// controllers send, and delivers the matching notifications (Slack today).
+/// Run it on a directory of manifests with no cluster (`serve`, `route`,
+/// `check`), or print its CRDs (`crds`).
+#[derive(Debug, Parser)]
+#[command(name = "herald", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Receive events and deliver notifications, with Alerts, Providers and
+    /// Secrets read from YAML manifests under a directory (no cluster needed).
+    /// The directory is re-read when its files change.
+    Serve(serve::ServeArgs),
+    /// Dry run: print, one JSON line each, the notifications the given event
+    /// files would produce. Sends nothing; addresses are masked.
+    Route(route::RouteArgs),
+    /// Validate every Alert, Provider and Secret under a directory the way
+    /// the controller would. Prints one line per problem; exit status 1 on
+    /// any error.
+    Check(check::CheckArgs),
+    /// Print the CustomResourceDefinitions for Alert and Provider (YAML).
+    Crds,
+}
+
+/// Where the manifests are and how they become a routing table.
+#[derive(Debug, Clone, Args)]
+pub struct RoutingArgs {
+    /// Directory of YAML manifests (Alert, Provider, Secret; other kinds
+    /// supply labels for matchLabels). Read recursively, multi-document files allowed.
+    #[arg(long, value_name = "DIR")]
+    pub manifests: PathBuf,
+
+    /// Severity an Alert without `eventSeverity` matches from: `error`
+    /// (herald's default: errors only) or `info` (Flux's behaviour).
+    #[arg(long, value_name = "SEVERITY", default_value = "error", value_parser = parse_severity)]
+    pub default_event_severity: Severity,
+
+    /// Alerts only route events of objects in their own namespace.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub no_cross_namespace_refs: bool,
+}
+
+impl RoutingArgs {
+    pub fn table_options(&self) -> TableOptions {
+        TableOptions {
+            default_severity: self.default_event_severity,
+            no_cross_namespace_refs: self.no_cross_namespace_refs,
+        }
+    }
+}
+
+/// How notifications are delivered.
+#[derive(Debug, Clone, Args)]
+pub struct DeliveryArgs {
+    /// Give up on a notification this long after its event was accepted
+    /// (retries continue until then).
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = crate::duration::parse)]
+    pub max_delivery_age: Duration,
+
+    /// First retry delay; doubles on every attempt (with jitter), up to 1m.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = crate::duration::parse)]
+    pub retry_backoff: Duration,
+
+    /// Notifications accepted and not yet delivered, across all
+    /// destinations. When full, events are answered 503 and Flux retries.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub queue_capacity: usize,
+}
+
+impl DeliveryArgs {
+    pub fn dispatch_config(&self) -> DispatchConfig {
+        DispatchConfig {
+            queue_capacity: self.queue_capacity.max(1),
+            max_delivery_age: self.max_delivery_age,
+            initial_backoff: self.retry_backoff,
+            max_backoff: Duration::from_secs(60).max(self.retry_backoff),
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log verbosity: trace, debug, info, warn or error.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Log format: `console` (human-readable) or `json`.
+    #[arg(long, value_name = "FORMAT", value_enum)]
+    pub log_encoding: Option<LogEncoding>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogEncoding {
+    Console,
+    Json,
+}
+
+impl LogArgs {
+    /// Installs the global subscriber (logs go to stderr).
+    pub fn init(&self, default_encoding: LogEncoding) {
+        let filter = tracing_subscriber::EnvFilter::try_new(format!("{},hyper=warn,reqwest=warn", self.log_level))
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+        let _ = match self.log_encoding.unwrap_or(default_encoding) {
+            LogEncoding::Json => builder.json().flatten_event(true).try_init(),
+            LogEncoding::Console => builder.with_ansi(false).try_init(),
+        };
+    }
+}
+
+fn parse_severity(text: &str) -> Result<Severity, String> {
+    text.parse()
+}
+
+/// Runs the parsed command; returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Route(args) => route::run(&args),
+        Command::Check(args) => check::run(&args),
+        Command::Crds => {
+            print!("{}", crate::api::crd::crds_yaml());
+            0
+        }
+    }
+}

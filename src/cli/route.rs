@@ -1,0 +1,75 @@
+//! `herald route`: a dry run that prints what would be sent.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::RoutingArgs;
+use crate::api::FluxEvent;
+use crate::routing::{self, Notification};
+use crate::source::{Level, manifests};
+
+#[derive(Debug, Args)]
+pub struct RouteArgs {
+    #[command(flatten)]
+    pub routing: RoutingArgs,
+
+    /// Event files (JSON, as Flux's controllers POST them).
+    #[arg(value_name = "EVENT.json", required = true)]
+    pub events: Vec<PathBuf>,
+}
+
+/// One line of `herald route` output.
+#[derive(Serialize)]
+struct Line<'a> {
+    event: String,
+    alert: String,
+    provider: String,
+    #[serde(rename = "type")]
+    kind: String,
+    address: String,
+    payload: &'a Value,
+}
+
+pub fn run(args: &RouteArgs) -> i32 {
+    let (snapshot, mut problems) = manifests::load(&args.routing.manifests);
+    let (table, more) = routing::build(&snapshot, &args.routing.table_options());
+    problems.extend(more);
+    for problem in problems.iter().filter(|p| p.level == Level::Error) {
+        eprintln!("{problem}");
+    }
+    let mut status = 0;
+    for path in &args.events {
+        let event = match std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|body| FluxEvent::from_json(&body).map_err(|e| e.to_string()))
+        {
+            Ok(event) => event,
+            Err(e) => {
+                eprintln!("{}: {e}", path.display());
+                status = 1;
+                continue;
+            }
+        };
+        for notification in table.notifications(event) {
+            println!("{}", render(&notification));
+        }
+    }
+    status
+}
+
+fn render(n: &Notification) -> String {
+    let destination = &n.alert.destination;
+    let payload = destination.notifier.payload(n);
+    let line = Line {
+        event: n.event.object_ref(),
+        alert: n.alert.key.to_string(),
+        provider: destination.key.to_string(),
+        kind: destination.kind.as_str(),
+        address: destination.notifier.masked_address(),
+        payload: &payload,
+    };
+    serde_json::to_string(&line).unwrap_or_default()
+}

@@ -1,0 +1,124 @@
+//! The event endpoint (DESIGN §3.7): where Flux's controllers POST events.
+//!
+//! Every request is treated as hostile: the body is capped at 3 MiB and must
+//! arrive within a deadline, JSON nesting is bounded by the parser, and
+//! nothing a client sends can panic the process. The handler routes the
+//! event and hands notifications to the dispatcher; it never waits for a
+//! provider.
+
+pub mod dedup;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use self::dedup::{Admission, Dedup};
+use crate::api::FluxEvent;
+use crate::dispatch::Dispatcher;
+use crate::metrics::Metrics;
+use crate::routing::RoutingTable;
+
+/// Largest accepted event body.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// What the event endpoint needs.
+pub struct Receiver {
+    pub table: Arc<ArcSwap<RoutingTable>>,
+    pub dispatcher: Dispatcher,
+    pub dedup: Dedup,
+    pub metrics: Arc<Metrics>,
+    /// Deadline for reading a whole request body.
+    pub body_timeout: Duration,
+    /// Cleared at shutdown: later events are answered 503 so senders retry
+    /// against another replica.
+    pub accepting: AtomicBool,
+}
+
+/// The router: every path, every method (non-POST answered 405).
+pub fn router(receiver: Arc<Receiver>) -> Router {
+    Router::new().fallback(handle).with_state(receiver)
+}
+
+async fn handle(State(receiver): State<Arc<Receiver>>, method: Method, request: axum::extract::Request) -> Response {
+    if method != Method::POST {
+        receiver.metrics.event("method_not_allowed");
+        let mut response = (StatusCode::METHOD_NOT_ALLOWED, "only POST is accepted\n").into_response();
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    let body = match read_body(request.into_body(), receiver.body_timeout).await {
+        Ok(body) => body,
+        Err(refusal) => {
+            receiver.metrics.event(refusal.0);
+            return refusal.1.into_response();
+        }
+    };
+    let event = match FluxEvent::from_json(&body) {
+        Ok(event) => event,
+        Err(e) => {
+            receiver.metrics.event("invalid");
+            tracing::debug!(error = %e, "event refused");
+            return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
+        }
+    };
+    receiver.accept(event)
+}
+
+type Refusal = (&'static str, (StatusCode, &'static str));
+
+async fn read_body(body: Body, timeout: Duration) -> Result<bytes::Bytes, Refusal> {
+    let too_large = ("too_large", (StatusCode::PAYLOAD_TOO_LARGE, "event body is larger than 3 MiB\n"));
+    match tokio::time::timeout(timeout, Limited::new(body, MAX_BODY_BYTES).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large),
+        Ok(Err(e)) => {
+            // Hyper reports an over-long declared length this way too.
+            if e.to_string().contains("length limit") {
+                Err(too_large)
+            } else {
+                Err(("unreadable", (StatusCode::BAD_REQUEST, "cannot read the request body\n")))
+            }
+        }
+        Err(_) => Err(("timeout", (StatusCode::REQUEST_TIMEOUT, "request body not received in time\n"))),
+    }
+}
+
+impl Receiver {
+    /// Dedup, route, enqueue. Shared by the HTTP handler and tests.
+    pub fn accept(&self, event: FluxEvent) -> Response {
+        if !self.accepting.load(Ordering::Acquire) {
+            self.metrics.event("shutting_down");
+            return unavailable("herald is shutting down\n");
+        }
+        let Admission::Fresh(key) = self.dedup.admit(&event, Instant::now()) else {
+            self.metrics.event("duplicate");
+            return (StatusCode::TOO_MANY_REQUESTS, "duplicate event\n").into_response();
+        };
+        let object = event.object_ref();
+        let notifications = self.table.load().notifications(event);
+        let count = notifications.len();
+        if self.dispatcher.try_enqueue(notifications).is_err() {
+            self.dedup.forget(key);
+            self.metrics.event("queue_full");
+            tracing::warn!(event = %object, "delivery queue full: event refused with 503");
+            return unavailable("the delivery queue is full\n");
+        }
+        self.metrics.event("accepted");
+        tracing::debug!(event = %object, notifications = count, "event accepted");
+        StatusCode::ACCEPTED.into_response()
+    }
+}
+
+fn unavailable(message: &'static str) -> Response {
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
+}
