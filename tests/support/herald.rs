@@ -1,0 +1,166 @@
+//! Runs the real `herald` binary and reads its JSON logs.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running `herald serve`.
+pub struct Herald {
+    child: Child,
+    logs: Arc<Mutex<Vec<String>>>,
+    pub events: String,
+    pub metrics: String,
+    pub health: String,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_herald")
+}
+
+impl Herald {
+    /// Starts `herald serve` on ephemeral ports with extra flags.
+    pub fn serve(manifests: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(binary())
+            .arg("serve")
+            .arg("--manifests")
+            .arg(manifests)
+            .args([
+                "--events-addr=127.0.0.1:0",
+                "--metrics-addr=127.0.0.1:0",
+                "--health-addr=127.0.0.1:0",
+                "--log-encoding=json",
+                "--log-level=debug",
+                "--reload-interval=100ms",
+                "--retry-backoff=100ms",
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start herald");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().expect("logs").push(line);
+            }
+        });
+        let mut herald = Self {
+            child,
+            logs,
+            events: String::new(),
+            metrics: String::new(),
+            health: String::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline && (herald.events.is_empty() || herald.metrics.is_empty() || herald.health.is_empty()) {
+            for line in herald.logs() {
+                let Ok(log) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+                if log["message"] != "listening" {
+                    continue;
+                }
+                let url = format!("http://{}", log["address"].as_str().unwrap_or_default());
+                match log["server"].as_str() {
+                    Some("events") => herald.events = url,
+                    Some("metrics") => herald.metrics = url,
+                    Some("health") => herald.health = url,
+                    _ => {}
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!herald.events.is_empty(), "herald did not start: {:#?}", herald.logs());
+        herald
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().expect("logs").clone()
+    }
+
+    /// Waits for a log line containing `text`.
+    pub fn wait_for_log(&self, text: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.logs().into_iter().find(|l| l.contains(text)) {
+                return Some(line);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// POSTs a body to the event endpoint; returns status and body text.
+    pub fn post(&self, body: impl Into<Vec<u8>>) -> (u16, String) {
+        client::post(&self.events, body.into())
+    }
+
+    /// POSTs a fixture event file.
+    pub fn post_file(&self, path: &Path) -> u16 {
+        self.post(std::fs::read(path).expect("event file")).0
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self, timeout: Duration) -> Option<i32> {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Herald {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Minimal blocking HTTP helpers on top of reqwest's async client.
+pub mod client {
+    use std::time::Duration;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    pub fn post(url: &str, body: Vec<u8>) -> (u16, String) {
+        request(::reqwest::Method::POST, url, body)
+    }
+
+    pub fn get(url: &str) -> (u16, String) {
+        request(::reqwest::Method::GET, url, Vec::new())
+    }
+
+    pub fn request(method: ::reqwest::Method, url: &str, body: Vec<u8>) -> (u16, String) {
+        runtime().block_on(async {
+            let client = ::reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client");
+            let response = client
+                .request(method, url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("request");
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap_or_default())
+        })
+    }
+}

@@ -1,0 +1,45 @@
+//! Shared test support: a recording webhook sink and a `herald serve` process.
+#![allow(dead_code)]
+
+pub mod herald;
+pub mod sink;
+
+use std::path::{Path, PathBuf};
+
+/// The project's shared fixtures (`../shared/fixtures` beside the repository),
+/// or `HERALD_FIXTURES` when set.
+pub fn fixtures() -> PathBuf {
+    std::env::var_os("HERALD_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"))
+}
+
+/// A fixture event file.
+pub fn event_file(name: &str) -> PathBuf {
+    fixtures().join("events").join(name)
+}
+
+/// Copies the named seed manifests into a fresh directory, pointing the
+/// Slack Secret's url at `webhook`.
+pub fn seed_copy(files: &[&str], webhook: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for file in files {
+        let text = std::fs::read_to_string(fixtures().join("seed").join(file)).expect("seed fixture");
+        let text = text.replace(
+            "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX",
+            webhook,
+        );
+        std::fs::write(dir.path().join(file), text).expect("write manifest");
+    }
+    dir
+}
+
+/// Every seed manifest.
+pub const SEED: [&str; 6] = [
+    "00-namespace.yaml",
+    "01-kustomization.yaml",
+    "02-provider.yaml",
+    "03-alert.yaml",
+    "04-secret.yaml",
+    "05-two-channels.yaml",
+];

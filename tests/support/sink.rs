@@ -1,0 +1,147 @@
+//! A recording webhook sink: a real HTTP server on 127.0.0.1 that records
+//! every request and answers from a script (then 200 by default).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// One recorded request.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub at: Instant,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: serde_json::Value,
+}
+
+/// A scripted answer.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+    pub delay: Duration,
+}
+
+impl Answer {
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: String::new(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn body(mut self, body: impl Into<String>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    received: Vec<Received>,
+    script: VecDeque<Answer>,
+    default: Option<Answer>,
+}
+
+/// The sink; clones share state.
+#[derive(Clone)]
+pub struct Sink {
+    inner: Arc<Mutex<Inner>>,
+    pub url: String,
+    _runtime: Arc<tokio::runtime::Runtime>,
+}
+
+impl Sink {
+    /// Starts a sink on its own runtime thread, so tests may be sync or async.
+    pub fn start() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind sink");
+        let address = listener.local_addr().expect("sink address");
+        let app = Router::new().fallback(record).with_state(inner.clone());
+        runtime.spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            inner,
+            url: format!("http://{address}/services/T000/B000/secret-webhook-path"),
+            _runtime: Arc::new(runtime),
+        }
+    }
+
+    /// Answers the next requests with these, in order.
+    pub fn script(&self, answers: impl IntoIterator<Item = Answer>) {
+        self.inner.lock().expect("sink").script.extend(answers);
+    }
+
+    /// Answers every unscripted request with this.
+    pub fn default_answer(&self, answer: Answer) {
+        self.inner.lock().expect("sink").default = Some(answer);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.inner.lock().expect("sink").received.clone()
+    }
+
+    /// Waits until at least `count` requests arrived (or the timeout passes).
+    pub fn wait_for(&self, count: usize, timeout: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let received = self.received();
+            if received.len() >= count || Instant::now() >= deadline {
+                return received;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+async fn record(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let answer = {
+        let mut inner = inner.lock().expect("sink");
+        inner.received.push(Received {
+            at: Instant::now(),
+            path: uri.path().to_owned(),
+            headers,
+            body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        });
+        let default = inner.default.clone().unwrap_or_else(|| Answer::status(200).body("ok"));
+        inner.script.pop_front().unwrap_or(default)
+    };
+    tokio::time::sleep(answer.delay).await;
+    let mut response = (StatusCode::from_u16(answer.status).expect("status"), answer.body).into_response();
+    for (name, value) in answer.headers {
+        response.headers_mut().insert(name, value.parse().expect("header value"));
+    }
+    response
+}
