@@ -105,7 +105,7 @@ impl Herald {
     }
 
     /// Sends SIGTERM and waits for the exit status.
-    pub fn terminate(mut self, timeout: Duration) -> Option<i32> {
+    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         let deadline = Instant::now() + timeout;
         loop {

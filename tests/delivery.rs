@@ -1,0 +1,235 @@
+//! Delivery semantics (DESIGN §3.9) against real local HTTP sinks.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::herald::Herald;
+use support::sink::{Answer, Sink};
+use support::{event_file, seed_copy};
+
+const WAIT: Duration = Duration::from_secs(15);
+const SEED_SLACK: [&str; 3] = ["02-provider.yaml", "03-alert.yaml", "04-secret.yaml"];
+
+/// The kustomization-error event with a distinct message.
+fn error_event(n: usize) -> String {
+    let body = std::fs::read_to_string(event_file("kustomization-error.json")).expect("event");
+    body.replace("dry-run failed", &format!("dry-run failed #{n:03}"))
+}
+
+fn assert_no_secret_in_logs(herald: &Herald) {
+    for line in herald.logs() {
+        assert!(!line.contains("secret-webhook-path"), "webhook path leaked: {line}");
+        assert!(!line.contains("xoxb-"), "token leaked: {line}");
+    }
+}
+
+#[test]
+fn two_server_errors_then_success_is_one_delivery_in_three_attempts() {
+    let sink = Sink::start();
+    sink.script([Answer::status(500), Answer::status(500)]);
+    let dir = seed_copy(&SEED_SLACK, &sink.url);
+    let herald = Herald::serve(dir.path(), &[]);
+    assert_eq!(herald.post(error_event(1)).0, 202);
+    let received = sink.wait_for(3, WAIT);
+    assert_eq!(received.len(), 3);
+    assert!(received.iter().all(|r| r.body == received[0].body));
+    assert!(herald.wait_for_log("\"delivered\"", WAIT).is_some());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sink.received().len(), 3, "delivered notification was sent again");
+    let metrics = support::herald::client::get(&format!("{}/metrics", herald.metrics)).1;
+    assert!(metrics.contains("herald_notifications_total{provider_type=\"slack\",result=\"delivered\"} 1"), "{metrics}");
+    assert!(metrics.contains("herald_delivery_retries_total{provider_type=\"slack\"} 2"), "{metrics}");
+    assert_no_secret_in_logs(&herald);
+}
+
+#[test]
+fn too_many_requests_waits_for_retry_after() {
+    let sink = Sink::start();
+    sink.script([Answer::status(429).header("retry-after", "2")]);
+    let dir = seed_copy(&SEED_SLACK, &sink.url);
+    let herald = Herald::serve(dir.path(), &[]);
+    assert_eq!(herald.post(error_event(1)).0, 202);
+    let received = sink.wait_for(2, WAIT);
+    assert_eq!(received.len(), 2);
+    let waited = received[1].at - received[0].at;
+    assert!(waited >= Duration::from_secs(2), "retried after {waited:?}, before Retry-After");
+}
+
+#[test]
+fn retry_after_as_http_date_is_obeyed() {
+    let sink = Sink::start();
+    let when = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(3));
+    sink.script([Answer::status(503).header("retry-after", when)]);
+    let dir = seed_copy(&SEED_SLACK, &sink.url);
+    let herald = Herald::serve(dir.path(), &[]);
+    assert_eq!(herald.post(error_event(1)).0, 202);
+    let received = sink.wait_for(2, WAIT);
+    assert_eq!(received.len(), 2);
+    // HTTP dates have one-second resolution.
+    assert!(received[1].at - received[0].at >= Duration::from_secs(1));
+}
+
+#[test]
+fn client_errors_are_never_retried() {
+    let sink = Sink::start();
+    sink.default_answer(Answer::status(400).body("invalid_payload"));
+    let dir = seed_copy(&SEED_SLACK, &sink.url);
+    let herald = Herald::serve(dir.path(), &[]);
+    assert_eq!(herald.post(error_event(1)).0, 202);
+    let line = herald.wait_for_log("not retrying", WAIT).expect("failure logged");
+    assert!(line.contains("400"), "{line}");
+    assert!(line.contains("http://127.0.0.1"), "masked address expected in {line}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(sink.received().len(), 1);
+    assert_no_secret_in_logs(&herald);
+}
+
+#[test]
+fn a_sink_down_past_max_delivery_age_is_given_up_without_crashing() {
+    let sink = Sink::start();
+    sink.default_answer(Answer::status(503));
+    let dir = seed_copy(&SEED_SLACK, &sink.url);
+    let herald = Herald::serve(dir.path(), &["--max-delivery-age=1s"]);
+    assert_eq!(herald.post(error_event(1)).0, 202);
+    let line = herald.wait_for_log("giving up", WAIT).expect("give-up logged");
+    assert!(line.contains("\"level\":\"ERROR\""), "{line}");
+    assert!(line.contains("http://127.0.0.1:"), "{line}");
+    assert!(sink.received().len() >= 2, "retried before giving up");
+    // Still serving.
+    assert_eq!(herald.post(error_event(2)).0, 202);
+    assert_no_secret_in_logs(&herald);
+}
+
+#[test]
+fn unreachable_address_is_retried_and_masked() {
+    // A port nothing listens on: connection refused on every attempt.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let dir = seed_copy(&SEED_SLACK, &format!("http://127.0.0.1:{port}/services/secret-webhook-path"));
+    let herald = Herald::serve(dir.path(), &["--max-delivery-age=1s"]);
+    assert_eq!(herald.post(error_event(1)).0, 202);
+    let retry = herald.wait_for_log("will retry", WAIT).expect("retry logged");
+    assert!(retry.contains("connection failed"), "{retry}");
+    assert!(herald.wait_for_log("giving up", WAIT).is_some());
+    assert_no_secret_in_logs(&herald);
+}
+
+#[test]
+fn hundred_events_to_one_destination_arrive_in_order() {
+    let sink = Sink::start();
+    // Early failures force retries while later notifications wait in the queue.
+    sink.script([Answer::status(500), Answer::status(200), Answer::status(503)]);
+    let dir = seed_copy(&SEED_SLACK, &sink.url);
+    let herald = Herald::serve(dir.path(), &[]);
+    for n in 0..100 {
+        assert_eq!(herald.post(error_event(n)).0, 202);
+    }
+    let received = sink.wait_for(102, Duration::from_secs(30));
+    assert_eq!(received.len(), 102);
+    let mut delivered: Vec<String> = received
+        .iter()
+        .map(|r| r.body["attachments"][0]["text"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    // Requests 0 and 2 failed and were repeated by the next attempt.
+    delivered.remove(2);
+    delivered.remove(0);
+    let expected: Vec<String> = (0..100)
+        .map(|n| {
+            format!(
+                "Deployment/my-app/my-app-deployment dry-run failed #{n:03}: spec.replicas: Invalid value: -1: must be greater than or equal to 0"
+            )
+        })
+        .collect();
+    assert_eq!(delivered, expected);
+}
+
+const BOT_SECRET: &str = "
+apiVersion: v1
+kind: Secret
+metadata: {name: slack-url, namespace: flux-system}
+stringData:
+  address: ADDRESS
+  token: xoxb-test-token
+";
+
+const BOT_PROVIDER: &str = "
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {name: slack, namespace: flux-system}
+spec: {type: slack, channel: C0123, secretRef: {name: slack-url}}
+";
+
+fn bot_setup(sink: &Sink) -> tempfile::TempDir {
+    let dir = seed_copy(&["03-alert.yaml"], &sink.url);
+    let address = sink.url.replace("/services/T000/B000/secret-webhook-path", "/api/chat.postMessage");
+    std::fs::write(dir.path().join("secret.yaml"), BOT_SECRET.replace("ADDRESS", &address)).expect("write");
+    std::fs::write(dir.path().join("provider.yaml"), BOT_PROVIDER).expect("write");
+    dir
+}
+
+#[test]
+fn bot_api_uses_the_token_and_treats_ok_false_as_failure() {
+    let sink = Sink::start();
+    sink.script([
+        Answer::status(200).body(r#"{"ok":false,"error":"ratelimited"}"#),
+        Answer::status(200).body(r#"{"ok":true,"ts":"1.2","channel":"C0123"}"#),
+        Answer::status(200).body(r#"{"ok":false,"error":"channel_not_found"}"#),
+    ]);
+    let dir = bot_setup(&sink);
+    let herald = Herald::serve(dir.path(), &[]);
+    assert_eq!(herald.post(error_event(1)).0, 202);
+    let received = sink.wait_for(2, WAIT);
+    assert_eq!(received.len(), 2, "ratelimited is retried");
+    assert_eq!(received[0].path, "/api/chat.postMessage");
+    assert_eq!(received[0].headers["authorization"], "Bearer xoxb-test-token");
+    assert_eq!(received[0].body["channel"], "C0123");
+
+    assert_eq!(herald.post(error_event(2)).0, 202);
+    let line = herald.wait_for_log("channel_not_found", WAIT).expect("ok:false logged");
+    assert!(line.contains("not retrying"), "{line}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sink.received().len(), 3);
+    assert_no_secret_in_logs(&herald);
+}
+
+#[test]
+fn sigterm_drains_queued_notifications_in_order() {
+    let sink = Sink::start();
+    sink.default_answer(Answer::status(200).delay(Duration::from_millis(50)));
+    let dir = seed_copy(&SEED_SLACK, &sink.url);
+    let mut herald = Herald::serve(dir.path(), &[]);
+    for n in 0..30 {
+        assert_eq!(herald.post(error_event(n)).0, 202);
+    }
+    let started = Instant::now();
+    let status = herald.terminate(Duration::from_secs(30));
+    assert_eq!(status, Some(0));
+    let received = sink.received();
+    assert_eq!(received.len(), 30, "queued notifications lost at shutdown");
+    let texts: Vec<_> = received.iter().map(|r| r.body["attachments"][0]["text"].clone()).collect();
+    let mut sorted = texts.clone();
+    sorted.sort_by_key(|t| t.as_str().unwrap_or_default().to_owned());
+    assert_eq!(texts, sorted);
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn sigterm_past_the_deadline_logs_each_undelivered_notification() {
+    let sink = Sink::start();
+    sink.default_answer(Answer::status(200).delay(Duration::from_secs(60)));
+    let dir = seed_copy(&SEED_SLACK, &sink.url);
+    let mut herald = Herald::serve(dir.path(), &["--shutdown-timeout=1s"]);
+    for n in 0..3 {
+        assert_eq!(herald.post(error_event(n)).0, 202);
+    }
+    sink.wait_for(1, WAIT);
+    assert_eq!(herald.terminate(Duration::from_secs(20)), Some(0));
+    let undelivered: Vec<String> = herald
+        .logs()
+        .into_iter()
+        .filter(|l| l.contains("notification not delivered"))
+        .collect();
+    assert_eq!(undelivered.len(), 3, "{undelivered:#?}");
+    assert!(undelivered.iter().all(|l| l.contains("http://127.0.0.1:")));
+    assert_no_secret_in_logs(&herald);
+}
