@@ -41,7 +41,11 @@ fn multi_version(mut crd: CustomResourceDefinition) -> CustomResourceDefinition 
             version.served = true;
             version.storage = *name == "v1beta3";
             if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.take()) {
-                let fixed = make_structural(serde_json::to_value(schema).unwrap_or(Value::Null));
+                let mut fixed = make_structural(serde_json::to_value(schema).unwrap_or(Value::Null));
+                // Flux does not require `spec`, so neither may herald's schema.
+                if let Some(root) = fixed.as_object_mut() {
+                    root.remove("required");
+                }
                 version.schema.as_mut().map(|s| {
                     s.open_api_v3_schema = serde_json::from_value(fixed).ok();
                 });

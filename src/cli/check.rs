@@ -4,7 +4,7 @@ use clap::Args;
 
 use super::RoutingArgs;
 use crate::routing;
-use crate::source::{Level, manifests};
+use crate::source::{Level, Origin, manifests};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -16,6 +16,11 @@ pub fn run(args: &CheckArgs) -> i32 {
     let (snapshot, mut problems) = manifests::load(&args.routing.manifests);
     let (table, more) = routing::build(&snapshot, &args.routing.table_options());
     problems.extend(more);
+    // In file order, as a person reads the manifests.
+    problems.sort_by_key(|p| match &p.origin {
+        Origin::File { path, document } => (Some(path.clone()), *document),
+        Origin::Cluster => (None, 0),
+    });
     for problem in &problems {
         println!("{problem}");
     }
