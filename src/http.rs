@@ -44,7 +44,12 @@ pub async fn bind(address: &str) -> std::io::Result<TcpListener> {
 
 /// Serves `router` until `shutdown` is cancelled, then lets open
 /// connections finish for a short grace period.
-pub async fn serve(listener: TcpListener, router: Router, limits: Limits, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: CancellationToken,
+) {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut builder = hyper::server::conn::http1::Builder::new();

@@ -69,7 +69,10 @@ mod tests {
             url("https://hooks.slack.com/services/T00/B00/XXXX"),
             "https://hooks.slack.com/***"
         );
-        assert_eq!(url("http://user:pw@127.0.0.1:8080/hook?k=v"), "http://127.0.0.1:8080/***");
+        assert_eq!(
+            url("http://user:pw@127.0.0.1:8080/hook?k=v"),
+            "http://127.0.0.1:8080/***"
+        );
         assert_eq!(url("not a url"), "***");
     }
 
@@ -77,6 +80,9 @@ mod tests {
     fn secret_string_never_prints() {
         let secret = SecretString::new("xoxb-123");
         assert_eq!(format!("{secret} {secret:?}"), "*** ***");
-        assert_eq!(redact("posting to xoxb-123 failed", &[&secret]), "posting to *** failed");
+        assert_eq!(
+            redact("posting to xoxb-123 failed", &[&secret]),
+            "posting to *** failed"
+        );
     }
 }

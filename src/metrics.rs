@@ -47,11 +47,22 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("herald");
         let events = Family::<ResultLabel, Counter>::default();
-        registry.register("events_received", "Events received, by result", events.clone());
+        registry.register(
+            "events_received",
+            "Events received, by result",
+            events.clone(),
+        );
         let notifications = Family::<NotificationLabels, Counter>::default();
-        registry.register("notifications", "Notifications, by provider type and result", notifications.clone());
+        registry.register(
+            "notifications",
+            "Notifications, by provider type and result",
+            notifications.clone(),
+        );
         let delivery_latency = Family::<ProviderLabel, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0])
+            Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                60.0, 300.0,
+            ])
         });
         registry.register(
             "delivery_latency_seconds",
@@ -59,13 +70,25 @@ impl Default for Metrics {
             delivery_latency.clone(),
         );
         let retries = Family::<ProviderLabel, Counter>::default();
-        registry.register("delivery_retries", "Delivery attempts that will be retried", retries.clone());
+        registry.register(
+            "delivery_retries",
+            "Delivery attempts that will be retried",
+            retries.clone(),
+        );
         let queue_depth = Gauge::default();
-        registry.register("queue_depth", "Notifications accepted and not yet finished", queue_depth.clone());
+        registry.register(
+            "queue_depth",
+            "Notifications accepted and not yet finished",
+            queue_depth.clone(),
+        );
         let alerts = Gauge::default();
         registry.register("alerts", "Alerts in the routing table", alerts.clone());
         let config_problems = Gauge::default();
-        registry.register("config_problems", "Problems found in the last configuration snapshot", config_problems.clone());
+        registry.register(
+            "config_problems",
+            "Problems found in the last configuration snapshot",
+            config_problems.clone(),
+        );
         Self {
             registry,
             events,
@@ -86,7 +109,10 @@ impl Metrics {
 
     pub fn notification(&self, provider_type: String, result: &'static str) {
         self.notifications
-            .get_or_create(&NotificationLabels { provider_type, result })
+            .get_or_create(&NotificationLabels {
+                provider_type,
+                result,
+            })
             .inc();
     }
 

@@ -10,7 +10,10 @@ use support::sink::Sink;
 use support::{SEED, event_file, fixtures, seed_copy};
 
 fn run(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(binary()).args(args).output().expect("run herald");
+    let output = Command::new(binary())
+        .args(args)
+        .output()
+        .expect("run herald");
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -24,7 +27,12 @@ fn route_prints_what_serve_sends_and_sends_nothing() {
     let dir = seed_copy(&SEED, &sink.url);
     let manifests = dir.path().to_str().expect("utf-8 path");
     let error = event_file("kustomization-error.json");
-    let (code, stdout, stderr) = run(&["route", "--manifests", manifests, error.to_str().expect("path")]);
+    let (code, stdout, stderr) = run(&[
+        "route",
+        "--manifests",
+        manifests,
+        error.to_str().expect("path"),
+    ]);
     assert_eq!(code, 0, "{stderr}");
     let lines: Vec<serde_json::Value> = stdout
         .lines()
@@ -32,14 +40,30 @@ fn route_prints_what_serve_sends_and_sends_nothing() {
         .collect();
     assert_eq!(lines.len(), 3);
     for line in &lines {
-        assert_eq!(line["event"], "Kustomization/flux-system/my-app-kustomization");
+        assert_eq!(
+            line["event"],
+            "Kustomization/flux-system/my-app-kustomization"
+        );
         assert_eq!(line["provider"], "flux-system/slack");
         assert_eq!(line["type"], "slack");
         let address = line["address"].as_str().expect("address");
-        assert!(address.starts_with("http://127.0.0.1:") && address.ends_with("/***"), "{address}");
+        assert!(
+            address.starts_with("http://127.0.0.1:") && address.ends_with("/***"),
+            "{address}"
+        );
     }
-    let alerts: Vec<_> = lines.iter().map(|l| l["alert"].as_str().unwrap_or_default()).collect();
-    assert_eq!(alerts, ["flux-system/flux-alerts", "flux-system/devops-errors", "flux-system/gitops-updates"]);
+    let alerts: Vec<_> = lines
+        .iter()
+        .map(|l| l["alert"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            "flux-system/flux-alerts",
+            "flux-system/devops-errors",
+            "flux-system/gitops-updates"
+        ]
+    );
     assert!(!stdout.contains("secret-webhook-path") && !stderr.contains("secret-webhook-path"));
     std::thread::sleep(Duration::from_millis(200));
     assert!(sink.received().is_empty(), "route must not send");
@@ -47,7 +71,11 @@ fn route_prints_what_serve_sends_and_sends_nothing() {
     // The same payloads are what `serve` delivers.
     let herald = Herald::serve(dir.path(), &[]);
     assert_eq!(herald.post_file(&error), 202);
-    let mut delivered: Vec<serde_json::Value> = sink.wait_for(3, Duration::from_secs(10)).into_iter().map(|r| r.body).collect();
+    let mut delivered: Vec<serde_json::Value> = sink
+        .wait_for(3, Duration::from_secs(10))
+        .into_iter()
+        .map(|r| r.body)
+        .collect();
     let mut printed: Vec<serde_json::Value> = lines.iter().map(|l| l["payload"].clone()).collect();
     let key = |v: &serde_json::Value| v.to_string();
     delivered.sort_by_key(key);
@@ -57,14 +85,27 @@ fn route_prints_what_serve_sends_and_sends_nothing() {
 
 #[test]
 fn route_prints_nothing_when_nothing_matches() {
-    let dir = seed_copy(&["02-provider.yaml", "03-alert.yaml", "04-secret.yaml"], "https://hooks.example.com/x");
+    let dir = seed_copy(
+        &["02-provider.yaml", "03-alert.yaml", "04-secret.yaml"],
+        "https://hooks.example.com/x",
+    );
     let info = event_file("kustomization-info.json");
-    let (code, stdout, _) = run(&["route", "--manifests", dir.path().to_str().expect("path"), info.to_str().expect("path")]);
+    let (code, stdout, _) = run(&[
+        "route",
+        "--manifests",
+        dir.path().to_str().expect("path"),
+        info.to_str().expect("path"),
+    ]);
     assert_eq!(code, 0);
     assert_eq!(stdout, "");
     // With Flux's default severity for Alerts without one, still nothing: 03-alert says error.
     let git = event_file("gitrepository-info.json");
-    let (code, stdout, _) = run(&["route", "--manifests", dir.path().to_str().expect("path"), git.to_str().expect("path")]);
+    let (code, stdout, _) = run(&[
+        "route",
+        "--manifests",
+        dir.path().to_str().expect("path"),
+        git.to_str().expect("path"),
+    ]);
     assert_eq!((code, stdout.as_str()), (0, ""));
 }
 
@@ -73,9 +114,17 @@ fn route_reports_unreadable_event_files() {
     let dir = seed_copy(&SEED, "https://hooks.example.com/x");
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, "{not json").expect("write");
-    let (code, _, stderr) = run(&["route", "--manifests", dir.path().to_str().expect("path"), bad.to_str().expect("path")]);
+    let (code, _, stderr) = run(&[
+        "route",
+        "--manifests",
+        dir.path().to_str().expect("path"),
+        bad.to_str().expect("path"),
+    ]);
     assert_eq!(code, 1);
-    assert!(stderr.contains("bad.json") && stderr.contains("invalid event JSON"), "{stderr}");
+    assert!(
+        stderr.contains("bad.json") && stderr.contains("invalid event JSON"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -138,10 +187,26 @@ fn check_reports_each_problem_on_one_line_with_file_and_object() {
     let lines: Vec<&str> = stdout.lines().collect();
     let expect = [
         ("document 1", "Provider flux-system/pigeon", "spec.type"),
-        ("document 2", "Provider flux-system/no-secret", "SecretNotFound"),
-        ("document 3", "Provider flux-system/empty-secret", "neither 'address' nor 'url'"),
-        ("document 5", "Provider flux-system/ftp", "not an http(s) URL"),
-        ("document 0", "Alert flux-system/bad-regex", "spec.inclusionList[0]"),
+        (
+            "document 2",
+            "Provider flux-system/no-secret",
+            "SecretNotFound",
+        ),
+        (
+            "document 3",
+            "Provider flux-system/empty-secret",
+            "neither 'address' nor 'url'",
+        ),
+        (
+            "document 5",
+            "Provider flux-system/ftp",
+            "not an http(s) URL",
+        ),
+        (
+            "document 0",
+            "Alert flux-system/bad-regex",
+            "spec.inclusionList[0]",
+        ),
         ("document 6", "Alert flux-system/orphan", "ProviderNotFound"),
     ];
     assert_eq!(lines.len(), expect.len(), "{stdout}");
@@ -150,7 +215,10 @@ fn check_reports_each_problem_on_one_line_with_file_and_object() {
             .iter()
             .find(|l| l.contains(object))
             .unwrap_or_else(|| panic!("no line for {object} in\n{stdout}"));
-        assert!(line.contains("broken.yaml") && line.contains(document), "{line}");
+        assert!(
+            line.contains("broken.yaml") && line.contains(document),
+            "{line}"
+        );
         assert!(line.contains(what), "{line}");
     }
     assert!(!stdout.contains("hook-secret"), "address leaked:\n{stdout}");
@@ -160,7 +228,8 @@ fn check_reports_each_problem_on_one_line_with_file_and_object() {
 fn crds_prints_the_committed_crds() {
     let (code, stdout, _) = run(&["crds"]);
     assert_eq!(code, 0);
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/crds.yaml")).expect("crds/crds.yaml");
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/crds.yaml"))
+        .expect("crds/crds.yaml");
     assert!(
         stdout == committed,
         "crds/crds.yaml is stale: run `cargo run -- crds > crds/crds.yaml`"

@@ -27,7 +27,9 @@ fn schema<'a>(crd: &'a Value, version: &str) -> &'a Value {
 }
 
 fn flux_crd(file: &str) -> Value {
-    let path = support::fixtures().join("../reference/flux-crds").join(file);
+    let path = support::fixtures()
+        .join("../reference/flux-crds")
+        .join(file);
     let text = std::fs::read_to_string(&path).expect("flux reference crd");
     serde_yaml::from_str(&text).expect("flux crd yaml")
 }
@@ -37,12 +39,19 @@ fn versions_served_stored_and_with_status() {
     for kind in ["Alert", "Provider"] {
         let crd = herald_crd(kind);
         let versions = crd["spec"]["versions"].as_array().expect("versions");
-        let names: Vec<_> = versions.iter().map(|v| v["name"].as_str().expect("name")).collect();
+        let names: Vec<_> = versions
+            .iter()
+            .map(|v| v["name"].as_str().expect("name"))
+            .collect();
         assert_eq!(names, SERVED_VERSIONS);
         for version in versions {
             assert_eq!(version["served"], true);
             assert_eq!(version["storage"], version["name"] == "v1beta3");
-            assert!(version["subresources"]["status"].is_object(), "{kind} {} lacks status", version["name"]);
+            assert!(
+                version["subresources"]["status"].is_object(),
+                "{kind} {} lacks status",
+                version["name"]
+            );
             let columns: Vec<_> = version["additionalPrinterColumns"]
                 .as_array()
                 .expect("columns")
@@ -71,7 +80,11 @@ fn schemas_are_structural() {
 fn assert_superset(ours: &Value, theirs: &Value, path: &str, problems: &mut Vec<String>) {
     let preserves = ours["x-kubernetes-preserve-unknown-fields"] == true;
     if theirs.get("type").is_some() && ours.get("type") != theirs.get("type") && !preserves {
-        problems.push(format!("{path}: type {:?} where Flux has {:?}", ours.get("type"), theirs.get("type")));
+        problems.push(format!(
+            "{path}: type {:?} where Flux has {:?}",
+            ours.get("type"),
+            theirs.get("type")
+        ));
     }
     if let Some(our_enum) = ours.get("enum").and_then(Value::as_array) {
         match theirs.get("enum").and_then(Value::as_array) {
@@ -90,7 +103,10 @@ fn assert_superset(ours: &Value, theirs: &Value, path: &str, problems: &mut Vec<
         if let Some(their_enum) = theirs.get("enum").and_then(Value::as_array) {
             for value in their_enum {
                 let passes = anyof.iter().any(|branch| {
-                    branch.get("enum").and_then(Value::as_array).is_some_and(|e| e.contains(value))
+                    branch
+                        .get("enum")
+                        .and_then(Value::as_array)
+                        .is_some_and(|e| e.contains(value))
                 });
                 if !passes {
                     problems.push(format!("{path}: anyOf rejects Flux's {value}"));
@@ -98,14 +114,17 @@ fn assert_superset(ours: &Value, theirs: &Value, path: &str, problems: &mut Vec<
             }
         }
     }
-    if let Some(pattern) = ours.get("pattern") {
-        if theirs.get("pattern") != Some(pattern) {
-            problems.push(format!("{path}: pattern {pattern} Flux does not have"));
-        }
+    if let Some(pattern) = ours.get("pattern")
+        && theirs.get("pattern") != Some(pattern)
+    {
+        problems.push(format!("{path}: pattern {pattern} Flux does not have"));
     }
     for limit in ["maxLength", "maxItems"] {
         if let Some(our) = ours.get(limit).and_then(Value::as_u64) {
-            let their = theirs.get(limit).and_then(Value::as_u64).unwrap_or(u64::MAX);
+            let their = theirs
+                .get(limit)
+                .and_then(Value::as_u64)
+                .unwrap_or(u64::MAX);
             if our < their {
                 problems.push(format!("{path}: {limit} {our} is below Flux's {their}"));
             }
@@ -119,8 +138,17 @@ fn assert_superset(ours: &Value, theirs: &Value, path: &str, problems: &mut Vec<
             }
         }
     }
-    let their_required: Vec<&Value> = theirs.get("required").and_then(Value::as_array).map(|r| r.iter().collect()).unwrap_or_default();
-    for field in ours.get("required").and_then(Value::as_array).into_iter().flatten() {
+    let their_required: Vec<&Value> = theirs
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().collect())
+        .unwrap_or_default();
+    for field in ours
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if !their_required.contains(&field) {
             problems.push(format!("{path}: requires {field}, Flux does not"));
         }
@@ -128,21 +156,23 @@ fn assert_superset(ours: &Value, theirs: &Value, path: &str, problems: &mut Vec<
     if let Some(their_props) = theirs.get("properties").and_then(Value::as_object) {
         for (name, their_child) in their_props {
             let child_path = format!("{path}.{name}");
-            if path == "" && ["apiVersion", "kind", "metadata"].contains(&name.as_str()) {
+            if path.is_empty() && ["apiVersion", "kind", "metadata"].contains(&name.as_str()) {
                 continue; // the API server supplies these
             }
             match ours.get("properties").and_then(|p| p.get(name)) {
                 Some(our_child) => assert_superset(our_child, their_child, &child_path, problems),
                 None if preserves => {}
-                None => problems.push(format!("{child_path}: missing (the API server would prune it)")),
+                None => problems.push(format!(
+                    "{child_path}: missing (the API server would prune it)"
+                )),
             }
         }
     }
     for key in ["items", "additionalProperties"] {
-        if let (Some(our_child), Some(their_child)) = (ours.get(key), theirs.get(key)) {
-            if their_child.is_object() {
-                assert_superset(our_child, their_child, &format!("{path}.{key}"), problems);
-            }
+        if let (Some(our_child), Some(their_child)) = (ours.get(key), theirs.get(key))
+            && their_child.is_object()
+        {
+            assert_superset(our_child, their_child, &format!("{path}.{key}"), problems);
         }
     }
 }
@@ -156,7 +186,11 @@ fn schemas_accept_everything_fluxs_accept_at_every_version() {
         for version in SERVED_VERSIONS {
             let mut problems = Vec::new();
             assert_superset(schema(&ours, version), flux_schema, "", &mut problems);
-            assert!(problems.is_empty(), "{kind} {version}:\n{}", problems.join("\n"));
+            assert!(
+                problems.is_empty(),
+                "{kind} {version}:\n{}",
+                problems.join("\n")
+            );
         }
     }
 }
@@ -166,10 +200,12 @@ fn schemas_accept_everything_fluxs_accept_at_every_version() {
 fn validate(value: &Value, schema: &Value, path: &str, problems: &mut Vec<String>) {
     if schema["x-kubernetes-preserve-unknown-fields"] == true && schema.get("type").is_none() {
         if let Some(anyof) = schema.get("anyOf").and_then(Value::as_array) {
-            let ok = anyof.iter().any(|b| match b.get("enum").and_then(Value::as_array) {
-                Some(e) => e.contains(value),
-                None => value.is_array(),
-            });
+            let ok = anyof
+                .iter()
+                .any(|b| match b.get("enum").and_then(Value::as_array) {
+                    Some(e) => e.contains(value),
+                    None => value.is_array(),
+                });
             if !ok {
                 problems.push(format!("{path}: {value} matches no anyOf branch"));
             }
@@ -184,17 +220,23 @@ fn validate(value: &Value, schema: &Value, path: &str, problems: &mut Vec<String
         Some("integer") => value.is_i64() || value.is_u64(),
         _ => true,
     };
-    if !type_ok && !(value.is_null() && schema["nullable"] == true) {
+    let null_allowed = value.is_null() && schema["nullable"] == true;
+    if !type_ok && !null_allowed {
         problems.push(format!("{path}: {value} is not of type {}", schema["type"]));
         return;
     }
-    if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
-        if !allowed.contains(value) {
-            problems.push(format!("{path}: {value} not in enum"));
-        }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+        && !allowed.contains(value)
+    {
+        problems.push(format!("{path}: {value} not in enum"));
     }
     if let Some(object) = value.as_object() {
-        for field in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+        for field in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if !object.contains_key(field.as_str().unwrap_or_default()) {
                 problems.push(format!("{path}: missing required {field}"));
             }
@@ -203,9 +245,13 @@ fn validate(value: &Value, schema: &Value, path: &str, problems: &mut Vec<String
             let child_path = format!("{path}.{name}");
             if let Some(child_schema) = schema.get("properties").and_then(|p| p.get(name)) {
                 validate(child, child_schema, &child_path, problems);
-            } else if let Some(child_schema) = schema.get("additionalProperties").filter(|s| s.is_object()) {
+            } else if let Some(child_schema) =
+                schema.get("additionalProperties").filter(|s| s.is_object())
+            {
                 validate(child, child_schema, &child_path, problems);
-            } else if !(path.is_empty() && ["apiVersion", "kind", "metadata"].contains(&name.as_str())) {
+            } else if !(path.is_empty()
+                && ["apiVersion", "kind", "metadata"].contains(&name.as_str()))
+            {
                 problems.push(format!("{child_path}: unknown field, would be pruned"));
             }
         }
@@ -226,7 +272,9 @@ fn seed_manifests_validate_at_their_declared_version() {
         let text = std::fs::read_to_string(&path).expect("read");
         for document in serde_yaml::Deserializer::from_str(&text) {
             let value: Value = serde::Deserialize::deserialize(document).expect("yaml");
-            let (Some(api_version), Some(kind)) = (value["apiVersion"].as_str(), value["kind"].as_str()) else {
+            let (Some(api_version), Some(kind)) =
+                (value["apiVersion"].as_str(), value["kind"].as_str())
+            else {
                 continue;
             };
             let Some(version) = api_version.strip_prefix("notification.toolkit.fluxcd.io/") else {

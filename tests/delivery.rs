@@ -19,7 +19,10 @@ fn error_event(n: usize) -> String {
 
 fn assert_no_secret_in_logs(herald: &Herald) {
     for line in herald.logs() {
-        assert!(!line.contains("secret-webhook-path"), "webhook path leaked: {line}");
+        assert!(
+            !line.contains("secret-webhook-path"),
+            "webhook path leaked: {line}"
+        );
         assert!(!line.contains("xoxb-"), "token leaked: {line}");
     }
 }
@@ -36,10 +39,21 @@ fn two_server_errors_then_success_is_one_delivery_in_three_attempts() {
     assert!(received.iter().all(|r| r.body == received[0].body));
     assert!(herald.wait_for_log("\"delivered\"", WAIT).is_some());
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(sink.received().len(), 3, "delivered notification was sent again");
+    assert_eq!(
+        sink.received().len(),
+        3,
+        "delivered notification was sent again"
+    );
     let metrics = support::herald::client::get(&format!("{}/metrics", herald.metrics)).1;
-    assert!(metrics.contains("herald_notifications_total{provider_type=\"slack\",result=\"delivered\"} 1"), "{metrics}");
-    assert!(metrics.contains("herald_delivery_retries_total{provider_type=\"slack\"} 2"), "{metrics}");
+    assert!(
+        metrics
+            .contains("herald_notifications_total{provider_type=\"slack\",result=\"delivered\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("herald_delivery_retries_total{provider_type=\"slack\"} 2"),
+        "{metrics}"
+    );
     assert_no_secret_in_logs(&herald);
 }
 
@@ -53,7 +67,10 @@ fn too_many_requests_waits_for_retry_after() {
     let received = sink.wait_for(2, WAIT);
     assert_eq!(received.len(), 2);
     let waited = received[1].at - received[0].at;
-    assert!(waited >= Duration::from_secs(2), "retried after {waited:?}, before Retry-After");
+    assert!(
+        waited >= Duration::from_secs(2),
+        "retried after {waited:?}, before Retry-After"
+    );
 }
 
 #[test]
@@ -77,9 +94,14 @@ fn client_errors_are_never_retried() {
     let dir = seed_copy(&SEED_SLACK, &sink.url);
     let herald = Herald::serve(dir.path(), &[]);
     assert_eq!(herald.post(error_event(1)).0, 202);
-    let line = herald.wait_for_log("not retrying", WAIT).expect("failure logged");
+    let line = herald
+        .wait_for_log("not retrying", WAIT)
+        .expect("failure logged");
     assert!(line.contains("400"), "{line}");
-    assert!(line.contains("http://127.0.0.1"), "masked address expected in {line}");
+    assert!(
+        line.contains("http://127.0.0.1"),
+        "masked address expected in {line}"
+    );
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(sink.received().len(), 1);
     assert_no_secret_in_logs(&herald);
@@ -92,7 +114,9 @@ fn a_sink_down_past_max_delivery_age_is_given_up_without_crashing() {
     let dir = seed_copy(&SEED_SLACK, &sink.url);
     let herald = Herald::serve(dir.path(), &["--max-delivery-age=1s"]);
     assert_eq!(herald.post(error_event(1)).0, 202);
-    let line = herald.wait_for_log("giving up", WAIT).expect("give-up logged");
+    let line = herald
+        .wait_for_log("giving up", WAIT)
+        .expect("give-up logged");
     assert!(line.contains("\"level\":\"ERROR\""), "{line}");
     assert!(line.contains("http://127.0.0.1:"), "{line}");
     assert!(sink.received().len() >= 2, "retried before giving up");
@@ -104,11 +128,20 @@ fn a_sink_down_past_max_delivery_age_is_given_up_without_crashing() {
 #[test]
 fn unreachable_address_is_retried_and_masked() {
     // A port nothing listens on: connection refused on every attempt.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-    let dir = seed_copy(&SEED_SLACK, &format!("http://127.0.0.1:{port}/services/secret-webhook-path"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let dir = seed_copy(
+        &SEED_SLACK,
+        &format!("http://127.0.0.1:{port}/services/secret-webhook-path"),
+    );
     let herald = Herald::serve(dir.path(), &["--max-delivery-age=1s"]);
     assert_eq!(herald.post(error_event(1)).0, 202);
-    let retry = herald.wait_for_log("will retry", WAIT).expect("retry logged");
+    let retry = herald
+        .wait_for_log("will retry", WAIT)
+        .expect("retry logged");
     assert!(retry.contains("connection failed"), "{retry}");
     assert!(herald.wait_for_log("giving up", WAIT).is_some());
     assert_no_secret_in_logs(&herald);
@@ -118,7 +151,11 @@ fn unreachable_address_is_retried_and_masked() {
 fn hundred_events_to_one_destination_arrive_in_order() {
     let sink = Sink::start();
     // Early failures force retries while later notifications wait in the queue.
-    sink.script([Answer::status(500), Answer::status(200), Answer::status(503)]);
+    sink.script([
+        Answer::status(500),
+        Answer::status(200),
+        Answer::status(503),
+    ]);
     let dir = seed_copy(&SEED_SLACK, &sink.url);
     let herald = Herald::serve(dir.path(), &[]);
     for n in 0..100 {
@@ -128,7 +165,12 @@ fn hundred_events_to_one_destination_arrive_in_order() {
     assert_eq!(received.len(), 102);
     let mut delivered: Vec<String> = received
         .iter()
-        .map(|r| r.body["attachments"][0]["text"].as_str().unwrap_or_default().to_owned())
+        .map(|r| {
+            r.body["attachments"][0]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
         .collect();
     // Requests 0 and 2 failed and were repeated by the next attempt.
     delivered.remove(2);
@@ -161,8 +203,15 @@ spec: {type: slack, channel: C0123, secretRef: {name: slack-url}}
 
 fn bot_setup(sink: &Sink) -> tempfile::TempDir {
     let dir = seed_copy(&["03-alert.yaml"], &sink.url);
-    let address = sink.url.replace("/services/T000/B000/secret-webhook-path", "/api/chat.postMessage");
-    std::fs::write(dir.path().join("secret.yaml"), BOT_SECRET.replace("ADDRESS", &address)).expect("write");
+    let address = sink.url.replace(
+        "/services/T000/B000/secret-webhook-path",
+        "/api/chat.postMessage",
+    );
+    std::fs::write(
+        dir.path().join("secret.yaml"),
+        BOT_SECRET.replace("ADDRESS", &address),
+    )
+    .expect("write");
     std::fs::write(dir.path().join("provider.yaml"), BOT_PROVIDER).expect("write");
     dir
 }
@@ -181,11 +230,16 @@ fn bot_api_uses_the_token_and_treats_ok_false_as_failure() {
     let received = sink.wait_for(2, WAIT);
     assert_eq!(received.len(), 2, "ratelimited is retried");
     assert_eq!(received[0].path, "/api/chat.postMessage");
-    assert_eq!(received[0].headers["authorization"], "Bearer xoxb-test-token");
+    assert_eq!(
+        received[0].headers["authorization"],
+        "Bearer xoxb-test-token"
+    );
     assert_eq!(received[0].body["channel"], "C0123");
 
     assert_eq!(herald.post(error_event(2)).0, 202);
-    let line = herald.wait_for_log("channel_not_found", WAIT).expect("ok:false logged");
+    let line = herald
+        .wait_for_log("channel_not_found", WAIT)
+        .expect("ok:false logged");
     assert!(line.contains("not retrying"), "{line}");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(sink.received().len(), 3);
@@ -206,7 +260,10 @@ fn sigterm_drains_queued_notifications_in_order() {
     assert_eq!(status, Some(0));
     let received = sink.received();
     assert_eq!(received.len(), 30, "queued notifications lost at shutdown");
-    let texts: Vec<_> = received.iter().map(|r| r.body["attachments"][0]["text"].clone()).collect();
+    let texts: Vec<_> = received
+        .iter()
+        .map(|r| r.body["attachments"][0]["text"].clone())
+        .collect();
     let mut sorted = texts.clone();
     sorted.sort_by_key(|t| t.as_str().unwrap_or_default().to_owned());
     assert_eq!(texts, sorted);

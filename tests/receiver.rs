@@ -45,11 +45,18 @@ fn malformed_requests_get_a_4xx_with_a_reason() {
 
     let (status, _) = client::request(reqwest::Method::GET, &herald.events, Vec::new());
     assert_eq!(status, 405);
-    let (status, _) = client::request(reqwest::Method::PUT, &format!("{}/any/path", herald.events), Vec::new());
+    let (status, _) = client::request(
+        reqwest::Method::PUT,
+        &format!("{}/any/path", herald.events),
+        Vec::new(),
+    );
     assert_eq!(status, 405);
 
     // Any path is accepted for POST, as Flux's senders use several.
-    let (status, _) = client::post(&format!("{}/some/path", herald.events), event_body().into_bytes());
+    let (status, _) = client::post(
+        &format!("{}/some/path", herald.events),
+        event_body().into_bytes(),
+    );
     assert_eq!(status, 202);
 
     // Still serving, and nothing delivered for the refused requests.
@@ -63,11 +70,17 @@ fn bodies_over_three_mebibytes_are_refused() {
     let sink = Sink::start();
     let (herald, _dir) = herald(&sink, &[]);
     let padding = "x".repeat(3 * 1024 * 1024);
-    let huge = event_body().replace("\"severity\"", &format!("\"padding\": \"{padding}\", \"severity\""));
+    let huge = event_body().replace(
+        "\"severity\"",
+        &format!("\"padding\": \"{padding}\", \"severity\""),
+    );
     assert_eq!(herald.post(huge).0, 413);
     // Just under the limit is fine.
     let padding = "x".repeat(2 * 1024 * 1024);
-    let big = event_body().replace("\"severity\"", &format!("\"padding\": \"{padding}\", \"severity\""));
+    let big = event_body().replace(
+        "\"severity\"",
+        &format!("\"padding\": \"{padding}\", \"severity\""),
+    );
     assert_eq!(herald.post(big).0, 202);
 }
 
@@ -100,7 +113,10 @@ fn retry_after_header_on_503() {
     let (herald, _dir) = herald(&sink, &["--queue-capacity=1"]);
     assert_eq!(herald.post(event_body()).0, 202);
     sink.wait_for(1, Duration::from_secs(10));
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
     let retry_after = runtime.block_on(async {
         reqwest::Client::new()
             .post(&herald.events)
@@ -118,13 +134,20 @@ fn retry_after_header_on_503() {
 #[test]
 fn slow_clients_are_cut_off() {
     let sink = Sink::start();
-    let (herald, _dir) = herald(&sink, &["--header-read-timeout=1s", "--body-read-timeout=1s"]);
+    let (herald, _dir) = herald(
+        &sink,
+        &["--header-read-timeout=1s", "--body-read-timeout=1s"],
+    );
     let address = herald.events.trim_start_matches("http://").to_owned();
 
     // Headers that never finish.
     let mut stream = TcpStream::connect(&address).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    stream.write_all(b"POST / HTTP/1.1\r\nHost: x\r\n").expect("write");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nHost: x\r\n")
+        .expect("write");
     let mut buffer = Vec::new();
     let _ = stream.read_to_end(&mut buffer);
     // Closed by herald (possibly with a 408) well before our 10 s read timeout.
@@ -133,7 +156,9 @@ fn slow_clients_are_cut_off() {
 
     // A body that never finishes.
     let mut stream = TcpStream::connect(&address).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     stream
         .write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"invol")
         .expect("write");
@@ -168,7 +193,10 @@ fn health_readiness_and_metrics() {
         "herald_queue_depth 0",
         "herald_alerts 1",
     ] {
-        assert!(metrics.contains(expected), "missing {expected} in\n{metrics}");
+        assert!(
+            metrics.contains(expected),
+            "missing {expected} in\n{metrics}"
+        );
     }
     assert!(!metrics.contains("secret-webhook-path"));
 }

@@ -24,10 +24,22 @@ fn channels(sink: &Sink) -> Vec<String> {
 #[test]
 fn kustomization_error_sends_one_flux_compatible_message() {
     let sink = Sink::start();
-    let dir = seed_copy(&["00-namespace.yaml", "01-kustomization.yaml", "02-provider.yaml", "03-alert.yaml", "04-secret.yaml"], &sink.url);
+    let dir = seed_copy(
+        &[
+            "00-namespace.yaml",
+            "01-kustomization.yaml",
+            "02-provider.yaml",
+            "03-alert.yaml",
+            "04-secret.yaml",
+        ],
+        &sink.url,
+    );
     let herald = Herald::serve(dir.path(), &[]);
 
-    assert_eq!(herald.post_file(&event_file("kustomization-error.json")), 202);
+    assert_eq!(
+        herald.post_file(&event_file("kustomization-error.json")),
+        202
+    );
     let received = sink.wait_for(1, WAIT);
     assert_eq!(received.len(), 1);
     assert_eq!(received[0].path, "/services/T000/B000/secret-webhook-path");
@@ -43,12 +55,21 @@ fn kustomization_error_sends_one_flux_compatible_message() {
         }]
     });
     assert_eq!(received[0].body, expected);
-    assert_eq!(received[0].headers["content-type"], "application/json; charset=utf-8");
+    assert_eq!(
+        received[0].headers["content-type"],
+        "application/json; charset=utf-8"
+    );
 
     // Only errors match 03-alert.yaml: the info event is accepted and sends nothing.
-    assert_eq!(herald.post_file(&event_file("kustomization-info.json")), 202);
+    assert_eq!(
+        herald.post_file(&event_file("kustomization-info.json")),
+        202
+    );
     // The same error again within the rate-limit interval is a duplicate.
-    assert_eq!(herald.post_file(&event_file("kustomization-error.json")), 429);
+    assert_eq!(
+        herald.post_file(&event_file("kustomization-error.json")),
+        429
+    );
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(sink.received().len(), 1);
 }
@@ -59,17 +80,35 @@ fn two_channels_split_errors_and_info() {
     let dir = seed_copy(&SEED, &sink.url);
     let herald = Herald::serve(dir.path(), &[]);
 
-    assert_eq!(herald.post_file(&event_file("kustomization-info.json")), 202);
+    assert_eq!(
+        herald.post_file(&event_file("kustomization-info.json")),
+        202
+    );
     sink.wait_for(1, WAIT);
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(channels(&sink), ["#gitops-updates"], "info goes to #gitops-updates only");
+    assert_eq!(
+        channels(&sink),
+        ["#gitops-updates"],
+        "info goes to #gitops-updates only"
+    );
 
-    assert_eq!(herald.post_file(&event_file("kustomization-error.json")), 202);
+    assert_eq!(
+        herald.post_file(&event_file("kustomization-error.json")),
+        202
+    );
     sink.wait_for(4, WAIT);
     std::thread::sleep(Duration::from_millis(300));
     // The error reaches flux-alerts (no channel), devops-errors and
     // gitops-updates (whose `info` threshold includes errors, DESIGN §3.2).
-    assert_eq!(channels(&sink), ["#devops-alerts", "#gitops-updates", "#gitops-updates", "(none)"]);
+    assert_eq!(
+        channels(&sink),
+        [
+            "#devops-alerts",
+            "#gitops-updates",
+            "#gitops-updates",
+            "(none)"
+        ]
+    );
     let devops = sink
         .received()
         .into_iter()
@@ -87,23 +126,34 @@ fn helmrelease_error_drops_the_token_metadata() {
     let received = sink.wait_for(1, WAIT);
     assert_eq!(received.len(), 1);
     let fields = &received[0].body["attachments"][0]["fields"];
-    assert_eq!(fields, &serde_json::json!([{"title": "revision", "value": "6.7.1", "short": false}]));
+    assert_eq!(
+        fields,
+        &serde_json::json!([{"title": "revision", "value": "6.7.1", "short": false}])
+    );
     assert_eq!(received[0].body["username"], "helm-controller");
 }
 
 #[test]
 fn manifest_changes_are_picked_up_without_restart() {
     let sink = Sink::start();
-    let dir = seed_copy(&["02-provider.yaml", "03-alert.yaml", "04-secret.yaml"], &sink.url);
+    let dir = seed_copy(
+        &["02-provider.yaml", "03-alert.yaml", "04-secret.yaml"],
+        &sink.url,
+    );
     let herald = Herald::serve(dir.path(), &[]);
 
     // Lower the Alert's threshold to info: the info event now matches.
     let alert = dir.path().join("03-alert.yaml");
-    let text = std::fs::read_to_string(&alert).expect("alert").replace("eventSeverity: error", "eventSeverity: info");
+    let text = std::fs::read_to_string(&alert)
+        .expect("alert")
+        .replace("eventSeverity: error", "eventSeverity: info");
     std::fs::write(&alert, text).expect("write");
     // A broken file next to it is reported and does not stop the reload.
     std::fs::write(dir.path().join("99-broken.yaml"), "kind: [unclosed\n").expect("write");
-    assert!(herald.wait_for_log("99-broken.yaml", WAIT).is_some(), "broken file not reported");
+    assert!(
+        herald.wait_for_log("99-broken.yaml", WAIT).is_some(),
+        "broken file not reported"
+    );
 
     let deadline = std::time::Instant::now() + WAIT;
     let mut delivered = false;

@@ -40,15 +40,15 @@ fn multi_version(mut crd: CustomResourceDefinition) -> CustomResourceDefinition 
             version.name = (*name).to_owned();
             version.served = true;
             version.storage = *name == "v1beta3";
-            if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.take()) {
-                let mut fixed = make_structural(serde_json::to_value(schema).unwrap_or(Value::Null));
+            if let Some(validation) = version.schema.as_mut() {
+                let schema = validation.open_api_v3_schema.take();
+                let mut fixed =
+                    make_structural(serde_json::to_value(schema).unwrap_or(Value::Null));
                 // Flux does not require `spec`, so neither may herald's schema.
                 if let Some(root) = fixed.as_object_mut() {
                     root.remove("required");
                 }
-                version.schema.as_mut().map(|s| {
-                    s.open_api_v3_schema = serde_json::from_value(fixed).ok();
-                });
+                validation.open_api_v3_schema = serde_json::from_value(fixed).ok();
             }
             version
         })
@@ -140,7 +140,8 @@ fn check_node(node: &Value, path: &str, in_junctor: bool, found: &mut Vec<String
             }
         }
     } else {
-        let untyped_ok = map.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true))
+        let untyped_ok = map.get("x-kubernetes-preserve-unknown-fields")
+            == Some(&Value::Bool(true))
             || map.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true));
         if !map.contains_key("type") && !untyped_ok {
             problem("no type");

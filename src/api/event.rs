@@ -115,7 +115,9 @@ mod tests {
             Err(EventError::Missing("involvedObject.namespace"))
         );
         let body = br#"{"involvedObject":{"kind":"K","name":"a","namespace":"n"},"severity":"info","message":"m"}"#;
-        assert!(matches!(FluxEvent::from_json(body), Err(EventError::Json(m)) if m.contains("reason")));
+        assert!(
+            matches!(FluxEvent::from_json(body), Err(EventError::Json(m)) if m.contains("reason"))
+        );
     }
 
     #[test]

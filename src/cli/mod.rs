@@ -120,9 +120,14 @@ pub enum LogEncoding {
 impl LogArgs {
     /// Installs the global subscriber (logs go to stderr).
     pub fn init(&self, default_encoding: LogEncoding) {
-        let filter = tracing_subscriber::EnvFilter::try_new(format!("{},hyper=warn,reqwest=warn", self.log_level))
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-        let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+        let filter = tracing_subscriber::EnvFilter::try_new(format!(
+            "{},hyper=warn,reqwest=warn",
+            self.log_level
+        ))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
         let _ = match self.log_encoding.unwrap_or(default_encoding) {
             LogEncoding::Json => builder.json().flatten_event(true).try_init(),
             LogEncoding::Console => builder.with_ansi(false).try_init(),

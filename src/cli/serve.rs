@@ -70,7 +70,10 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs) -> i32 {
     args.log.init(LogEncoding::Console);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");
@@ -111,7 +114,11 @@ fn load_table(args: &RoutingArgs, options: &TableOptions, metrics: &Metrics) -> 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let options = args.routing.table_options();
-    let table = Arc::new(ArcSwap::from_pointee(load_table(&args.routing, &options, &metrics)));
+    let table = Arc::new(ArcSwap::from_pointee(load_table(
+        &args.routing,
+        &options,
+        &metrics,
+    )));
     let ready = Arc::new(AtomicBool::new(true));
 
     let dispatcher = Dispatcher::new(args.delivery.dispatch_config(), metrics.clone());
@@ -145,19 +152,41 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         limits,
         stop_events.clone(),
     ));
-    tokio::spawn(http::serve(metrics_listener, metrics_router(metrics.clone()), limits, stop_rest.clone()));
-    tokio::spawn(http::serve(health_listener, health_router(ready.clone()), limits, stop_rest.clone()));
-    tokio::spawn(watch_manifests(args.routing.clone(), options, args.reload_interval, table, metrics));
+    tokio::spawn(http::serve(
+        metrics_listener,
+        metrics_router(metrics.clone()),
+        limits,
+        stop_rest.clone(),
+    ));
+    tokio::spawn(http::serve(
+        health_listener,
+        health_router(ready.clone()),
+        limits,
+        stop_rest.clone(),
+    ));
+    tokio::spawn(watch_manifests(
+        args.routing.clone(),
+        options,
+        args.reload_interval,
+        table,
+        metrics,
+    ));
 
     shutdown_signal().await;
-    tracing::info!(pending = dispatcher.pending(), "shutting down: draining queued notifications");
+    tracing::info!(
+        pending = dispatcher.pending(),
+        "shutting down: draining queued notifications"
+    );
     ready.store(false, Ordering::Release);
     receiver.accepting.store(false, Ordering::Release);
     stop_events.cancel();
     let _ = events_server.await;
     let abandoned = dispatcher.drain(args.shutdown_timeout).await;
     if abandoned > 0 {
-        tracing::error!(abandoned, "shutdown timeout reached: notifications not delivered");
+        tracing::error!(
+            abandoned,
+            "shutdown timeout reached: notifications not delivered"
+        );
     } else {
         tracing::info!("all queued notifications finished");
     }
@@ -185,10 +214,13 @@ async fn watch_manifests(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let (args, options, metrics, dir) = (args.clone(), options.clone(), metrics.clone(), dir.clone());
+        let (args, options, metrics, dir) =
+            (args.clone(), options.clone(), metrics.clone(), dir.clone());
         let reloaded = tokio::task::spawn_blocking(move || {
             let current = manifests::fingerprint(&dir);
-            (current != last).then(|| (load_table(&args, &options, &metrics), current)).ok_or(last)
+            (current != last)
+                .then(|| (load_table(&args, &options, &metrics), current))
+                .ok_or(last)
         })
         .await;
         match reloaded {
@@ -211,7 +243,10 @@ fn metrics_router(metrics: Arc<Metrics>) -> Router {
             "/metrics",
             get(|State(metrics): State<Arc<Metrics>>| async move {
                 (
-                    [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
                     metrics.encode(),
                 )
             }),
@@ -240,14 +275,15 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; SIGINT only");
-                let _ = interrupt.await;
-                return;
-            }
-        };
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM; SIGINT only");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}

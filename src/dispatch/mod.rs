@@ -80,7 +80,10 @@ struct Job {
 /// How one delivery attempt ended.
 enum Attempt {
     Delivered,
-    Retry { reason: String, after: Option<Duration> },
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
     Fail(String),
 }
 
@@ -93,7 +96,9 @@ impl Dispatcher {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
-        let permits = Arc::new(Semaphore::new(config.queue_capacity.min(Semaphore::MAX_PERMITS)));
+        let permits = Arc::new(Semaphore::new(
+            config.queue_capacity.min(Semaphore::MAX_PERMITS),
+        ));
         Self {
             inner: Arc::new(Inner {
                 client,
@@ -185,7 +190,9 @@ impl Inner {
     }
 
     fn update_depth(&self) {
-        self.metrics.queue_depth.set(i64::try_from(self.pending()).unwrap_or(i64::MAX));
+        self.metrics
+            .queue_depth
+            .set(i64::try_from(self.pending()).unwrap_or(i64::MAX));
     }
 }
 
@@ -266,7 +273,11 @@ async fn deliver(inner: &Inner, job: Job) {
             }
             Attempt::Retry { reason, after } => {
                 let delay = after.unwrap_or_else(|| {
-                    retry::backoff(attempt, inner.config.initial_backoff, inner.config.max_backoff)
+                    retry::backoff(
+                        attempt,
+                        inner.config.initial_backoff,
+                        inner.config.max_backoff,
+                    )
                 });
                 let (alert, provider, event, address) = log_context();
                 let error = mask::redact(&reason, &secrets);

@@ -53,7 +53,10 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         assert_eq!(parse_retry_after("2", now), Some(Duration::from_secs(2)));
         let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(30)));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(30))
+        );
         let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
         assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
@@ -62,10 +65,16 @@ mod tests {
     #[test]
     fn retryable_statuses() {
         for code in [408, 429, 500, 502, 503, 504] {
-            assert!(is_retryable(StatusCode::from_u16(code).expect("status")), "{code}");
+            assert!(
+                is_retryable(StatusCode::from_u16(code).expect("status")),
+                "{code}"
+            );
         }
         for code in [400, 401, 403, 404, 410, 422] {
-            assert!(!is_retryable(StatusCode::from_u16(code).expect("status")), "{code}");
+            assert!(
+                !is_retryable(StatusCode::from_u16(code).expect("status")),
+                "{code}"
+            );
         }
     }
 }

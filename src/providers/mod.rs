@@ -56,7 +56,9 @@ pub trait Notifier: Send + Sync {
     /// Everything that must never be printed.
     fn secrets(&self) -> Vec<&SecretString> {
         let endpoint = self.endpoint();
-        std::iter::once(endpoint.url).chain(endpoint.bearer).collect()
+        std::iter::once(endpoint.url)
+            .chain(endpoint.bearer)
+            .collect()
     }
 
     /// Problems worth a warning in `herald check` (e.g. a bot token without a channel).

@@ -18,7 +18,11 @@ pub struct Slack {
 impl Slack {
     pub fn new(settings: Settings) -> Self {
         let bot_api = settings.token.is_some()
-            || settings.address.expose().trim_end_matches('/').ends_with("/chat.postMessage");
+            || settings
+                .address
+                .expose()
+                .trim_end_matches('/')
+                .ends_with("/chat.postMessage");
         Self { settings, bot_api }
     }
 }
@@ -34,7 +38,12 @@ impl Notifier for Slack {
     fn payload(&self, n: &Notification) -> Value {
         let event = &n.event;
         let object = &event.involved_object;
-        let author = format!("{}/{}.{}", object.kind.to_lowercase(), object.name, object.namespace);
+        let author = format!(
+            "{}/{}.{}",
+            object.kind.to_lowercase(),
+            object.name,
+            object.namespace
+        );
         let first_line = event.message.lines().next().unwrap_or("");
         let mut attachment = json!({
             "color": color(event.severity),
@@ -58,7 +67,11 @@ impl Notifier for Slack {
             .filter(|u| !u.is_empty())
             .unwrap_or(&event.reporting_controller);
         let mut payload = json!({ "username": username, "attachments": [attachment] });
-        let channel = n.alert.channel.as_deref().or(self.settings.channel.as_deref());
+        let channel = n
+            .alert
+            .channel
+            .as_deref()
+            .or(self.settings.channel.as_deref());
         if let Some(channel) = channel.filter(|c| !c.is_empty()) {
             payload["channel"] = Value::from(channel);
         }
@@ -71,16 +84,23 @@ impl Notifier for Slack {
         }
         let reply: Value = match serde_json::from_slice(body) {
             Ok(reply) => reply,
-            Err(_) => return BodyVerdict::Fail("Slack API answered with a body that is not JSON".into()),
+            Err(_) => {
+                return BodyVerdict::Fail("Slack API answered with a body that is not JSON".into());
+            }
         };
         if reply.get("ok").and_then(Value::as_bool) == Some(true) {
             return BodyVerdict::Delivered;
         }
-        let error = reply.get("error").and_then(Value::as_str).unwrap_or("unknown error");
+        let error = reply
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown error");
         match error {
-            "ratelimited" | "rate_limited" | "internal_error" | "fatal_error" | "service_unavailable" => {
-                BodyVerdict::Retry(format!("Slack API error: {error}"))
-            }
+            "ratelimited"
+            | "rate_limited"
+            | "internal_error"
+            | "fatal_error"
+            | "service_unavailable" => BodyVerdict::Retry(format!("Slack API error: {error}")),
             _ => BodyVerdict::Fail(format!("Slack API error: {error}")),
         }
     }

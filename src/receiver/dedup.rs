@@ -111,7 +111,10 @@ mod tests {
             timestamp: "t1".into(),
             message: message.into(),
             reason: "r".into(),
-            metadata: metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            metadata: metadata
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             reporting_controller: "c".into(),
             reporting_instance: String::new(),
         }
@@ -124,14 +127,23 @@ mod tests {
         let mut same = a.clone();
         same.timestamp = "t2".into();
         same.reason = "other".into();
-        same.metadata.insert("kustomize.toolkit.fluxcd.io/checksum".into(), "ignored".into());
+        same.metadata.insert(
+            "kustomize.toolkit.fluxcd.io/checksum".into(),
+            "ignored".into(),
+        );
         assert_eq!(dedup.key(&a), dedup.key(&same));
         let other_revision = event("failed", &[("kustomize.toolkit.fluxcd.io/revision", "r2")]);
         let other_token = event(
             "failed",
-            &[("kustomize.toolkit.fluxcd.io/revision", "r1"), ("kustomize.toolkit.fluxcd.io/token", "t")],
+            &[
+                ("kustomize.toolkit.fluxcd.io/revision", "r1"),
+                ("kustomize.toolkit.fluxcd.io/token", "t"),
+            ],
         );
-        let other_message = event("failed again", &[("kustomize.toolkit.fluxcd.io/revision", "r1")]);
+        let other_message = event(
+            "failed again",
+            &[("kustomize.toolkit.fluxcd.io/revision", "r1")],
+        );
         for different in [other_revision, other_token, other_message] {
             assert_ne!(dedup.key(&a), dedup.key(&different));
         }
@@ -143,8 +155,14 @@ mod tests {
         let e = event("failed", &[]);
         let t0 = Instant::now();
         assert!(matches!(dedup.admit(&e, t0), Admission::Fresh(_)));
-        assert_eq!(dedup.admit(&e, t0 + Duration::from_secs(299)), Admission::Duplicate);
-        assert!(matches!(dedup.admit(&e, t0 + Duration::from_secs(301)), Admission::Fresh(_)));
+        assert_eq!(
+            dedup.admit(&e, t0 + Duration::from_secs(299)),
+            Admission::Duplicate
+        );
+        assert!(matches!(
+            dedup.admit(&e, t0 + Duration::from_secs(301)),
+            Admission::Fresh(_)
+        ));
     }
 
     #[test]

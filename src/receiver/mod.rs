@@ -47,11 +47,18 @@ pub fn router(receiver: Arc<Receiver>) -> Router {
     Router::new().fallback(handle).with_state(receiver)
 }
 
-async fn handle(State(receiver): State<Arc<Receiver>>, method: Method, request: axum::extract::Request) -> Response {
+async fn handle(
+    State(receiver): State<Arc<Receiver>>,
+    method: Method,
+    request: axum::extract::Request,
+) -> Response {
     if method != Method::POST {
         receiver.metrics.event("method_not_allowed");
-        let mut response = (StatusCode::METHOD_NOT_ALLOWED, "only POST is accepted\n").into_response();
-        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+        let mut response =
+            (StatusCode::METHOD_NOT_ALLOWED, "only POST is accepted\n").into_response();
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
     let body = match read_body(request.into_body(), receiver.body_timeout).await {
@@ -75,7 +82,13 @@ async fn handle(State(receiver): State<Arc<Receiver>>, method: Method, request: 
 type Refusal = (&'static str, (StatusCode, &'static str));
 
 async fn read_body(body: Body, timeout: Duration) -> Result<bytes::Bytes, Refusal> {
-    let too_large = ("too_large", (StatusCode::PAYLOAD_TOO_LARGE, "event body is larger than 3 MiB\n"));
+    let too_large = (
+        "too_large",
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "event body is larger than 3 MiB\n",
+        ),
+    );
     match tokio::time::timeout(timeout, Limited::new(body, MAX_BODY_BYTES).collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large),
@@ -84,10 +97,19 @@ async fn read_body(body: Body, timeout: Duration) -> Result<bytes::Bytes, Refusa
             if e.to_string().contains("length limit") {
                 Err(too_large)
             } else {
-                Err(("unreadable", (StatusCode::BAD_REQUEST, "cannot read the request body\n")))
+                Err((
+                    "unreadable",
+                    (StatusCode::BAD_REQUEST, "cannot read the request body\n"),
+                ))
             }
         }
-        Err(_) => Err(("timeout", (StatusCode::REQUEST_TIMEOUT, "request body not received in time\n"))),
+        Err(_) => Err((
+            "timeout",
+            (
+                StatusCode::REQUEST_TIMEOUT,
+                "request body not received in time\n",
+            ),
+        )),
     }
 }
 
@@ -119,6 +141,8 @@ impl Receiver {
 
 fn unavailable(message: &'static str) -> Response {
     let mut response = (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
-    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     response
 }

@@ -2,7 +2,7 @@
 //! controller applies to Alerts and Providers (what `herald check` reports).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,14 +28,23 @@ pub fn build(snapshot: &Snapshot, options: &TableOptions) -> (RoutingTable, Vec<
     };
     for loaded in &snapshot.alerts {
         let mut report = |reason, message: String| {
-            problems.push(problem(&loaded.origin, "Alert", &loaded.object, reason, message));
+            problems.push(problem(
+                &loaded.origin,
+                "Alert",
+                &loaded.object,
+                reason,
+                message,
+            ));
         };
         let Some(alert) = compile_alert(&loaded.object, &destinations, options, &mut report) else {
             continue;
         };
         table.alert_count += 1;
         for (i, source) in loaded.object.spec.event_sources.iter().enumerate() {
-            let namespace = source.namespace.clone().unwrap_or_else(|| alert.key.namespace.clone());
+            let namespace = source
+                .namespace
+                .clone()
+                .unwrap_or_else(|| alert.key.namespace.clone());
             if options.no_cross_namespace_refs && namespace != alert.key.namespace {
                 report(
                     "AccessDenied",
@@ -73,28 +82,41 @@ enum ProviderState {
     Broken,
 }
 
-fn resolve_providers(snapshot: &Snapshot, problems: &mut Vec<Problem>) -> HashMap<ObjectKey, ProviderState> {
+fn resolve_providers(
+    snapshot: &Snapshot,
+    problems: &mut Vec<Problem>,
+) -> HashMap<ObjectKey, ProviderState> {
     let hasher = std::collections::hash_map::RandomState::new();
     snapshot
         .providers
         .iter()
         .map(|loaded| {
             let provider = &loaded.object;
-            let key = object_key(provider.metadata.namespace.as_deref(), provider.metadata.name.as_deref());
+            let key = object_key(
+                provider.metadata.namespace.as_deref(),
+                provider.metadata.name.as_deref(),
+            );
             let state = if provider.spec.suspend == Some(true) {
                 ProviderState::Suspended
             } else {
                 match resolve_provider(provider, &key, snapshot, &hasher) {
                     Ok((destination, warnings)) => {
                         for warning in warnings {
-                            let mut p = problem(&loaded.origin, "Provider", provider, "Warning", warning);
+                            let mut p =
+                                problem(&loaded.origin, "Provider", provider, "Warning", warning);
                             p.level = Level::Warning;
                             problems.push(p);
                         }
                         ProviderState::Ready(Arc::new(destination))
                     }
                     Err((reason, message)) => {
-                        problems.push(problem(&loaded.origin, "Provider", provider, reason, message));
+                        problems.push(problem(
+                            &loaded.origin,
+                            "Provider",
+                            provider,
+                            reason,
+                            message,
+                        ));
                         ProviderState::Broken
                     }
                 }
@@ -117,7 +139,10 @@ fn resolve_provider(
         Some(reference) => {
             let secret_key = ObjectKey::new(key.namespace.as_str(), reference.name.as_str());
             let data = snapshot.secrets.get(&secret_key).ok_or_else(|| {
-                ("SecretNotFound", format!("spec.secretRef: secret {secret_key} not found"))
+                (
+                    "SecretNotFound",
+                    format!("spec.secretRef: secret {secret_key} not found"),
+                )
             })?;
             Some((secret_key, data))
         }
@@ -134,13 +159,19 @@ fn resolve_provider(
     let address = value("address")
         .or_else(|| value("url"))
         .or_else(|| spec.address.clone().filter(|a| !a.is_empty()))
-        .or_else(|| token.as_ref().map(|_| providers::slack::POST_MESSAGE_URL.to_owned()));
+        .or_else(|| {
+            token
+                .as_ref()
+                .map(|_| providers::slack::POST_MESSAGE_URL.to_owned())
+        });
     let address = match (address, &secret) {
         (Some(address), _) => address,
         (None, Some((secret_key, _))) => {
             return Err((
                 "SecretKeyMissing",
-                format!("secret {secret_key} has neither 'address' nor 'url', and spec.address is empty"),
+                format!(
+                    "secret {secret_key} has neither 'address' nor 'url', and spec.address is empty"
+                ),
             ));
         }
         (None, None) => {
@@ -151,16 +182,23 @@ fn resolve_provider(
         }
     };
     let source = match &secret {
-        Some((secret_key, _)) if spec.address.as_deref() != Some(address.as_str()) => format!("secret {secret_key}"),
+        Some((secret_key, _)) if spec.address.as_deref() != Some(address.as_str()) => {
+            format!("secret {secret_key}")
+        }
         _ => "spec.address".to_owned(),
     };
-    validate_address(&address).map_err(|why| ("InvalidAddress", format!("the address in {source} {why}")))?;
+    validate_address(&address)
+        .map_err(|why| ("InvalidAddress", format!("the address in {source} {why}")))?;
     let timeout = match spec.timeout.as_deref() {
-        Some(text) => crate::duration::parse(text).map_err(|e| ("InvalidTimeout", format!("spec.timeout: {e}")))?,
+        Some(text) => crate::duration::parse(text)
+            .map_err(|e| ("InvalidTimeout", format!("spec.timeout: {e}")))?,
         None => DEFAULT_TIMEOUT,
     };
-    let mut queue = hasher.build_hasher();
-    (spec.type_, &address, token.as_ref().map(SecretString::expose)).hash(&mut queue);
+    let queue = hasher.hash_one((
+        spec.type_,
+        &address,
+        token.as_ref().map(SecretString::expose),
+    ));
     let settings = Settings {
         address: SecretString::new(address),
         token,
@@ -176,7 +214,7 @@ fn resolve_provider(
             kind: spec.type_,
             notifier,
             timeout,
-            queue: queue.finish(),
+            queue,
         },
         warnings,
     ))
@@ -186,7 +224,10 @@ fn resolve_provider(
 fn validate_address(address: &str) -> Result<(), String> {
     let parsed = url::Url::parse(address).map_err(|e| format!("is not a valid URL ({e})"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!("is not an http(s) URL (scheme '{}')", parsed.scheme()));
+        return Err(format!(
+            "is not an http(s) URL (scheme '{}')",
+            parsed.scheme()
+        ));
     }
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err("has no host".into());
@@ -200,14 +241,20 @@ fn compile_alert(
     options: &TableOptions,
     report: &mut impl FnMut(&'static str, String),
 ) -> Option<Arc<CompiledAlert>> {
-    let key = object_key(alert.metadata.namespace.as_deref(), alert.metadata.name.as_deref());
+    let key = object_key(
+        alert.metadata.namespace.as_deref(),
+        alert.metadata.name.as_deref(),
+    );
     let spec = &alert.spec;
     let provider_key = ObjectKey::new(key.namespace.as_str(), spec.provider_ref.name.as_str());
     let destination = match destinations.get(&provider_key) {
         Some(ProviderState::Ready(destination)) => destination.clone(),
         Some(ProviderState::Suspended | ProviderState::Broken) => return None,
         None => {
-            report("ProviderNotFound", format!("spec.providerRef: provider {provider_key} not found"));
+            report(
+                "ProviderNotFound",
+                format!("spec.providerRef: provider {provider_key} not found"),
+            );
             return None;
         }
     };
@@ -215,12 +262,17 @@ fn compile_alert(
         return None;
     }
     if spec.event_sources.is_empty() {
-        report("InvalidSpec", "spec.eventSources is empty: the Alert can never match".into());
+        report(
+            "InvalidSpec",
+            "spec.eventSources is empty: the Alert can never match".into(),
+        );
     }
     let severities = spec
         .event_severity
         .clone()
-        .unwrap_or(crate::api::SeverityFilter::AtLeast(options.default_severity))
+        .unwrap_or(crate::api::SeverityFilter::AtLeast(
+            options.default_severity,
+        ))
         .mask();
     Some(Arc::new(CompiledAlert {
         inclusion: compile_regexes("spec.inclusionList", spec.inclusion_list.as_deref(), report),
@@ -250,7 +302,10 @@ fn compile_regexes(
             Ok(_) => Some(pattern.as_str()),
             Err(e) => {
                 let detail = e.to_string().lines().last().unwrap_or("").trim().to_owned();
-                report("InvalidRegex", format!("{field}[{i}]: invalid regular expression {pattern:?}: {detail}"));
+                report(
+                    "InvalidRegex",
+                    format!("{field}[{i}]: invalid regular expression {pattern:?}: {detail}"),
+                );
                 None
             }
         })

@@ -71,7 +71,10 @@ mod tests {
             timestamp: String::new(),
             message: "m".into(),
             reason: "r".into(),
-            metadata: metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            metadata: metadata
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             reporting_controller: "kustomize-controller".into(),
             reporting_instance: String::new(),
         }
@@ -92,7 +95,10 @@ mod tests {
         let keys: Vec<_> = e.metadata.keys().map(String::as_str).collect();
         assert_eq!(
             keys,
-            ["event.toolkit.fluxcd.io/summary", "kustomize.toolkit.fluxcd.io/revision"]
+            [
+                "event.toolkit.fluxcd.io/summary",
+                "kustomize.toolkit.fluxcd.io/revision"
+            ]
         );
     }
 
@@ -107,14 +113,22 @@ mod tests {
             ("kustomize.toolkit.fluxcd.io/summary", "object"),
         ]);
         clean(&mut e);
-        let alert: BTreeMap<_, _> = [("b".to_owned(), "alert".to_owned()), ("c".to_owned(), "alert".to_owned())].into();
+        let alert: BTreeMap<_, _> = [
+            ("b".to_owned(), "alert".to_owned()),
+            ("c".to_owned(), "alert".to_owned()),
+        ]
+        .into();
         let merged = merge(&e, &alert, Some("alert summary"));
         assert_eq!(merged["a"], "event");
         assert_eq!(merged["b"], "alert");
         assert_eq!(merged["c"], "alert");
         assert_eq!(merged["d"], "object");
         assert_eq!(merged["summary"], "object");
-        let without_object = merge(&event(&[("event.toolkit.fluxcd.io/summary", "event")]), &alert, Some("alert summary"));
+        let without_object = merge(
+            &event(&[("event.toolkit.fluxcd.io/summary", "event")]),
+            &alert,
+            Some("alert summary"),
+        );
         assert_eq!(without_object["summary"], "alert summary");
     }
 }

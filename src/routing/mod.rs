@@ -67,8 +67,14 @@ pub struct CompiledAlert {
 
 impl CompiledAlert {
     fn matches_message(&self, message: &str) -> bool {
-        let included = self.inclusion.as_ref().is_none_or(|set| set.is_match(message));
-        let excluded = self.exclusion.as_ref().is_some_and(|set| set.is_match(message));
+        let included = self
+            .inclusion
+            .as_ref()
+            .is_none_or(|set| set.is_match(message));
+        let excluded = self
+            .exclusion
+            .as_ref()
+            .is_some_and(|set| set.is_match(message));
         included && !excluded
     }
 }

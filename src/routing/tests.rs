@@ -54,7 +54,11 @@ fn event(kind: &str, namespace: &str, name: &str, severity: Severity, message: &
 }
 
 fn matched(table: &RoutingTable, event: &FluxEvent) -> Vec<String> {
-    table.route(event).iter().map(|a| a.key.name.clone()).collect()
+    table
+        .route(event)
+        .iter()
+        .map(|a| a.key.name.clone())
+        .collect()
 }
 
 fn ks(name: &str, severity: Severity) -> FluxEvent {
@@ -63,7 +67,10 @@ fn ks(name: &str, severity: Severity) -> FluxEvent {
 
 #[test]
 fn wildcard_matches_every_name_of_the_kind() {
-    let t = table(&format!("{PROVIDER}{}", alert("a", "  eventSources: [{kind: Kustomization, name: '*'}]")));
+    let t = table(&format!(
+        "{PROVIDER}{}",
+        alert("a", "  eventSources: [{kind: Kustomization, name: '*'}]")
+    ));
     assert_eq!(matched(&t, &ks("one", Severity::Error)), ["a"]);
     assert_eq!(matched(&t, &ks("two", Severity::Error)), ["a"]);
     let helm = event("HelmRelease", "flux-system", "one", Severity::Error, "m");
@@ -72,7 +79,10 @@ fn wildcard_matches_every_name_of_the_kind() {
 
 #[test]
 fn exact_name_matches_only_that_object() {
-    let t = table(&format!("{PROVIDER}{}", alert("a", "  eventSources: [{kind: Kustomization, name: apps}]")));
+    let t = table(&format!(
+        "{PROVIDER}{}",
+        alert("a", "  eventSources: [{kind: Kustomization, name: apps}]")
+    ));
     assert_eq!(matched(&t, &ks("apps", Severity::Error)), ["a"]);
     assert!(matched(&t, &ks("infra", Severity::Error)).is_empty());
 }
@@ -81,8 +91,14 @@ fn exact_name_matches_only_that_object() {
 fn source_namespace_defaults_to_the_alerts_and_may_be_another() {
     let t = table(&format!(
         "{PROVIDER}{}{}",
-        alert("local", "  eventSources: [{kind: Kustomization, name: '*'}]"),
-        alert("remote", "  eventSources: [{kind: Kustomization, name: '*', namespace: apps}]"),
+        alert(
+            "local",
+            "  eventSources: [{kind: Kustomization, name: '*'}]"
+        ),
+        alert(
+            "remote",
+            "  eventSources: [{kind: Kustomization, name: '*', namespace: apps}]"
+        ),
     ));
     assert_eq!(matched(&t, &ks("x", Severity::Error)), ["local"]);
     let in_apps = event("Kustomization", "apps", "x", Severity::Error, "m");
@@ -109,21 +125,43 @@ fn no_cross_namespace_refs_blocks_other_namespaces() {
     );
     assert_eq!(problems.len(), 1);
     assert_eq!(problems[0].reason, "AccessDenied");
-    assert!(problems[0].message.contains("spec.eventSources[1].namespace"));
+    assert!(
+        problems[0]
+            .message
+            .contains("spec.eventSources[1].namespace")
+    );
     assert_eq!(matched(&t, &ks("x", Severity::Error)), ["a"]);
-    assert!(matched(&t, &event("Kustomization", "apps", "x", Severity::Error, "m")).is_empty());
+    assert!(
+        matched(
+            &t,
+            &event("Kustomization", "apps", "x", Severity::Error, "m")
+        )
+        .is_empty()
+    );
 }
 
 #[test]
 fn severity_string_list_and_absent() {
     let manifests = format!(
         "{PROVIDER}{}{}{}",
-        alert("threshold", "  eventSeverity: info\n  eventSources: [{kind: Kustomization, name: '*'}]"),
-        alert("list", "  eventSeverity: [warn, error]\n  eventSources: [{kind: Kustomization, name: '*'}]"),
-        alert("absent", "  eventSources: [{kind: Kustomization, name: '*'}]"),
+        alert(
+            "threshold",
+            "  eventSeverity: info\n  eventSources: [{kind: Kustomization, name: '*'}]"
+        ),
+        alert(
+            "list",
+            "  eventSeverity: [warn, error]\n  eventSources: [{kind: Kustomization, name: '*'}]"
+        ),
+        alert(
+            "absent",
+            "  eventSources: [{kind: Kustomization, name: '*'}]"
+        ),
     );
     let t = table(&manifests);
-    assert_eq!(matched(&t, &ks("x", Severity::Error)), ["threshold", "list", "absent"]);
+    assert_eq!(
+        matched(&t, &ks("x", Severity::Error)),
+        ["threshold", "list", "absent"]
+    );
     assert_eq!(matched(&t, &ks("x", Severity::Warn)), ["threshold", "list"]);
     assert_eq!(matched(&t, &ks("x", Severity::Info)), ["threshold"]);
     assert!(matched(&t, &ks("x", Severity::Trace)).is_empty());
@@ -133,7 +171,10 @@ fn severity_string_list_and_absent() {
         ..Default::default()
     };
     let (t, _) = table_with(&manifests, &flux_default);
-    assert_eq!(matched(&t, &ks("x", Severity::Info)), ["threshold", "absent"]);
+    assert_eq!(
+        matched(&t, &ks("x", Severity::Info)),
+        ["threshold", "absent"]
+    );
 }
 
 #[test]
@@ -145,7 +186,15 @@ fn inclusion_and_exclusion_beats_inclusion() {
             "  eventSources: [{kind: Kustomization, name: '*'}]\n  inclusionList: ['.*failed.*', '^Health']\n  exclusionList: ['dry-run']"
         )
     ));
-    let with = |message: &str| event("Kustomization", "flux-system", "x", Severity::Error, message);
+    let with = |message: &str| {
+        event(
+            "Kustomization",
+            "flux-system",
+            "x",
+            Severity::Error,
+            message,
+        )
+    };
     assert_eq!(matched(&t, &with("apply failed")), ["a"]);
     assert_eq!(matched(&t, &with("Health check passed")), ["a"]);
     assert!(matched(&t, &with("reconciled")).is_empty());
@@ -157,14 +206,29 @@ fn invalid_regex_is_reported_and_skipped() {
     let (t, problems) = table_with(
         &format!(
             "{PROVIDER}{}",
-            alert("a", "  eventSources: [{kind: Kustomization, name: '*'}]\n  exclusionList: ['(unclosed', 'noise']")
+            alert(
+                "a",
+                "  eventSources: [{kind: Kustomization, name: '*'}]\n  exclusionList: ['(unclosed', 'noise']"
+            )
         ),
         &TableOptions::default(),
     );
     assert_eq!(problems.len(), 1);
     assert_eq!(problems[0].reason, "InvalidRegex");
-    assert!(problems[0].message.contains("spec.exclusionList[0]"), "{}", problems[0]);
-    let with = |message: &str| event("Kustomization", "flux-system", "x", Severity::Error, message);
+    assert!(
+        problems[0].message.contains("spec.exclusionList[0]"),
+        "{}",
+        problems[0]
+    );
+    let with = |message: &str| {
+        event(
+            "Kustomization",
+            "flux-system",
+            "x",
+            Severity::Error,
+            message,
+        )
+    };
     assert_eq!(matched(&t, &with("(unclosed")), ["a"]);
     assert!(matched(&t, &with("noise")).is_empty());
 }
@@ -173,7 +237,10 @@ fn invalid_regex_is_reported_and_skipped() {
 fn suspended_alert_and_suspended_provider_route_nothing() {
     let t = table(&format!(
         "{PROVIDER}{}",
-        alert("a", "  suspend: true\n  eventSources: [{kind: Kustomization, name: '*'}]")
+        alert(
+            "a",
+            "  suspend: true\n  eventSources: [{kind: Kustomization, name: '*'}]"
+        )
     ));
     assert!(matched(&t, &ks("x", Severity::Error)).is_empty());
 
@@ -189,7 +256,10 @@ fn suspended_alert_and_suspended_provider_route_nothing() {
 fn an_alert_matches_once_even_through_two_sources() {
     let t = table(&format!(
         "{PROVIDER}{}",
-        alert("a", "  eventSources: [{kind: Kustomization, name: '*'}, {kind: Kustomization, name: x}]")
+        alert(
+            "a",
+            "  eventSources: [{kind: Kustomization, name: '*'}, {kind: Kustomization, name: x}]"
+        )
     ));
     assert_eq!(matched(&t, &ks("x", Severity::Error)), ["a"]);
 }
@@ -201,7 +271,10 @@ fn match_labels_read_objects_from_the_source() {
          metadata: {{name: web, namespace: flux-system, labels: {{team: web}}}}\n---\n\
          apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\n\
          metadata: {{name: db, namespace: flux-system, labels: {{team: db}}}}\n",
-        alert("a", "  eventSources: [{kind: Kustomization, name: '*', matchLabels: {team: web}}]")
+        alert(
+            "a",
+            "  eventSources: [{kind: Kustomization, name: '*', matchLabels: {team: web}}]"
+        )
     ));
     assert_eq!(matched(&t, &ks("web", Severity::Error)), ["a"]);
     assert!(matched(&t, &ks("db", Severity::Error)).is_empty());
@@ -229,9 +302,21 @@ fn notifications_carry_cleaned_and_merged_metadata() {
     .collect();
     let notifications = t.notifications(e);
     assert_eq!(notifications.len(), 1);
-    let merged: Vec<_> = notifications[0].metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    assert_eq!(merged, ["env=prod", "revision=main@sha1:abc", "summary=prod"]);
-    assert!(!notifications[0].event.metadata.contains_key("kustomize.toolkit.fluxcd.io/token"));
+    let merged: Vec<_> = notifications[0]
+        .metadata
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    assert_eq!(
+        merged,
+        ["env=prod", "revision=main@sha1:abc", "summary=prod"]
+    );
+    assert!(
+        !notifications[0]
+            .event
+            .metadata
+            .contains_key("kustomize.toolkit.fluxcd.io/token")
+    );
 }
 
 #[test]
@@ -263,7 +348,10 @@ metadata: {name: teams, namespace: ns}
 spec: {type: msteams, address: 'https://example.com/hook'}
 ";
     let (_, problems) = table_with(manifests, &TableOptions::default());
-    let reasons: Vec<_> = problems.iter().map(|p| (p.object.as_str(), p.reason)).collect();
+    let reasons: Vec<_> = problems
+        .iter()
+        .map(|p| (p.object.as_str(), p.reason))
+        .collect();
     assert_eq!(
         reasons,
         [
@@ -273,8 +361,16 @@ spec: {type: msteams, address: 'https://example.com/hook'}
             ("Provider ns/teams", "ProviderTypeNotSupported"),
         ]
     );
-    assert!(problems[1].message.contains("secret ns/empty has neither 'address' nor 'url'"));
-    assert!(!problems[2].message.contains("secret-path"), "address leaked: {}", problems[2]);
+    assert!(
+        problems[1]
+            .message
+            .contains("secret ns/empty has neither 'address' nor 'url'")
+    );
+    assert!(
+        !problems[2].message.contains("secret-path"),
+        "address leaked: {}",
+        problems[2]
+    );
 }
 
 #[test]

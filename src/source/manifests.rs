@@ -127,9 +127,10 @@ impl Loader {
 
     fn load_file(&mut self, path: &Path, text: &str) {
         // Documents are numbered among the non-empty ones, as a reader counts them.
-        let documents = split_documents(text)
-            .into_iter()
-            .filter(|d| d.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')));
+        let documents = split_documents(text).into_iter().filter(|d| {
+            d.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        });
         for (index, document) in documents.enumerate() {
             let origin = Origin::File {
                 path: path.to_owned(),
@@ -138,13 +139,24 @@ impl Loader {
             match serde_yaml::from_str::<Value>(document) {
                 Ok(Value::Null) => {}
                 Ok(value) => self.load_document(origin, value),
-                Err(e) => self.problem(origin, "document", "InvalidYAML", format!("invalid YAML: {e}")),
+                Err(e) => self.problem(
+                    origin,
+                    "document",
+                    "InvalidYAML",
+                    format!("invalid YAML: {e}"),
+                ),
             }
         }
     }
 
     fn load_document(&mut self, origin: Origin, value: Value) {
-        let text = |key: &str| value.get(key).and_then(Value::as_str).unwrap_or("").to_owned();
+        let text = |key: &str| {
+            value
+                .get(key)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        };
         let (api_version, kind) = (text("apiVersion"), text("kind"));
         let metadata = value.get("metadata");
         let meta = |key: &str| {
@@ -162,8 +174,17 @@ impl Loader {
         let label = format!("{kind} {key}");
         if kind.is_empty() || name.is_empty() {
             if api_version.starts_with(NOTIFICATION_GROUP) || kind.is_empty() {
-                let missing = if kind.is_empty() { "kind" } else { "metadata.name" };
-                self.problem(origin, "document", "InvalidManifest", format!("{missing} is missing"));
+                let missing = if kind.is_empty() {
+                    "kind"
+                } else {
+                    "metadata.name"
+                };
+                self.problem(
+                    origin,
+                    "document",
+                    "InvalidManifest",
+                    format!("{missing} is missing"),
+                );
             }
             return;
         }
@@ -181,13 +202,19 @@ impl Loader {
             "Alert" if notification_kind => {
                 if let Some(mut alert) = self.typed::<Alert>(&origin, &label, value) {
                     alert.metadata.namespace = Some(namespace);
-                    self.snapshot.alerts.push(Loaded { origin, object: alert });
+                    self.snapshot.alerts.push(Loaded {
+                        origin,
+                        object: alert,
+                    });
                 }
             }
             "Provider" if notification_kind => {
                 if let Some(mut provider) = self.typed::<Provider>(&origin, &label, value) {
                     provider.metadata.namespace = Some(namespace);
-                    self.snapshot.providers.push(Loaded { origin, object: provider });
+                    self.snapshot.providers.push(Loaded {
+                        origin,
+                        object: provider,
+                    });
                 }
             }
             "Secret" if api_version == "v1" => {
@@ -206,7 +233,12 @@ impl Loader {
     }
 
     /// Deserializes a document, naming the failing field on error.
-    fn typed<T: DeserializeOwned>(&mut self, origin: &Origin, label: &str, value: Value) -> Option<T> {
+    fn typed<T: DeserializeOwned>(
+        &mut self,
+        origin: &Origin,
+        label: &str,
+        value: Value,
+    ) -> Option<T> {
         match serde_path_to_error::deserialize::<_, T>(value) {
             Ok(object) => Some(object),
             Err(e) => {
@@ -256,9 +288,18 @@ mod tests {
              apiVersion: v1\nkind: Secret\nmetadata: {name: b}\ndata: {token: dG9rZW4=}\n",
         );
         assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(matches!(&problems[0].origin, Origin::File { document: 1, .. }));
-        assert_eq!(snapshot.secrets[&ObjectKey::new("ns", "a")]["url"], "https://x");
-        assert_eq!(snapshot.secrets[&ObjectKey::new("default", "b")]["token"], "token");
+        assert!(matches!(
+            &problems[0].origin,
+            Origin::File { document: 1, .. }
+        ));
+        assert_eq!(
+            snapshot.secrets[&ObjectKey::new("ns", "a")]["url"],
+            "https://x"
+        );
+        assert_eq!(
+            snapshot.secrets[&ObjectKey::new("default", "b")]["token"],
+            "token"
+        );
     }
 
     #[test]
@@ -281,7 +322,8 @@ mod tests {
              metadata: {name: podinfo, namespace: apps, labels: {team: web}}\n",
         );
         assert!(problems.is_empty());
-        let labels = &snapshot.labels[&("HelmRelease".to_owned(), ObjectKey::new("apps", "podinfo"))];
+        let labels =
+            &snapshot.labels[&("HelmRelease".to_owned(), ObjectKey::new("apps", "podinfo"))];
         assert_eq!(labels["team"], "web");
     }
 

@@ -56,9 +56,13 @@ impl Herald {
             health: String::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline && (herald.events.is_empty() || herald.metrics.is_empty() || herald.health.is_empty()) {
+        while Instant::now() < deadline
+            && (herald.events.is_empty() || herald.metrics.is_empty() || herald.health.is_empty())
+        {
             for line in herald.logs() {
-                let Ok(log) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+                let Ok(log) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
                 if log["message"] != "listening" {
                     continue;
                 }
@@ -72,7 +76,11 @@ impl Herald {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(!herald.events.is_empty(), "herald did not start: {:#?}", herald.logs());
+        assert!(
+            !herald.events.is_empty(),
+            "herald did not start: {:#?}",
+            herald.logs()
+        );
         herald
     }
 
@@ -106,7 +114,10 @@ impl Herald {
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {

@@ -24,7 +24,8 @@ pub fn event_file(name: &str) -> PathBuf {
 pub fn seed_copy(files: &[&str], webhook: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     for file in files {
-        let text = std::fs::read_to_string(fixtures().join("seed").join(file)).expect("seed fixture");
+        let text =
+            std::fs::read_to_string(fixtures().join("seed").join(file)).expect("seed fixture");
         let text = text.replace(
             "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX",
             webhook,

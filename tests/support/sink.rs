@@ -135,13 +135,22 @@ async fn record(
             headers,
             body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
         });
-        let default = inner.default.clone().unwrap_or_else(|| Answer::status(200).body("ok"));
+        let default = inner
+            .default
+            .clone()
+            .unwrap_or_else(|| Answer::status(200).body("ok"));
         inner.script.pop_front().unwrap_or(default)
     };
     tokio::time::sleep(answer.delay).await;
-    let mut response = (StatusCode::from_u16(answer.status).expect("status"), answer.body).into_response();
+    let mut response = (
+        StatusCode::from_u16(answer.status).expect("status"),
+        answer.body,
+    )
+        .into_response();
     for (name, value) in answer.headers {
-        response.headers_mut().insert(name, value.parse().expect("header value"));
+        response
+            .headers_mut()
+            .insert(name, value.parse().expect("header value"));
     }
     response
 }
