@@ -260,3 +260,48 @@ fn help_lists_every_command_and_flag() {
         assert!(stdout.contains(command));
     }
 }
+
+#[test]
+fn the_readme_quickstart_works_on_examples() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let quickstart = root.join("examples/quickstart");
+    let (code, _, stderr) = run(&["check", "--manifests", quickstart.to_str().expect("path")]);
+    assert_eq!(code, 0, "{stderr}");
+    let event = root.join("examples/events/kustomization-error.json");
+    let (code, stdout, _) = run(&[
+        "route",
+        "--manifests",
+        quickstart.to_str().expect("path"),
+        event.to_str().expect("path"),
+    ]);
+    assert_eq!(code, 0);
+    let first: serde_json::Value =
+        serde_json::from_str(stdout.lines().next().expect("a notification")).expect("json");
+    assert_eq!(first["address"], "https://hooks.slack.com/***");
+    assert_eq!(first["payload"]["attachments"][0]["color"], "danger");
+    assert!(
+        !stdout.contains("REPLACE"),
+        "the webhook placeholder must be masked"
+    );
+}
+
+#[test]
+fn route_survives_a_closed_stdout() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new(binary())
+        .args(["route", "--manifests"])
+        .arg(root.join("examples/quickstart"))
+        .args(
+            std::fs::read_dir(root.join("examples/events"))
+                .expect("events")
+                .map(|e| e.expect("entry").path()),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -22,7 +22,9 @@ pub fn run(args: &CheckArgs) -> i32 {
         Origin::Cluster => (None, 0),
     });
     for problem in &problems {
-        println!("{problem}");
+        if super::emit(&format!("{problem}\n")).is_err() {
+            break;
+        }
     }
     let errors = problems.iter().filter(|p| p.level == Level::Error).count();
     let warnings = problems.len() - errors;

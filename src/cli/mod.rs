@@ -139,15 +139,24 @@ fn parse_severity(text: &str) -> Result<Severity, String> {
     text.parse()
 }
 
+/// Writes to stdout without panicking when the reader has gone away
+/// (`herald route ... | head`): the error ends the command quietly.
+pub(crate) fn emit(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()
+}
+
 /// Runs the parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Route(args) => route::run(&args),
         Command::Check(args) => check::run(&args),
-        Command::Crds => {
-            print!("{}", crate::api::crd::crds_yaml());
-            0
-        }
+        Command::Crds => match emit(&crate::api::crd::crds_yaml()) {
+            Ok(()) => 0,
+            Err(_) => 1,
+        },
     }
 }

@@ -54,7 +54,9 @@ pub fn run(args: &RouteArgs) -> i32 {
             }
         };
         for notification in table.notifications(event) {
-            println!("{}", render(&notification));
+            if super::emit(&format!("{}\n", render(&notification))).is_err() {
+                return status;
+            }
         }
     }
     status
