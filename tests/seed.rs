@@ -175,19 +175,39 @@ fn reloading_does_not_lose_notifications_in_flight() {
     use support::sink::Answer;
     let sink = Sink::start();
     sink.default_answer(Answer::status(200).delay(Duration::from_millis(100)));
-    let dir = seed_copy(&["02-provider.yaml", "03-alert.yaml", "04-secret.yaml"], &sink.url);
+    let dir = seed_copy(
+        &["02-provider.yaml", "03-alert.yaml", "04-secret.yaml"],
+        &sink.url,
+    );
     let herald = Herald::serve(dir.path(), &[]);
     let event = std::fs::read_to_string(event_file("kustomization-error.json")).expect("event");
     for n in 0..10 {
-        assert_eq!(herald.post(event.replace("dry-run failed", &format!("dry-run failed {n}"))).0, 202);
+        assert_eq!(
+            herald
+                .post(event.replace("dry-run failed", &format!("dry-run failed {n}")))
+                .0,
+            202
+        );
     }
     // Remove the Alert and the Provider while notifications are queued.
     std::fs::remove_file(dir.path().join("03-alert.yaml")).expect("remove");
     std::fs::remove_file(dir.path().join("02-provider.yaml")).expect("remove");
-    assert!(herald.wait_for_log("\"alerts\":0", WAIT).is_some(), "reload not seen");
-    assert_eq!(sink.wait_for(10, WAIT).len(), 10, "queued notifications were lost on reload");
+    assert!(
+        herald.wait_for_log("\"alerts\":0", WAIT).is_some(),
+        "reload not seen"
+    );
+    assert_eq!(
+        sink.wait_for(10, WAIT).len(),
+        10,
+        "queued notifications were lost on reload"
+    );
     // New events no longer match.
-    assert_eq!(herald.post(event.replace("dry-run failed", "after reload")).0, 202);
+    assert_eq!(
+        herald
+            .post(event.replace("dry-run failed", "after reload"))
+            .0,
+        202
+    );
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(sink.received().len(), 10);
 }

@@ -93,6 +93,36 @@ impl FluxEvent {
     }
 }
 
+/// A Kustomization event for unit tests, with metadata pairs.
+#[cfg(test)]
+pub(crate) fn sample(
+    kind: &str,
+    name: &str,
+    severity: Severity,
+    message: &str,
+    metadata: &[(&str, &str)],
+) -> FluxEvent {
+    FluxEvent {
+        involved_object: InvolvedObject {
+            api_version: "kustomize.toolkit.fluxcd.io/v1".into(),
+            kind: kind.into(),
+            name: name.into(),
+            namespace: "flux-system".into(),
+            ..Default::default()
+        },
+        severity,
+        timestamp: String::new(),
+        message: message.into(),
+        reason: "Reason".into(),
+        metadata: metadata
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        reporting_controller: "kustomize-controller".into(),
+        reporting_instance: String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -96,28 +96,10 @@ impl Dedup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{InvolvedObject, Severity};
+    use crate::api::Severity;
 
     fn event(message: &str, metadata: &[(&str, &str)]) -> FluxEvent {
-        FluxEvent {
-            involved_object: InvolvedObject {
-                api_version: "kustomize.toolkit.fluxcd.io/v1".into(),
-                kind: "Kustomization".into(),
-                name: "app".into(),
-                namespace: "flux-system".into(),
-                ..Default::default()
-            },
-            severity: Severity::Error,
-            timestamp: "t1".into(),
-            message: message.into(),
-            reason: "r".into(),
-            metadata: metadata
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            reporting_controller: "c".into(),
-            reporting_instance: String::new(),
-        }
+        crate::api::event::sample("Kustomization", "app", Severity::Error, message, metadata)
     }
 
     #[test]

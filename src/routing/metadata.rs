@@ -56,28 +56,10 @@ pub fn merge(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{InvolvedObject, Severity};
+    use crate::api::Severity;
 
     fn event(metadata: &[(&str, &str)]) -> FluxEvent {
-        FluxEvent {
-            involved_object: InvolvedObject {
-                api_version: "kustomize.toolkit.fluxcd.io/v1".into(),
-                kind: "Kustomization".into(),
-                name: "app".into(),
-                namespace: "flux-system".into(),
-                ..Default::default()
-            },
-            severity: Severity::Info,
-            timestamp: String::new(),
-            message: "m".into(),
-            reason: "r".into(),
-            metadata: metadata
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            reporting_controller: "kustomize-controller".into(),
-            reporting_instance: String::new(),
-        }
+        crate::api::event::sample("Kustomization", "app", Severity::Info, "m", metadata)
     }
 
     #[test]

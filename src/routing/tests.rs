@@ -2,7 +2,7 @@
 //! real manifest loader.
 
 use super::*;
-use crate::api::{InvolvedObject, Severity};
+use crate::api::Severity;
 use crate::source::{Problem, manifests};
 
 const PROVIDER: &str = "
@@ -35,22 +35,9 @@ fn table(manifests: &str) -> RoutingTable {
 }
 
 fn event(kind: &str, namespace: &str, name: &str, severity: Severity, message: &str) -> FluxEvent {
-    FluxEvent {
-        involved_object: InvolvedObject {
-            api_version: "kustomize.toolkit.fluxcd.io/v1".into(),
-            kind: kind.into(),
-            name: name.into(),
-            namespace: namespace.into(),
-            ..Default::default()
-        },
-        severity,
-        timestamp: String::new(),
-        message: message.into(),
-        reason: "Reason".into(),
-        metadata: Default::default(),
-        reporting_controller: "kustomize-controller".into(),
-        reporting_instance: String::new(),
-    }
+    let mut event = crate::api::event::sample(kind, name, severity, message, &[]);
+    event.involved_object.namespace = namespace.into();
+    event
 }
 
 fn matched(table: &RoutingTable, event: &FluxEvent) -> Vec<String> {
