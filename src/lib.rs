@@ -17,3 +17,4 @@ pub mod providers;
 pub mod receiver;
 pub mod routing;
 pub mod source;
+pub mod template;

@@ -41,6 +41,8 @@ pub struct Metrics {
     pub alerts: Gauge,
     /// Problems found in the last snapshot.
     pub config_problems: Gauge,
+    /// Notifications sent in the default format because their template failed to render.
+    pub template_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -89,7 +91,14 @@ impl Default for Metrics {
             "Problems found in the last configuration snapshot",
             config_problems.clone(),
         );
+        let template_failures = Counter::default();
+        registry.register(
+            "template_render_failures",
+            "Notifications sent in the default format because their template failed to render",
+            template_failures.clone(),
+        );
         Self {
+            template_failures,
             registry,
             events,
             notifications,

@@ -11,7 +11,7 @@ use super::severity::SeverityFilter;
 
 /// An Alert routes events from `eventSources` to `providerRef`. One schema
 /// serves v1beta1, v1beta2 and v1beta3; every field Flux accepts is here,
-/// plus herald's `channel`.
+/// plus herald's `channel` and `template`.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "notification.toolkit.fluxcd.io",
@@ -64,6 +64,29 @@ pub struct AlertSpec {
     /// so two Alerts can share one Provider and post to two channels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
+
+    /// herald: the message this Alert sends, as minijinja (Jinja2) templates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<MessageTemplate>,
+}
+
+/// herald's message templates (DESIGN §3.10). Each field is optional; a
+/// template with a syntax error is reported and the default format is sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageTemplate {
+    /// The message text. Variables: event, object, severity, message, reason,
+    /// timestamp, controller, metadata, revision, alert, provider; filter `commit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+
+    /// Slack: renders to a JSON array of Block Kit blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<String>,
+
+    /// Slack bot API: notifications whose rendered key is equal share one thread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_key: Option<String>,
 }
 
 /// A reference to an object in the same namespace.

@@ -6,7 +6,7 @@ pub mod event;
 pub mod provider;
 pub mod severity;
 
-pub use alert::{Alert, AlertSpec, AlertStatus, EventSource, LocalReference};
+pub use alert::{Alert, AlertSpec, AlertStatus, EventSource, LocalReference, MessageTemplate};
 pub use event::{EventError, FluxEvent, InvolvedObject};
 pub use provider::{Provider, ProviderSpec, ProviderStatus, ProviderType};
 pub use severity::{Severity, SeverityFilter, SeverityMask};

@@ -86,6 +86,11 @@ pub struct DeliveryArgs {
     /// destinations. When full, events are answered 503 and Flux retries.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub queue_capacity: usize,
+
+    /// How long a Slack thread (`spec.template.threadKey`) is remembered;
+    /// a later notification with the same key then starts a new thread.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = crate::duration::parse)]
+    pub thread_ttl: Duration,
 }
 
 impl DeliveryArgs {
@@ -95,6 +100,7 @@ impl DeliveryArgs {
             max_delivery_age: self.max_delivery_age,
             initial_backoff: self.retry_backoff,
             max_backoff: Duration::from_secs(60).max(self.retry_backoff),
+            thread_ttl: self.thread_ttl,
         }
     }
 }

@@ -31,6 +31,9 @@ struct Line<'a> {
     kind: String,
     address: String,
     payload: &'a Value,
+    /// The rendered `spec.template.threadKey`, when the Alert has one.
+    #[serde(rename = "threadKey", skip_serializing_if = "Option::is_none")]
+    thread_key: Option<String>,
 }
 
 pub fn run(args: &RouteArgs) -> i32 {
@@ -64,7 +67,12 @@ pub fn run(args: &RouteArgs) -> i32 {
 
 fn render(n: &Notification) -> String {
     let destination = &n.alert.destination;
-    let payload = destination.notifier.payload(n);
+    let rendered = n.render().unwrap_or_else(|error| {
+        eprintln!("{}: {error}; the default format is shown", n.alert.key);
+        None
+    });
+    let thread_key = rendered.as_ref().and_then(|r| r.thread_key.clone());
+    let payload = destination.notifier.payload(n, rendered.as_ref());
     let line = Line {
         event: n.event.object_ref(),
         alert: n.alert.key.to_string(),
@@ -72,6 +80,7 @@ fn render(n: &Notification) -> String {
         kind: destination.kind.as_str(),
         address: destination.notifier.masked_address(),
         payload: &payload,
+        thread_key,
     };
     serde_json::to_string(&line).unwrap_or_default()
 }

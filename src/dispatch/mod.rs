@@ -7,6 +7,7 @@
 //! accepted and not finished; when it is exhausted the receiver answers 503.
 
 pub mod retry;
+pub mod threads;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,9 @@ use crate::mask;
 use crate::metrics::{Metrics, ProviderLabel};
 use crate::providers::BodyVerdict;
 use crate::routing::Notification;
+use crate::template::Rendered;
+
+use self::threads::ThreadStore;
 
 /// How much of a response body is read (Slack's replies are small).
 const MAX_RESPONSE_BODY: usize = 64 * 1024;
@@ -37,6 +41,8 @@ pub struct DispatchConfig {
     pub initial_backoff: Duration,
     /// Longest retry delay.
     pub max_backoff: Duration,
+    /// How long a Slack thread key is remembered.
+    pub thread_ttl: Duration,
 }
 
 impl Default for DispatchConfig {
@@ -46,6 +52,7 @@ impl Default for DispatchConfig {
             max_delivery_age: Duration::from_secs(15 * 60),
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
+            thread_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -69,6 +76,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// Cancelled when the shutdown deadline passes: workers log what is left.
     abandon: CancellationToken,
+    threads: ThreadStore,
 }
 
 struct Job {
@@ -79,7 +87,8 @@ struct Job {
 
 /// How one delivery attempt ended.
 enum Attempt {
-    Delivered,
+    /// Delivered; the response body.
+    Delivered(Vec<u8>),
     Retry {
         reason: String,
         after: Option<Duration>,
@@ -102,6 +111,7 @@ impl Dispatcher {
         Self {
             inner: Arc::new(Inner {
                 client,
+                threads: ThreadStore::new(config.thread_ttl, threads::MAX_THREADS),
                 config,
                 permits,
                 queues: Mutex::new(HashMap::new()),
@@ -222,7 +232,18 @@ async fn deliver(inner: &Inner, job: Job) {
     let destination = &n.alert.destination;
     let notifier = &destination.notifier;
     let provider_type = destination.kind.as_str();
-    let body = match serde_json::to_vec(&notifier.payload(n)) {
+    let rendered = render_or_default(inner, n);
+    let mut payload = notifier.payload(n, rendered.as_ref());
+    let thread_key = rendered
+        .and_then(|r| r.thread_key)
+        .filter(|_| notifier.supports_threads());
+    let anchored = thread_key
+        .as_ref()
+        .and_then(|key| inner.threads.get(destination.queue, key, Instant::now()));
+    if let Some(anchor) = &anchored {
+        notifier.reply_in_thread(&mut payload, anchor);
+    }
+    let body = match serde_json::to_vec(&payload) {
         Ok(body) => body,
         Err(e) => {
             tracing::error!(alert = %n.alert.key, error = %e, "cannot encode the notification");
@@ -252,7 +273,14 @@ async fn deliver(inner: &Inner, job: Job) {
             () = inner.abandon.cancelled() => continue,
         };
         match outcome {
-            Attempt::Delivered => {
+            Attempt::Delivered(response) => {
+                if let Some(key) = thread_key.filter(|_| anchored.is_none())
+                    && let Some(anchor) = notifier.thread_anchor(&response)
+                {
+                    inner
+                        .threads
+                        .insert(destination.queue, key, anchor, Instant::now());
+                }
                 inner
                     .metrics
                     .delivery_latency
@@ -305,6 +333,20 @@ async fn deliver(inner: &Inner, job: Job) {
     }
 }
 
+/// The Alert's rendered template, or `None` (the default format) when it
+/// has none or rendering failed: a template bug never loses a notification.
+fn render_or_default(inner: &Inner, n: &Notification) -> Option<Rendered> {
+    match n.render() {
+        Ok(rendered) => rendered,
+        Err(error) => {
+            tracing::warn!(alert = %n.alert.key, event = %n.event.object_ref(), %error,
+                "template render failed: sending the default format");
+            inner.metrics.template_failures.inc();
+            None
+        }
+    }
+}
+
 async fn attempt_once(inner: &Inner, n: &Notification, body: &[u8]) -> Attempt {
     let destination = &n.alert.destination;
     let endpoint = destination.notifier.endpoint();
@@ -336,7 +378,7 @@ async fn attempt_once(inner: &Inner, n: &Notification, body: &[u8]) -> Attempt {
     let body = read_limited(response).await;
     if status.is_success() {
         return match destination.notifier.judge_body(&body) {
-            BodyVerdict::Delivered => Attempt::Delivered,
+            BodyVerdict::Delivered => Attempt::Delivered(body),
             BodyVerdict::Retry(reason) => Attempt::Retry {
                 reason,
                 after: retry_after,

@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::api::ProviderType;
 use crate::mask::SecretString;
 use crate::routing::Notification;
+use crate::template::Rendered;
 
 /// What a provider needs to deliver, resolved from its spec and Secret.
 #[derive(Clone, Debug)]
@@ -35,13 +36,34 @@ pub enum BodyVerdict {
     Fail(String),
 }
 
+/// Where a thread started: what later notifications reply to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThreadAnchor {
+    pub ts: String,
+    pub channel: String,
+}
+
 /// One notification service.
 pub trait Notifier: Send + Sync {
     /// The request target and credentials.
     fn endpoint(&self) -> Endpoint<'_>;
 
-    /// The JSON body for one notification.
-    fn payload(&self, notification: &Notification) -> Value;
+    /// The JSON body for one notification, in the Alert's rendered template
+    /// when there is one, else in the provider's default format.
+    fn payload(&self, notification: &Notification, rendered: Option<&Rendered>) -> Value;
+
+    /// Whether notifications can be grouped into threads (DESIGN §3.11).
+    fn supports_threads(&self) -> bool {
+        false
+    }
+
+    /// The thread a delivered message started, read from the response body.
+    fn thread_anchor(&self, _body: &[u8]) -> Option<ThreadAnchor> {
+        None
+    }
+
+    /// Turns a payload into a reply in an existing thread.
+    fn reply_in_thread(&self, _payload: &mut Value, _anchor: &ThreadAnchor) {}
 
     /// Judges the body of a 2xx response (some APIs answer 200 with an error).
     fn judge_body(&self, _body: &[u8]) -> BodyVerdict {

@@ -3,9 +3,10 @@
 
 use serde_json::{Value, json};
 
-use super::{BodyVerdict, Endpoint, Notifier, Settings};
+use super::{BodyVerdict, Endpoint, Notifier, Settings, ThreadAnchor};
 use crate::api::Severity;
 use crate::routing::Notification;
+use crate::template::Rendered;
 
 /// Where `chat.postMessage` lives; used when a Provider has a token and no address.
 pub const POST_MESSAGE_URL: &str = "https://slack.com/api/chat.postMessage";
@@ -35,7 +36,7 @@ impl Notifier for Slack {
         }
     }
 
-    fn payload(&self, n: &Notification) -> Value {
+    fn payload(&self, n: &Notification, rendered: Option<&Rendered>) -> Value {
         let event = &n.event;
         let object = &event.involved_object;
         let author = format!(
@@ -44,15 +45,25 @@ impl Notifier for Slack {
             object.name,
             object.namespace
         );
-        let first_line = event.message.lines().next().unwrap_or("");
+        let rendered_text = rendered.and_then(|r| r.text.as_deref());
+        let text = rendered_text.unwrap_or(&event.message);
+        let first_line = text.lines().next().unwrap_or("");
         let mut attachment = json!({
             "color": color(event.severity),
-            "author_name": author,
-            "text": event.message,
             "fallback": format!("{author}: {first_line}"),
-            "mrkdwn_in": ["text"],
         });
-        if !n.metadata.is_empty() {
+        let blocks = rendered.and_then(|r| r.blocks.clone());
+        let has_blocks = blocks.is_some();
+        match blocks {
+            Some(blocks) => attachment["blocks"] = blocks,
+            None => {
+                attachment["author_name"] = Value::from(author);
+                attachment["text"] = Value::from(text);
+                attachment["mrkdwn_in"] = json!(["text"]);
+            }
+        }
+        // The default format lists the metadata; a text template chooses what to show.
+        if rendered_text.is_none() && !has_blocks && !n.metadata.is_empty() {
             let fields: Vec<Value> = n
                 .metadata
                 .iter()
@@ -67,6 +78,9 @@ impl Notifier for Slack {
             .filter(|u| !u.is_empty())
             .unwrap_or(&event.reporting_controller);
         let mut payload = json!({ "username": username, "attachments": [attachment] });
+        if has_blocks {
+            payload["text"] = Value::from(text);
+        }
         let channel = n
             .alert
             .channel
@@ -76,6 +90,23 @@ impl Notifier for Slack {
             payload["channel"] = Value::from(channel);
         }
         payload
+    }
+
+    fn supports_threads(&self) -> bool {
+        self.bot_api
+    }
+
+    fn thread_anchor(&self, body: &[u8]) -> Option<ThreadAnchor> {
+        let reply: Value = serde_json::from_slice(body).ok()?;
+        Some(ThreadAnchor {
+            ts: reply.get("ts")?.as_str()?.to_owned(),
+            channel: reply.get("channel")?.as_str()?.to_owned(),
+        })
+    }
+
+    fn reply_in_thread(&self, payload: &mut Value, anchor: &ThreadAnchor) {
+        payload["thread_ts"] = Value::from(anchor.ts.as_str());
+        payload["channel"] = Value::from(anchor.channel.as_str());
     }
 
     fn judge_body(&self, body: &[u8]) -> BodyVerdict {

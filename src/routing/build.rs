@@ -9,10 +9,11 @@ use std::time::Duration;
 use regex::RegexSet;
 
 use super::{CompiledAlert, Destination, NameMatch, RoutingTable, SourceRoute, TableOptions};
-use crate::api::{Alert, Provider};
+use crate::api::{Alert, MessageTemplate, Provider};
 use crate::mask::SecretString;
 use crate::providers::{self, Settings};
 use crate::source::{Level, ObjectKey, Origin, Problem, Snapshot};
+use crate::template::CompiledTemplate;
 
 /// Timeout of a delivery request when the Provider sets none (Flux's default).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -27,11 +28,12 @@ pub fn build(snapshot: &Snapshot, options: &TableOptions) -> (RoutingTable, Vec<
         ..Default::default()
     };
     for loaded in &snapshot.alerts {
-        let mut report = |reason, message: String| {
+        let mut report = |level, reason, message: String| {
             problems.push(problem(
                 &loaded.origin,
                 "Alert",
                 &loaded.object,
+                level,
                 reason,
                 message,
             ));
@@ -47,6 +49,7 @@ pub fn build(snapshot: &Snapshot, options: &TableOptions) -> (RoutingTable, Vec<
                 .unwrap_or_else(|| alert.key.namespace.clone());
             if options.no_cross_namespace_refs && namespace != alert.key.namespace {
                 report(
+                    Level::Error,
                     "AccessDenied",
                     format!(
                         "spec.eventSources[{i}].namespace: '{namespace}' is another namespace, \
@@ -102,10 +105,14 @@ fn resolve_providers(
                 match resolve_provider(provider, &key, snapshot, &hasher) {
                     Ok((destination, warnings)) => {
                         for warning in warnings {
-                            let mut p =
-                                problem(&loaded.origin, "Provider", provider, "Warning", warning);
-                            p.level = Level::Warning;
-                            problems.push(p);
+                            problems.push(problem(
+                                &loaded.origin,
+                                "Provider",
+                                provider,
+                                Level::Warning,
+                                "Warning",
+                                warning,
+                            ));
                         }
                         ProviderState::Ready(Arc::new(destination))
                     }
@@ -114,6 +121,7 @@ fn resolve_providers(
                             &loaded.origin,
                             "Provider",
                             provider,
+                            Level::Error,
                             reason,
                             message,
                         ));
@@ -199,10 +207,11 @@ fn resolve_provider(
         &address,
         token.as_ref().map(SecretString::expose),
     ));
+    let channel = spec.channel.clone().filter(|c| !c.is_empty());
     let settings = Settings {
         address: SecretString::new(address),
         token,
-        channel: spec.channel.clone(),
+        channel: channel.clone(),
         username: spec.username.clone(),
     };
     let notifier = providers::build(spec.type_, settings)
@@ -212,6 +221,7 @@ fn resolve_provider(
         Destination {
             key: key.clone(),
             kind: spec.type_,
+            channel,
             notifier,
             timeout,
             queue,
@@ -239,7 +249,7 @@ fn compile_alert(
     alert: &Alert,
     destinations: &HashMap<ObjectKey, ProviderState>,
     options: &TableOptions,
-    report: &mut impl FnMut(&'static str, String),
+    report: &mut impl FnMut(Level, &'static str, String),
 ) -> Option<Arc<CompiledAlert>> {
     let key = object_key(
         alert.metadata.namespace.as_deref(),
@@ -252,6 +262,7 @@ fn compile_alert(
         Some(ProviderState::Suspended | ProviderState::Broken) => return None,
         None => {
             report(
+                Level::Error,
                 "ProviderNotFound",
                 format!("spec.providerRef: provider {provider_key} not found"),
             );
@@ -263,6 +274,7 @@ fn compile_alert(
     }
     if spec.event_sources.is_empty() {
         report(
+            Level::Error,
             "InvalidSpec",
             "spec.eventSources is empty: the Alert can never match".into(),
         );
@@ -274,7 +286,9 @@ fn compile_alert(
             options.default_severity,
         ))
         .mask();
+    let template = compile_template(spec.template.as_ref(), &destination, report);
     Some(Arc::new(CompiledAlert {
+        template,
         inclusion: compile_regexes("spec.inclusionList", spec.inclusion_list.as_deref(), report),
         exclusion: compile_regexes("spec.exclusionList", spec.exclusion_list.as_deref(), report),
         key,
@@ -292,7 +306,7 @@ fn compile_alert(
 fn compile_regexes(
     field: &str,
     patterns: Option<&[String]>,
-    report: &mut impl FnMut(&'static str, String),
+    report: &mut impl FnMut(Level, &'static str, String),
 ) -> Option<RegexSet> {
     let patterns = patterns.filter(|p| !p.is_empty())?;
     let valid: Vec<&str> = patterns
@@ -303,6 +317,7 @@ fn compile_regexes(
             Err(e) => {
                 let detail = e.to_string().lines().last().unwrap_or("").trim().to_owned();
                 report(
+                    Level::Error,
                     "InvalidRegex",
                     format!("{field}[{i}]: invalid regular expression {pattern:?}: {detail}"),
                 );
@@ -314,6 +329,41 @@ fn compile_regexes(
     Some(RegexSet::new(valid).unwrap_or_else(|_| RegexSet::empty()))
 }
 
+/// Compiles an Alert's template. A syntax error is reported and the Alert
+/// keeps routing with the default format.
+fn compile_template(
+    spec: Option<&MessageTemplate>,
+    destination: &Destination,
+    report: &mut impl FnMut(Level, &'static str, String),
+) -> Option<CompiledTemplate> {
+    let template = match CompiledTemplate::compile(spec?) {
+        Ok(template) => template,
+        Err(errors) => {
+            for error in errors {
+                report(
+                    Level::Error,
+                    "InvalidTemplate",
+                    format!(
+                        "{}: {} (the default format is sent instead)",
+                        error.field, error.message
+                    ),
+                );
+            }
+            return None;
+        }
+    };
+    if template.has_thread_key() && !destination.notifier.supports_threads() {
+        report(
+            Level::Warning,
+            "ThreadsNeedBotToken",
+            "spec.template.threadKey: threads need a Slack bot token (chat.postMessage); \
+             with an incoming webhook the key is ignored"
+                .into(),
+        );
+    }
+    Some(template)
+}
+
 fn object_key(namespace: Option<&str>, name: Option<&str>) -> ObjectKey {
     ObjectKey::new(namespace.unwrap_or("default"), name.unwrap_or(""))
 }
@@ -322,13 +372,14 @@ fn problem<K: kube::Resource>(
     origin: &Origin,
     kind: &str,
     object: &K,
+    level: Level,
     reason: &'static str,
     message: String,
 ) -> Problem {
     let meta = object.meta();
     let key = object_key(meta.namespace.as_deref(), meta.name.as_deref());
     Problem {
-        level: Level::Error,
+        level,
         origin: origin.clone(),
         object: format!("{kind} {key}"),
         reason,

@@ -22,6 +22,7 @@ pub use build::build;
 use crate::api::{FluxEvent, ProviderType, Severity, SeverityMask};
 use crate::providers::Notifier;
 use crate::source::{LabelIndex, ObjectKey};
+use crate::template::{CompiledTemplate, Rendered};
 
 /// Choices that change how a snapshot becomes a table.
 #[derive(Clone, Debug)]
@@ -45,6 +46,8 @@ impl Default for TableOptions {
 pub struct Destination {
     pub key: ObjectKey,
     pub kind: ProviderType,
+    /// The Provider's own channel (templates show it as `provider.channel`).
+    pub channel: Option<String>,
     pub notifier: Arc<dyn Notifier>,
     /// Timeout of one delivery request.
     pub timeout: Duration,
@@ -60,6 +63,8 @@ pub struct CompiledAlert {
     pub channel: Option<String>,
     pub event_metadata: BTreeMap<String, String>,
     pub summary: Option<String>,
+    /// The Alert's message template, when it has one that compiled.
+    pub template: Option<CompiledTemplate>,
     severities: SeverityMask,
     inclusion: Option<RegexSet>,
     exclusion: Option<RegexSet>,
@@ -86,6 +91,18 @@ pub struct Notification {
     pub alert: Arc<CompiledAlert>,
     /// The merged, prefix-stripped metadata for this Alert.
     pub metadata: BTreeMap<String, String>,
+}
+
+impl Notification {
+    /// Renders the Alert's template for this notification: `Ok(None)` when
+    /// the Alert has none, `Err` when rendering failed (the caller then
+    /// sends the default format).
+    pub fn render(&self) -> Result<Option<Rendered>, String> {
+        match &self.alert.template {
+            Some(template) => template.render(self).map(Some),
+            None => Ok(None),
+        }
+    }
 }
 
 enum NameMatch {

@@ -60,6 +60,8 @@ struct Inner {
     received: Vec<Received>,
     script: VecDeque<Answer>,
     default: Option<Answer>,
+    /// Answer like Slack's chat.postMessage: `ok`, a fresh `ts`, the channel.
+    slack_api: bool,
 }
 
 /// The sink; clones share state.
@@ -102,6 +104,12 @@ impl Sink {
     /// Answers every unscripted request with this.
     pub fn default_answer(&self, answer: Answer) {
         self.inner.lock().expect("sink").default = Some(answer);
+    }
+
+    /// Answers unscripted requests as `chat.postMessage` does, with
+    /// `ts` = `1000.<request number>` and `channel` = `C0THREADS`.
+    pub fn answer_like_slack_api(&self) {
+        self.inner.lock().expect("sink").slack_api = true;
     }
 
     pub fn received(&self) -> Vec<Received> {
