@@ -31,7 +31,7 @@ pub enum Command {
     /// Receive events and deliver notifications, with Alerts, Providers and
     /// Secrets read from YAML manifests under a directory (no cluster needed).
     /// The directory is re-read when its files change.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Dry run: print, one JSON line each, the notifications the given event
     /// files would produce. Sends nothing; addresses are masked.
     Route(route::RouteArgs),
@@ -157,7 +157,7 @@ pub(crate) fn emit(text: &str) -> std::io::Result<()> {
 /// Runs the parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Route(args) => route::run(&args),
         Command::Check(args) => check::run(&args),
         Command::Crds => match emit(&crate::api::crd::crds_yaml()) {

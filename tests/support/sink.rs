@@ -143,10 +143,17 @@ async fn record(
             headers,
             body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
         });
-        let default = inner
-            .default
-            .clone()
-            .unwrap_or_else(|| Answer::status(200).body("ok"));
+        let default = if inner.slack_api {
+            let ts = format!("1000.{:06}", inner.received.len() - 1);
+            Answer::status(200).body(format!(
+                r#"{{"ok":true,"ts":"{ts}","channel":"C0THREADS"}}"#
+            ))
+        } else {
+            inner
+                .default
+                .clone()
+                .unwrap_or_else(|| Answer::status(200).body("ok"))
+        };
         inner.script.pop_front().unwrap_or(default)
     };
     tokio::time::sleep(answer.delay).await;
