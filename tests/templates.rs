@@ -366,3 +366,43 @@ fn route_prints_the_rendered_thread_key() {
     );
     assert!(sink.received().is_empty());
 }
+
+#[test]
+fn the_readme_template_examples_render() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    for file in [
+        "quickstart/provider.yaml",
+        "quickstart/secret.yaml",
+        "templates/commit-links.yaml",
+        "templates/block-kit.yaml",
+    ] {
+        let from = root.join("examples").join(file);
+        std::fs::copy(&from, dir.path().join(from.file_name().expect("name"))).expect("copy");
+    }
+    let info = route(
+        dir.path(),
+        &root.join("examples/events/kustomization-info.json"),
+    );
+    assert_eq!(info.len(), 1);
+    assert_eq!(
+        info[0]["payload"]["attachments"][0]["text"],
+        "*Kustomization flux-system/my-app-kustomization* — ReconciliationSucceeded\n\
+         Deployment/my-app/my-app-deployment configured\n\
+         Service/my-app/my-app unchanged\n\
+         Commit: <https://github.com/acme/fleet/commit/9f2c1d4e5b6a7980a1b2c3d4e5f60718293a4b5c|9f2c1d4>\n\
+         <https://grafana.example.com/d/flux?var-namespace=flux-system&var-name=my-app-kustomization|Dashboard>"
+    );
+    let helm = route(
+        dir.path(),
+        &root.join("examples/events/helmrelease-error.json"),
+    );
+    assert_eq!(helm.len(), 1);
+    let blocks = &helm[0]["payload"]["attachments"][0]["blocks"];
+    assert_eq!(blocks[0]["text"]["text"], "HelmRelease podinfo");
+    assert_eq!(blocks[2]["elements"][0]["text"], "revision: 6.7.1");
+    assert_eq!(
+        helm[0]["payload"]["text"],
+        "HelmRelease podinfo: InstallFailed"
+    );
+}
