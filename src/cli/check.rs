@@ -16,6 +16,7 @@ pub fn run(args: &CheckArgs) -> i32 {
     let (snapshot, mut problems) = manifests::load(&args.routing.manifests);
     let (table, more) = routing::build(&snapshot, &args.routing.table_options());
     problems.extend(more);
+    problems.retain(|p| p.level != Level::Note);
     // In file order, as a person reads the manifests.
     problems.sort_by_key(|p| match &p.origin {
         Origin::File { path, document } => (Some(path.clone()), *document),

@@ -98,14 +98,16 @@ fn load_table(args: &RoutingArgs, options: &TableOptions, metrics: &Metrics) -> 
         match problem.level {
             Level::Error => tracing::error!(problem = %problem, "configuration problem"),
             Level::Warning => tracing::warn!(problem = %problem, "configuration warning"),
+            Level::Note => tracing::debug!(problem = %problem, "configuration note"),
         }
     }
     metrics.alerts.set(table.alert_count() as i64);
-    metrics.config_problems.set(problems.len() as i64);
+    let problem_count = problems.iter().filter(|p| p.level != Level::Note).count();
+    metrics.config_problems.set(problem_count as i64);
     tracing::info!(
         alerts = table.alert_count(),
         providers = snapshot.providers.len(),
-        problems = problems.len(),
+        problems = problem_count,
         "routing table loaded"
     );
     table

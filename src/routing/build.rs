@@ -12,7 +12,7 @@ use super::{CompiledAlert, Destination, NameMatch, RoutingTable, SourceRoute, Ta
 use crate::api::{Alert, MessageTemplate, Provider};
 use crate::mask::SecretString;
 use crate::providers::{self, Settings};
-use crate::source::{Level, ObjectKey, Origin, Problem, Snapshot};
+use crate::source::{Kind, Level, ObjectKey, Origin, Problem, Snapshot};
 use crate::template::CompiledTemplate;
 
 /// Timeout of a delivery request when the Provider sets none (Flux's default).
@@ -31,7 +31,7 @@ pub fn build(snapshot: &Snapshot, options: &TableOptions) -> (RoutingTable, Vec<
         let mut report = |level, reason, message: String| {
             problems.push(problem(
                 &loaded.origin,
-                "Alert",
+                Kind::Alert,
                 &loaded.object,
                 level,
                 reason,
@@ -100,6 +100,14 @@ fn resolve_providers(
                 provider.metadata.name.as_deref(),
             );
             let state = if provider.spec.suspend == Some(true) {
+                problems.push(problem(
+                    &loaded.origin,
+                    Kind::Provider,
+                    provider,
+                    Level::Note,
+                    "Suspended",
+                    "spec.suspend is true: nothing is delivered through this provider".into(),
+                ));
                 ProviderState::Suspended
             } else {
                 match resolve_provider(provider, &key, snapshot, &hasher) {
@@ -107,7 +115,7 @@ fn resolve_providers(
                         for warning in warnings {
                             problems.push(problem(
                                 &loaded.origin,
-                                "Provider",
+                                Kind::Provider,
                                 provider,
                                 Level::Warning,
                                 "Warning",
@@ -119,7 +127,7 @@ fn resolve_providers(
                     Err((reason, message)) => {
                         problems.push(problem(
                             &loaded.origin,
-                            "Provider",
+                            Kind::Provider,
                             provider,
                             Level::Error,
                             reason,
@@ -259,7 +267,22 @@ fn compile_alert(
     let provider_key = ObjectKey::new(key.namespace.as_str(), spec.provider_ref.name.as_str());
     let destination = match destinations.get(&provider_key) {
         Some(ProviderState::Ready(destination)) => destination.clone(),
-        Some(ProviderState::Suspended | ProviderState::Broken) => return None,
+        Some(ProviderState::Suspended) => {
+            report(
+                Level::Note,
+                "ProviderSuspended",
+                format!("spec.providerRef: provider {provider_key} is suspended"),
+            );
+            return None;
+        }
+        Some(ProviderState::Broken) => {
+            report(
+                Level::Note,
+                "ProviderNotReady",
+                format!("spec.providerRef: provider {provider_key} is not ready"),
+            );
+            return None;
+        }
         None => {
             report(
                 Level::Error,
@@ -270,6 +293,11 @@ fn compile_alert(
         }
     };
     if spec.suspend == Some(true) {
+        report(
+            Level::Note,
+            "Suspended",
+            "spec.suspend is true: events are not routed".into(),
+        );
         return None;
     }
     if spec.event_sources.is_empty() {
@@ -370,7 +398,7 @@ fn object_key(namespace: Option<&str>, name: Option<&str>) -> ObjectKey {
 
 fn problem<K: kube::Resource>(
     origin: &Origin,
-    kind: &str,
+    kind: Kind,
     object: &K,
     level: Level,
     reason: &'static str,
@@ -381,7 +409,8 @@ fn problem<K: kube::Resource>(
     Problem {
         level,
         origin: origin.clone(),
-        object: format!("{kind} {key}"),
+        object: format!("{kind:?} {key}"),
+        target: Some((kind, key)),
         reason,
         message,
     }

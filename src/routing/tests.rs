@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::api::Severity;
-use crate::source::{Problem, manifests};
+use crate::source::{Level, Problem, manifests};
 
 const PROVIDER: &str = "
 apiVersion: notification.toolkit.fluxcd.io/v1beta3
@@ -30,6 +30,10 @@ fn table_with(manifests: &str, options: &TableOptions) -> (RoutingTable, Vec<Pro
 
 fn table(manifests: &str) -> RoutingTable {
     let (table, problems) = table_with(manifests, &TableOptions::default());
+    let problems: Vec<_> = problems
+        .into_iter()
+        .filter(|p| p.level != Level::Note)
+        .collect();
     assert!(problems.is_empty(), "{problems:#?}");
     table
 }
@@ -230,6 +234,21 @@ fn suspended_alert_and_suspended_provider_route_nothing() {
         )
     ));
     assert!(matched(&t, &ks("x", Severity::Error)).is_empty());
+    let (_, notes) = table_with(
+        &format!(
+            "{PROVIDER}{}",
+            alert(
+                "a",
+                "  suspend: true\n  eventSources: [{kind: Kustomization, name: '*'}]"
+            )
+        ),
+        &TableOptions::default(),
+    );
+    assert_eq!(notes.len(), 1);
+    assert_eq!(
+        (notes[0].level, notes[0].reason),
+        (Level::Note, "Suspended")
+    );
 
     let suspended_provider = PROVIDER.replace("type: slack,", "type: slack, suspend: true,");
     let t = table(&format!(

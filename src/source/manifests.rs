@@ -120,6 +120,7 @@ impl Loader {
             level: Level::Error,
             origin,
             object: object.to_owned(),
+            target: None,
             reason,
             message,
         });

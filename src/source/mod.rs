@@ -74,11 +74,20 @@ pub struct Snapshot {
     pub labels: LabelIndex,
 }
 
-/// How bad a problem is: errors fail `herald check`, warnings do not.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How bad a problem is: errors fail `herald check`, warnings do not;
+/// notes (a suspended object, say) only explain a `Ready=False` status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
-    Error,
+    Note,
     Warning,
+    Error,
+}
+
+/// The kinds of object a problem can be about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Alert,
+    Provider,
 }
 
 /// A problem with one object or document, phrased for the person who wrote it.
@@ -88,6 +97,8 @@ pub struct Problem {
     pub origin: Origin,
     /// `Alert flux-system/name`, or `document` when the object is unreadable.
     pub object: String,
+    /// The Alert or Provider concerned, for its status.
+    pub target: Option<(Kind, ObjectKey)>,
     /// A condition reason, e.g. `SecretNotFound`.
     pub reason: &'static str,
     /// What is wrong, naming the field.
@@ -99,6 +110,7 @@ impl fmt::Display for Problem {
         let level = match self.level {
             Level::Error => "error",
             Level::Warning => "warning",
+            Level::Note => "note",
         };
         write!(
             f,
