@@ -15,6 +15,8 @@ pub mod mask;
 pub mod metrics;
 pub mod providers;
 pub mod receiver;
+pub mod report;
 pub mod routing;
+pub mod runtime;
 pub mod source;
 pub mod template;

@@ -11,7 +11,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::api::Severity;
 use crate::dispatch::DispatchConfig;
+use crate::http::Limits;
 use crate::routing::TableOptions;
+use crate::runtime::RuntimeOptions;
 
 /// herald: a drop-in replacement for Flux's notification-controller.
 ///
@@ -66,6 +68,78 @@ impl RoutingArgs {
         TableOptions {
             default_severity: self.default_event_severity,
             no_cross_namespace_refs: self.no_cross_namespace_refs,
+        }
+    }
+}
+
+/// The servers' addresses, limits and timeouts (shared by `serve` and `controller`).
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Address of the event endpoint Flux's controllers POST to (`:9090`
+    /// means every interface).
+    #[arg(long, value_name = "ADDR", default_value = ":9090")]
+    pub events_addr: String,
+
+    /// Address of the Prometheus endpoint (`/metrics`).
+    #[arg(long, value_name = "ADDR", default_value = ":8080")]
+    pub metrics_addr: String,
+
+    /// Address of the health endpoints (`/healthz`, `/readyz`).
+    #[arg(long, value_name = "ADDR", default_value = ":9440")]
+    pub health_addr: String,
+
+    /// An event identical to one accepted within this interval is answered
+    /// 429 and not delivered again (0 disables).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = crate::duration::parse)]
+    pub rate_limit_interval: Duration,
+
+    /// On SIGTERM/SIGINT, keep delivering queued notifications this long, then exit.
+    #[arg(long, value_name = "DURATION", default_value = "25s", value_parser = crate::duration::parse)]
+    pub shutdown_timeout: Duration,
+
+    /// Deadline for a client to send its request headers.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::duration::parse)]
+    pub header_read_timeout: Duration,
+
+    /// Deadline for a client to send a whole request body.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::duration::parse)]
+    pub body_read_timeout: Duration,
+}
+
+impl ServerArgs {
+    pub fn runtime_options(&self, dispatch: DispatchConfig) -> RuntimeOptions {
+        RuntimeOptions {
+            events_addr: self.events_addr.clone(),
+            metrics_addr: self.metrics_addr.clone(),
+            health_addr: self.health_addr.clone(),
+            limits: Limits {
+                header_read_timeout: self.header_read_timeout,
+            },
+            body_read_timeout: self.body_read_timeout,
+            rate_limit_interval: self.rate_limit_interval,
+            shutdown_timeout: self.shutdown_timeout,
+            dispatch,
+        }
+    }
+}
+
+/// Runs a command's async main on a multi-threaded runtime; returns the exit code.
+pub(crate) fn block_on(main: impl std::future::Future<Output = anyhow::Result<()>>) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return 1;
+        }
+    };
+    match runtime.block_on(main) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "herald failed");
+            1
         }
     }
 }

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::mask;
 use crate::metrics::{Metrics, ProviderLabel};
 use crate::providers::BodyVerdict;
+use crate::report::{self, Reporter};
 use crate::routing::Notification;
 use crate::template::Rendered;
 
@@ -77,6 +78,7 @@ struct Inner {
     /// Cancelled when the shutdown deadline passes: workers log what is left.
     abandon: CancellationToken,
     threads: ThreadStore,
+    reporter: Option<Arc<dyn Reporter>>,
 }
 
 struct Job {
@@ -97,7 +99,11 @@ enum Attempt {
 }
 
 impl Dispatcher {
-    pub fn new(config: DispatchConfig, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        config: DispatchConfig,
+        metrics: Arc<Metrics>,
+        reporter: Option<Arc<dyn Reporter>>,
+    ) -> Self {
         let client = reqwest::Client::builder()
             .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
             .pool_idle_timeout(Duration::from_secs(90))
@@ -116,6 +122,7 @@ impl Dispatcher {
                 permits,
                 queues: Mutex::new(HashMap::new()),
                 metrics,
+                reporter,
                 abandon: CancellationToken::new(),
             }),
         }
@@ -194,6 +201,12 @@ impl Dispatcher {
 }
 
 impl Inner {
+    fn warn(&self, alert: &crate::source::ObjectKey, reason: &'static str, message: String) {
+        if let Some(reporter) = &self.reporter {
+            reporter.alert_warning(alert, reason, message);
+        }
+    }
+
     fn pending(&self) -> usize {
         let capacity = self.config.queue_capacity.min(Semaphore::MAX_PERMITS);
         capacity.saturating_sub(self.permits.available_permits())
@@ -297,6 +310,13 @@ async fn deliver(inner: &Inner, job: Job) {
                 let error = mask::redact(&reason, &secrets);
                 tracing::error!(%alert, %provider, %event, %address, attempt, %error, "notification failed, not retrying");
                 inner.metrics.notification(provider_type, "failed");
+                inner.warn(
+                    &n.alert.key,
+                    report::DISPATCH_FAILED,
+                    format!(
+                        "event {event}: delivery to provider {provider} ({address}) failed: {error}"
+                    ),
+                );
                 return;
             }
             Attempt::Retry { reason, after } => {
@@ -313,6 +333,9 @@ async fn deliver(inner: &Inner, job: Job) {
                     tracing::error!(%alert, %provider, %event, %address, attempt, %error,
                         "notification failed, giving up: older than --max-delivery-age");
                     inner.metrics.notification(provider_type, "expired");
+                    inner.warn(&n.alert.key, report::DISPATCH_FAILED, format!(
+                        "event {event}: delivery to provider {provider} ({address}) failed after {attempt} attempts: {error}"
+                    ));
                     return;
                 }
                 tracing::warn!(%alert, %provider, %event, %address, attempt, %error,
@@ -342,6 +365,14 @@ fn render_or_default(inner: &Inner, n: &Notification) -> Option<Rendered> {
             tracing::warn!(alert = %n.alert.key, event = %n.event.object_ref(), %error,
                 "template render failed: sending the default format");
             inner.metrics.template_failures.inc();
+            inner.warn(
+                &n.alert.key,
+                report::TEMPLATE_RENDER_FAILED,
+                format!(
+                    "event {}: {error}; the default format was sent",
+                    n.event.object_ref()
+                ),
+            );
             None
         }
     }

@@ -21,10 +21,16 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use self::dedup::{Admission, Dedup};
-use crate::api::FluxEvent;
+use std::collections::BTreeMap;
+
+use futures::future::BoxFuture;
+
+use crate::api::{FluxEvent, InvolvedObject};
 use crate::dispatch::Dispatcher;
 use crate::metrics::Metrics;
+use crate::report::{self, Reporter};
 use crate::routing::RoutingTable;
+use crate::routing::{Labels, Notification, notifications_for};
 
 /// Largest accepted event body.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -40,7 +46,24 @@ pub struct Receiver {
     /// Cleared at shutdown: later events are answered 503 so senders retry
     /// against another replica.
     pub accepting: AtomicBool,
+    /// Reads involved objects' labels for `matchLabels` (controller mode);
+    /// without it, labels come from the snapshot.
+    pub labels: Option<Arc<dyn LabelResolver>>,
+    /// Where `matchLabels` lookup failures are recorded.
+    pub reporter: Option<Arc<dyn Reporter>>,
 }
+
+/// Reads the labels of the object an event is about.
+pub trait LabelResolver: Send + Sync {
+    fn labels<'a>(
+        &'a self,
+        object: &'a InvolvedObject,
+    ) -> BoxFuture<'a, Result<BTreeMap<String, String>, String>>;
+}
+
+/// How long an event waits for its object's labels before Alerts with
+/// `matchLabels` are skipped for it.
+const LABEL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The router: every path, every method (non-POST answered 405).
 pub fn router(receiver: Arc<Receiver>) -> Router {
@@ -76,7 +99,7 @@ async fn handle(
             return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
         }
     };
-    receiver.accept(event)
+    receiver.accept(event).await
 }
 
 type Refusal = (&'static str, (StatusCode, &'static str));
@@ -114,8 +137,8 @@ async fn read_body(body: Body, timeout: Duration) -> Result<bytes::Bytes, Refusa
 }
 
 impl Receiver {
-    /// Dedup, route, enqueue. Shared by the HTTP handler and tests.
-    pub fn accept(&self, event: FluxEvent) -> Response {
+    /// Dedup, route, enqueue.
+    pub async fn accept(&self, event: FluxEvent) -> Response {
         if !self.accepting.load(Ordering::Acquire) {
             self.metrics.event("shutting_down");
             return unavailable("herald is shutting down\n");
@@ -125,7 +148,7 @@ impl Receiver {
             return (StatusCode::TOO_MANY_REQUESTS, "duplicate event\n").into_response();
         };
         let object = event.object_ref();
-        let notifications = self.table.load().notifications(event);
+        let notifications = self.route(event).await;
         let count = notifications.len();
         if self.dispatcher.try_enqueue(notifications).is_err() {
             self.dedup.forget(key);
@@ -136,6 +159,39 @@ impl Receiver {
         self.metrics.event("accepted");
         tracing::debug!(event = %object, notifications = count, "event accepted");
         StatusCode::ACCEPTED.into_response()
+    }
+}
+
+impl Receiver {
+    /// Routes an event, fetching its object's labels first when an Alert
+    /// needs them. The table is re-read after the fetch (never held across it).
+    async fn route(&self, event: FluxEvent) -> Vec<Notification> {
+        let needs_labels = self.labels.is_some() && self.table.load().needs_labels(&event);
+        let Some(resolver) = self.labels.as_ref().filter(|_| needs_labels) else {
+            return self.table.load().notifications(event);
+        };
+        let fetched = tokio::time::timeout(LABEL_TIMEOUT, resolver.labels(&event.involved_object))
+            .await
+            .unwrap_or_else(|_| Err("timed out".into()));
+        let labels = match &fetched {
+            Ok(labels) => Labels::Fetched(labels),
+            Err(_) => Labels::Unavailable,
+        };
+        let table = self.table.load();
+        let routed = table.route_with(&event, labels);
+        if let Err(error) = &fetched {
+            for alert in &routed.unresolved {
+                let message = format!(
+                    "matchLabels: cannot read the labels of {}: {error}; the event was not routed to this Alert",
+                    event.object_ref()
+                );
+                tracing::warn!(%alert, %message, "matchLabels lookup failed");
+                if let Some(reporter) = &self.reporter {
+                    reporter.alert_warning(alert, report::MATCH_LABELS_FAILED, message);
+                }
+            }
+        }
+        notifications_for(event, routed.alerts)
     }
 }
 

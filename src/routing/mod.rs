@@ -133,73 +133,140 @@ impl RoutingTable {
         self.alert_count
     }
 
-    /// The Alerts an event matches, each once.
+    /// The Alerts an event matches, each once, with labels from the snapshot.
     pub fn route(&self, event: &FluxEvent) -> Vec<Arc<CompiledAlert>> {
-        let object = &event.involved_object;
-        let Some(routes) = self
-            .index
-            .get(object.namespace.as_str())
-            .and_then(|by_kind| by_kind.get(object.kind.as_str()))
-        else {
-            return Vec::new();
-        };
-        let mut matched: Vec<Arc<CompiledAlert>> = Vec::new();
-        for route in routes {
-            let name_ok = match &route.name {
-                NameMatch::Any => true,
-                NameMatch::Exact(name) => *name == object.name,
-            };
-            if !name_ok
-                || !route.alert.severities.contains(event.severity)
-                || matched.iter().any(|a| Arc::ptr_eq(a, &route.alert))
-                || !self.labels_match(route, event)
-                || !route.alert.matches_message(&event.message)
+        self.route_with(event, Labels::Snapshot).alerts
+    }
+
+    /// Whether routing this event needs the involved object's labels (some
+    /// candidate Alert has `matchLabels`): only then are they fetched.
+    pub fn needs_labels(&self, event: &FluxEvent) -> bool {
+        self.candidates(event).any(|route| {
+            route.match_labels.as_ref().is_some_and(|m| !m.is_empty())
+                && route.alert.severities.contains(event.severity)
+        })
+    }
+
+    /// Routes with labels from `labels`. Alerts whose `matchLabels` could
+    /// not be evaluated (labels unavailable) do not match and are listed in
+    /// [`Routed::unresolved`].
+    pub fn route_with(&self, event: &FluxEvent, labels: Labels<'_>) -> Routed {
+        let mut routed = Routed::default();
+        for route in self.candidates(event) {
+            let alert = &route.alert;
+            if !alert.severities.contains(event.severity)
+                || routed.alerts.iter().any(|a| Arc::ptr_eq(a, alert))
+                || !alert.matches_message(&event.message)
             {
                 continue;
             }
-            matched.push(route.alert.clone());
+            match self.labels_match(route, event, &labels) {
+                Some(true) => routed.alerts.push(alert.clone()),
+                Some(false) => {}
+                None => {
+                    if !routed.unresolved.contains(&alert.key) {
+                        routed.unresolved.push(alert.key.clone());
+                    }
+                }
+            }
         }
-        matched
+        routed
+    }
+
+    /// Routes of the event's namespace and kind whose name matches.
+    fn candidates<'a>(
+        &'a self,
+        event: &'a FluxEvent,
+    ) -> impl Iterator<Item = &'a SourceRoute> + 'a {
+        let object = &event.involved_object;
+        self.index
+            .get(object.namespace.as_str())
+            .and_then(|by_kind| by_kind.get(object.kind.as_str()))
+            .into_iter()
+            .flatten()
+            .filter(move |route| match &route.name {
+                NameMatch::Any => true,
+                NameMatch::Exact(name) => *name == object.name,
+            })
     }
 
     /// Routes an event and builds its notifications: the one call the
     /// receiver and `herald route` make. Cleans the event's metadata.
-    pub fn notifications(&self, mut event: FluxEvent) -> Vec<Notification> {
+    pub fn notifications(&self, event: FluxEvent) -> Vec<Notification> {
         let alerts = self.route(&event);
-        if alerts.is_empty() {
-            return Vec::new();
-        }
-        metadata::clean(&mut event);
-        let event = Arc::new(event);
-        alerts
-            .into_iter()
-            .map(|alert| Notification {
-                metadata: metadata::merge(&event, &alert.event_metadata, alert.summary.as_deref()),
-                event: event.clone(),
-                alert,
-            })
-            .collect()
+        notifications_for(event, alerts)
     }
 
-    fn labels_match(&self, route: &SourceRoute, event: &FluxEvent) -> bool {
+    /// Whether `route` matches the event's labels; `None` when the labels
+    /// are not available, so the answer is unknown.
+    fn labels_match(
+        &self,
+        route: &SourceRoute,
+        event: &FluxEvent,
+        labels: &Labels<'_>,
+    ) -> Option<bool> {
         let Some(wanted) = route.match_labels.as_ref().filter(|m| !m.is_empty()) else {
-            return true;
+            return Some(true);
         };
         let object = &event.involved_object;
-        let key = (
-            object.kind.clone(),
-            ObjectKey::new(object.namespace.as_str(), object.name.as_str()),
-        );
-        match self.labels.get(&key) {
-            Some(labels) => wanted.iter().all(|(k, v)| labels.get(k) == Some(v)),
-            None => {
-                tracing::warn!(
-                    alert = %route.alert.key,
-                    object = %event.object_ref(),
-                    "matchLabels: the involved object is unknown, so its labels cannot match"
+        let labels = match labels {
+            Labels::Fetched(labels) => Some(*labels),
+            Labels::Unavailable => None,
+            Labels::Snapshot => {
+                let key = (
+                    object.kind.clone(),
+                    ObjectKey::new(object.namespace.as_str(), object.name.as_str()),
                 );
-                false
+                let found = self.labels.get(&key);
+                if found.is_none() {
+                    tracing::warn!(
+                        alert = %route.alert.key,
+                        object = %event.object_ref(),
+                        "matchLabels: the involved object is not among the manifests, so its labels cannot match"
+                    );
+                }
+                found
             }
-        }
+        }?;
+        Some(wanted.iter().all(|(k, v)| labels.get(k) == Some(v)))
     }
+}
+
+/// Where `matchLabels` reads the involved object's labels from.
+pub enum Labels<'a> {
+    /// The objects of the snapshot (standalone mode).
+    Snapshot,
+    /// Fetched from the cluster for this event.
+    Fetched(&'a BTreeMap<String, String>),
+    /// The lookup failed: Alerts with `matchLabels` do not match.
+    Unavailable,
+}
+
+/// The outcome of [`RoutingTable::route_with`].
+#[derive(Default)]
+pub struct Routed {
+    pub alerts: Vec<Arc<CompiledAlert>>,
+    /// Alerts whose `matchLabels` could not be evaluated.
+    pub unresolved: Vec<ObjectKey>,
+}
+
+/// The notifications of one event for the Alerts it matched. Cleans the
+/// event's metadata (§3.5) once, then merges it per Alert.
+pub fn notifications_for(
+    mut event: FluxEvent,
+    alerts: Vec<Arc<CompiledAlert>>,
+) -> Vec<Notification> {
+    if alerts.is_empty() {
+        return Vec::new();
+    }
+    metadata::clean(&mut event);
+    let event = Arc::new(event);
+    alerts
+        .into_iter()
+        .map(|alert| Notification {
+            metadata: metadata::merge(&event, &alert.event_metadata, alert.summary.as_deref()),
+            event: event.clone(),
+            alert,
+        })
+        .collect()
 }

@@ -1,0 +1,232 @@
+//! The part of herald both `serve` and `controller` run: the event,
+//! metrics and health servers, the dispatcher, and the shutdown drain. A
+//! config source (manifest directory or Kubernetes) swaps routing tables in
+//! through [`Runtime::table`] and sets [`Runtime::ready`] once it has one.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+
+use crate::dispatch::{DispatchConfig, Dispatcher};
+use crate::http::{self, Limits};
+use crate::metrics::Metrics;
+use crate::receiver::{self, LabelResolver, Receiver, dedup::Dedup};
+use crate::report::Reporter;
+use crate::routing::RoutingTable;
+use crate::source::{Level, Problem};
+
+/// Addresses, limits and timeouts of the servers.
+#[derive(Clone, Debug)]
+pub struct RuntimeOptions {
+    pub events_addr: String,
+    pub metrics_addr: String,
+    pub health_addr: String,
+    pub limits: Limits,
+    pub body_read_timeout: Duration,
+    pub rate_limit_interval: Duration,
+    pub shutdown_timeout: Duration,
+    pub dispatch: DispatchConfig,
+}
+
+/// Optional integrations of controller mode.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    /// Where warnings about Alerts go (Kubernetes Events).
+    pub reporter: Option<Arc<dyn Reporter>>,
+    /// How `matchLabels` reads an involved object's labels.
+    pub labels: Option<Arc<dyn LabelResolver>>,
+}
+
+pub struct Runtime {
+    pub metrics: Arc<Metrics>,
+    pub table: Arc<ArcSwap<RoutingTable>>,
+    /// False until the first routing table is loaded, and again at shutdown.
+    pub ready: Arc<AtomicBool>,
+    pub dispatcher: Dispatcher,
+    receiver: Arc<Receiver>,
+    options: RuntimeOptions,
+}
+
+impl Runtime {
+    pub fn new(options: RuntimeOptions, hooks: Hooks) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let table = Arc::new(ArcSwap::from_pointee(RoutingTable::default()));
+        let dispatcher = Dispatcher::new(
+            options.dispatch.clone(),
+            metrics.clone(),
+            hooks.reporter.clone(),
+        );
+        let receiver = Arc::new(Receiver {
+            table: table.clone(),
+            dispatcher: dispatcher.clone(),
+            dedup: Dedup::new(options.rate_limit_interval),
+            metrics: metrics.clone(),
+            body_timeout: options.body_read_timeout,
+            accepting: AtomicBool::new(true),
+            labels: hooks.labels,
+            reporter: hooks.reporter,
+        });
+        Self {
+            metrics,
+            table,
+            ready: Arc::new(AtomicBool::new(false)),
+            dispatcher,
+            receiver,
+            options,
+        }
+    }
+
+    /// Swaps in a new routing table, logging the problems found building it.
+    pub fn publish(&self, table: RoutingTable, problems: &[Problem]) {
+        publish(&self.table, &self.metrics, table, problems);
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// Serves until `shutdown` resolves, then drains the queues (DESIGN §4):
+    /// readiness goes false, the event endpoint stops accepting, queued
+    /// notifications are delivered until `shutdown_timeout`.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let options = &self.options;
+        let stop_events = CancellationToken::new();
+        let stop_rest = CancellationToken::new();
+        let events_listener = http::bind(&options.events_addr).await?;
+        let metrics_listener = http::bind(&options.metrics_addr).await?;
+        let health_listener = http::bind(&options.health_addr).await?;
+        for (server, listener) in [
+            ("events", &events_listener),
+            ("metrics", &metrics_listener),
+            ("health", &health_listener),
+        ] {
+            tracing::info!(server, address = %listener.local_addr()?, "listening");
+        }
+        let events_server = tokio::spawn(http::serve(
+            events_listener,
+            receiver::router(self.receiver.clone()),
+            options.limits,
+            stop_events.clone(),
+        ));
+        tokio::spawn(http::serve(
+            metrics_listener,
+            metrics_router(self.metrics.clone()),
+            options.limits,
+            stop_rest.clone(),
+        ));
+        tokio::spawn(http::serve(
+            health_listener,
+            health_router(self.ready.clone()),
+            options.limits,
+            stop_rest.clone(),
+        ));
+
+        shutdown.await;
+        tracing::info!(
+            pending = self.dispatcher.pending(),
+            "shutting down: draining queued notifications"
+        );
+        self.ready.store(false, Ordering::Release);
+        self.receiver.accepting.store(false, Ordering::Release);
+        stop_events.cancel();
+        let _ = events_server.await;
+        let abandoned = self.dispatcher.drain(options.shutdown_timeout).await;
+        if abandoned > 0 {
+            tracing::error!(
+                abandoned,
+                "shutdown timeout reached: notifications not delivered"
+            );
+        } else {
+            tracing::info!("all queued notifications finished");
+        }
+        stop_rest.cancel();
+        Ok(())
+    }
+}
+
+/// Logs a new table's problems, updates the gauges and swaps the table in.
+pub fn publish(
+    current: &ArcSwap<RoutingTable>,
+    metrics: &Metrics,
+    table: RoutingTable,
+    problems: &[Problem],
+) {
+    for problem in problems {
+        match problem.level {
+            Level::Error => tracing::error!(problem = %problem, "configuration problem"),
+            Level::Warning => tracing::warn!(problem = %problem, "configuration warning"),
+            Level::Note => tracing::debug!(problem = %problem, "configuration note"),
+        }
+    }
+    let problem_count = problems.iter().filter(|p| p.level != Level::Note).count();
+    metrics.alerts.set(table.alert_count() as i64);
+    metrics.config_problems.set(problem_count as i64);
+    tracing::info!(
+        alerts = table.alert_count(),
+        problems = problem_count,
+        "routing table loaded"
+    );
+    current.store(Arc::new(table));
+}
+
+fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(metrics): State<Arc<Metrics>>| async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    metrics.encode(),
+                )
+            }),
+        )
+        .with_state(metrics)
+}
+
+fn health_router(ready: Arc<AtomicBool>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(|State(ready): State<Arc<AtomicBool>>| async move {
+                if ready.load(Ordering::Acquire) {
+                    (StatusCode::OK, "ready\n").into_response()
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+                }
+            }),
+        )
+        .with_state(ready)
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM; SIGINT only");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
