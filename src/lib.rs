@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod dispatch;
 pub mod duration;
 pub mod http;

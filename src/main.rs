@@ -1,6 +1,4 @@
-use clap::Parser;
-
 fn main() {
-    let cli = herald::cli::Cli::parse();
+    let cli = herald::cli::parse();
     std::process::exit(herald::cli::run(cli));
 }

@@ -87,8 +87,16 @@ impl Runtime {
 
     /// Swaps in a new routing table, logging the problems found building it.
     pub fn publish(&self, table: RoutingTable, problems: &[Problem]) {
-        publish(&self.table, &self.metrics, table, problems);
-        self.ready.store(true, Ordering::Release);
+        self.publisher().publish(table, problems);
+    }
+
+    /// A handle a config source keeps to publish tables while the runtime runs.
+    pub fn publisher(&self) -> Publisher {
+        Publisher {
+            table: self.table.clone(),
+            metrics: self.metrics.clone(),
+            ready: self.ready.clone(),
+        }
     }
 
     /// Serves until `shutdown` resolves, then drains the queues (DESIGN §4):
@@ -147,6 +155,22 @@ impl Runtime {
         }
         stop_rest.cancel();
         Ok(())
+    }
+}
+
+/// Publishes routing tables: logs their problems, swaps them in, and marks
+/// herald ready after the first.
+#[derive(Clone)]
+pub struct Publisher {
+    table: Arc<ArcSwap<RoutingTable>>,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+}
+
+impl Publisher {
+    pub fn publish(&self, table: RoutingTable, problems: &[Problem]) {
+        publish(&self.table, &self.metrics, table, problems);
+        self.ready.store(true, Ordering::Release);
     }
 }
 

@@ -1,6 +1,7 @@
 //! The command line (DESIGN §2): `serve`, `route`, `check`, `crds`.
 
 pub mod check;
+pub mod controller;
 pub mod route;
 pub mod serve;
 
@@ -41,6 +42,11 @@ pub enum Command {
     /// the controller would. Prints one line per problem; exit status 1 on
     /// any error.
     Check(check::CheckArgs),
+    /// Run in a Kubernetes cluster in place of Flux's notification-controller:
+    /// watch Alerts, Providers and Secrets, write their status, receive and
+    /// deliver events. Accepts Flux's flags; unknown Flux flags are ignored
+    /// with a warning.
+    Controller(Box<controller::ControllerArgs>),
     /// Print the CustomResourceDefinitions for Alert and Provider (YAML).
     Crds,
 }
@@ -53,6 +59,19 @@ pub struct RoutingArgs {
     #[arg(long, value_name = "DIR")]
     pub manifests: PathBuf,
 
+    #[command(flatten)]
+    pub matching: MatchingArgs,
+}
+
+impl RoutingArgs {
+    pub fn table_options(&self) -> TableOptions {
+        self.matching.table_options()
+    }
+}
+
+/// How Alerts match events (shared by every command).
+#[derive(Debug, Clone, Args)]
+pub struct MatchingArgs {
     /// Severity an Alert without `eventSeverity` matches from: `error`
     /// (herald's default: errors only) or `info` (Flux's behaviour).
     #[arg(long, value_name = "SEVERITY", default_value = "error", value_parser = parse_severity)]
@@ -63,7 +82,7 @@ pub struct RoutingArgs {
     pub no_cross_namespace_refs: bool,
 }
 
-impl RoutingArgs {
+impl MatchingArgs {
     pub fn table_options(&self) -> TableOptions {
         TableOptions {
             default_severity: self.default_event_severity,
@@ -228,11 +247,56 @@ pub(crate) fn emit(text: &str) -> std::io::Result<()> {
     stdout.flush()
 }
 
+/// Parses the command line. For `controller`, flags of Flux's
+/// notification-controller that herald does not implement are removed
+/// first and kept to be logged, so Flux's Deployment args work unchanged.
+pub fn parse() -> Cli {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) != Some("controller") {
+        return Cli::parse();
+    }
+    let command = <Cli as clap::CommandFactory>::command();
+    let known: Vec<String> = command
+        .find_subcommand("controller")
+        .map(|c| {
+            c.get_arguments()
+                .filter_map(|a| a.get_long().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut kept = Vec::new();
+    let mut ignored = Vec::new();
+    for (position, arg) in args.into_iter().enumerate() {
+        let flag = arg
+            .strip_prefix("--")
+            .map(|f| f.split('=').next().unwrap_or(f));
+        let unknown = match flag {
+            Some(name) => {
+                !name.is_empty()
+                    && !["help", "version"].contains(&name)
+                    && !known.iter().any(|k| k == name)
+            }
+            None => false,
+        };
+        if position >= 2 && unknown {
+            ignored.push(arg);
+        } else {
+            kept.push(arg);
+        }
+    }
+    let mut cli = Cli::parse_from(kept);
+    if let Command::Controller(args) = &mut cli.command {
+        args.ignored_flags = ignored;
+    }
+    cli
+}
+
 /// Runs the parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Route(args) => route::run(&args),
+        Command::Controller(args) => controller::run(*args),
         Command::Check(args) => check::run(&args),
         Command::Crds => match emit(&crate::api::crd::crds_yaml()) {
             Ok(()) => 0,

@@ -1,14 +1,13 @@
 //! `herald serve`: the receiver, routing and dispatch, configured from a
 //! manifest directory that is re-read when it changes.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 
 use super::{DeliveryArgs, LogArgs, LogEncoding, RoutingArgs, ServerArgs};
 use crate::routing::{self, RoutingTable};
-use crate::runtime::{self, Hooks, Runtime};
+use crate::runtime::{self, Hooks, Publisher, Runtime};
 use crate::source::{Problem, manifests};
 
 #[derive(Debug, Args)]
@@ -53,20 +52,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(watch_manifests(
         args.routing.clone(),
         args.reload_interval,
-        runtime.table.clone(),
-        runtime.metrics.clone(),
+        runtime.publisher(),
     ));
     runtime.run(runtime::shutdown_signal()).await
 }
 
 /// Re-reads the directory when its fingerprint changes and swaps the table.
 /// Notifications already queued keep the destination they were routed to.
-async fn watch_manifests(
-    args: RoutingArgs,
-    every: Duration,
-    table: Arc<arc_swap::ArcSwap<RoutingTable>>,
-    metrics: Arc<crate::metrics::Metrics>,
-) {
+async fn watch_manifests(args: RoutingArgs, every: Duration, publisher: Publisher) {
     let dir = args.manifests.clone();
     let fingerprint = move || {
         let dir = dir.clone();
@@ -86,7 +79,7 @@ async fn watch_manifests(
         last = current;
         let args = args.clone();
         match tokio::task::spawn_blocking(move || load_table(&args)).await {
-            Ok((new_table, problems)) => runtime::publish(&table, &metrics, new_table, &problems),
+            Ok((new_table, problems)) => publisher.publish(new_table, &problems),
             Err(e) => tracing::error!(error = %e, "reloading manifests failed"),
         }
     }

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Secret;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
-use super::{Level, Loaded, ObjectKey, Origin, Problem, SecretData, Snapshot};
+use super::{Level, Loaded, ObjectKey, Origin, Problem, Snapshot, secret_data};
 use crate::api::{Alert, Provider};
 
 const NOTIFICATION_GROUP: &str = "notification.toolkit.fluxcd.io/";
@@ -254,21 +254,6 @@ impl Loader {
             }
         }
     }
-}
-
-/// A Secret's values as text: `data` (already base64-decoded by the type)
-/// with `stringData` merged over it, as the API server does.
-fn secret_data(secret: Secret) -> SecretData {
-    let mut values: SecretData = secret
-        .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).trim().to_owned()))
-        .collect();
-    for (k, v) in secret.string_data.unwrap_or_default() {
-        values.insert(k, v.trim().to_owned());
-    }
-    values
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 
+use k8s_openapi::api::core::v1::Secret;
+
 use crate::api::{Alert, Provider};
 
 /// A namespaced object's identity.
@@ -60,6 +62,21 @@ pub struct Loaded<T> {
 
 /// The string values of a Secret's keys (`data` decoded, `stringData` merged).
 pub type SecretData = BTreeMap<String, String>;
+
+/// A Secret's values as text: `data` (already base64-decoded by the type)
+/// with `stringData` merged over it, as the API server does.
+pub fn secret_data(secret: Secret) -> SecretData {
+    let mut values: SecretData = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).trim().to_owned()))
+        .collect();
+    for (k, v) in secret.string_data.unwrap_or_default() {
+        values.insert(k, v.trim().to_owned());
+    }
+    values
+}
 
 /// Labels of objects that are neither Alerts, Providers nor Secrets, keyed by
 /// (kind, namespace, name): what `matchLabels` reads in standalone mode.

@@ -1,0 +1,132 @@
+//! `herald controller`: in-cluster mode, a drop-in for Flux's
+//! notification-controller (same flags, names and defaults).
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use super::{DeliveryArgs, LogArgs, LogEncoding, MatchingArgs, ServerArgs};
+use crate::cluster::events::EventReporter;
+use crate::cluster::labels::ClusterLabels;
+use crate::cluster::leader::{self, ElectionConfig};
+use crate::cluster::source::ClusterSource;
+use crate::cluster::status::StatusWriter;
+use crate::runtime::{self, Hooks, Runtime};
+
+/// The Lease Flux's notification-controller elects its leader with.
+const LEASE_NAME: &str = "notification-controller-leader-election";
+
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+
+    #[command(flatten)]
+    pub matching: MatchingArgs,
+
+    /// Address of Flux's webhook receiver server. herald does not serve
+    /// Receivers yet; the flag is accepted so Flux's Deployment works.
+    #[arg(long = "receiverAddr", value_name = "ADDR", default_value = ":9292")]
+    pub receiver_addr: String,
+
+    /// Watch Alerts, Providers and Secrets in every namespace; when false,
+    /// only in herald's own (RUNTIME_NAMESPACE, else the service account's).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "true")]
+    pub watch_all_namespaces: bool,
+
+    /// Elect a leader with a Lease; only the leader writes status. Every
+    /// replica receives and delivers events.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub enable_leader_election: bool,
+
+    /// How long a leader's lease lasts without renewal.
+    #[arg(long, value_name = "DURATION", default_value = "35s", value_parser = crate::duration::parse)]
+    pub leader_election_lease_duration: Duration,
+
+    /// A leader that could not renew for this long steps down.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::duration::parse)]
+    pub leader_election_renew_deadline: Duration,
+
+    /// How often replicas try to acquire or renew the lease.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::duration::parse)]
+    pub leader_election_retry_period: Duration,
+
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+
+    /// Flux flags herald does not implement, filled by the argument
+    /// pre-processing (see `super::parse`).
+    #[arg(skip)]
+    pub ignored_flags: Vec<String>,
+}
+
+pub fn run(args: ControllerArgs) -> i32 {
+    args.log.init(LogEncoding::Json);
+    for flag in &args.ignored_flags {
+        tracing::warn!(flag, "flag not implemented by herald; ignored");
+    }
+    super::block_on(controller(args))
+}
+
+/// This replica's name: the pod name when Kubernetes injects it.
+fn identity() -> String {
+    std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "herald".into())
+}
+
+async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot configure a Kubernetes client (in-cluster or KUBECONFIG)")?;
+    let own_namespace = std::env::var("RUNTIME_NAMESPACE")
+        .unwrap_or_else(|_| client.default_namespace().to_owned());
+    let watched = (!args.watch_all_namespaces).then(|| own_namespace.clone());
+    let identity = identity();
+
+    let leader = Arc::new(AtomicBool::new(!args.enable_leader_election));
+    let source = ClusterSource::new(client.clone(), watched, args.matching.table_options());
+    let reporter = EventReporter::start(client.clone(), source.alert_store(), identity.clone());
+    let runtime = Runtime::new(
+        args.server.runtime_options(args.delivery.dispatch_config()),
+        Hooks {
+            reporter: Some(reporter),
+            labels: Some(Arc::new(ClusterLabels::new(client.clone()))),
+        },
+    );
+    let stop_election = CancellationToken::new();
+    let election = if args.enable_leader_election {
+        let config = ElectionConfig {
+            namespace: own_namespace,
+            lease_name: LEASE_NAME.into(),
+            identity: identity.clone(),
+            lease_duration: args.leader_election_lease_duration,
+            renew_deadline: args.leader_election_renew_deadline,
+            retry_period: args.leader_election_retry_period,
+        };
+        Some(tokio::spawn(leader::run(
+            client.clone(),
+            config,
+            leader.clone(),
+            source.trigger(),
+            stop_election.clone(),
+        )))
+    } else {
+        None
+    };
+    let status = StatusWriter::new(client, leader, identity);
+    tokio::spawn(source.run(runtime.publisher(), status));
+    let result = runtime.run(runtime::shutdown_signal()).await;
+    stop_election.cancel();
+    if let Some(election) = election {
+        let _ = tokio::time::timeout(Duration::from_secs(5), election).await;
+    }
+    result
+}

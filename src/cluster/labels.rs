@@ -1,0 +1,81 @@
+//! `matchLabels` in controller mode (DESIGN §3.4): the involved object's
+//! labels, read with a metadata-only GET. Kind → resource comes from API
+//! discovery, asked once per group/version/kind and cached.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use futures::future::BoxFuture;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::{Client, discovery};
+
+use crate::api::InvolvedObject;
+use crate::receiver::LabelResolver;
+
+pub struct ClusterLabels {
+    client: Client,
+    resources: Mutex<HashMap<GroupVersionKind, ApiResource>>,
+}
+
+impl ClusterLabels {
+    pub fn new(client: Client) -> Self {
+        Self {
+            client,
+            resources: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn resource(&self, gvk: GroupVersionKind) -> Result<ApiResource, String> {
+        if let Some(found) = self
+            .resources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&gvk)
+        {
+            return Ok(found.clone());
+        }
+        let (resource, _) = discovery::pinned_kind(&self.client, &gvk)
+            .await
+            .map_err(|e| {
+                format!(
+                    "API discovery of {}/{} {}: {e}",
+                    gvk.group, gvk.version, gvk.kind
+                )
+            })?;
+        self.resources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(gvk, resource.clone());
+        Ok(resource)
+    }
+
+    async fn fetch(&self, object: &InvolvedObject) -> Result<BTreeMap<String, String>, String> {
+        if object.api_version.is_empty() {
+            return Err("the event has no involvedObject.apiVersion".into());
+        }
+        let (group, version) = match object.api_version.split_once('/') {
+            Some((group, version)) => (group, version),
+            None => ("", object.api_version.as_str()),
+        };
+        let gvk = GroupVersionKind::gvk(group, version, &object.kind);
+        let resource = self.resource(gvk).await?;
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &object.namespace, &resource);
+        let meta = api.get_metadata(&object.name).await.map_err(|e| {
+            format!(
+                "GET {} {}/{}: {e}",
+                resource.plural, object.namespace, object.name
+            )
+        })?;
+        Ok(meta.metadata.labels.unwrap_or_default())
+    }
+}
+
+impl LabelResolver for ClusterLabels {
+    fn labels<'a>(
+        &'a self,
+        object: &'a InvolvedObject,
+    ) -> BoxFuture<'a, Result<BTreeMap<String, String>, String>> {
+        Box::pin(self.fetch(object))
+    }
+}

@@ -1,0 +1,286 @@
+//! The Kubernetes config source: reflectors for Alerts and Providers, and the
+//! Secrets that Providers reference.
+//!
+//! Secrets are the one kind a cluster has thousands of, most unrelated to
+//! herald. So herald watches Secrets' *metadata* only (names and versions,
+//! no data) to learn when one changes, and GETs the data of just the
+//! Secrets a Provider references. Memory holds no unrelated Secret data.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use tokio::sync::Notify;
+
+use super::status::StatusWriter;
+use crate::api::{Alert, Provider};
+use crate::routing::{self, TableOptions};
+use crate::runtime::Publisher;
+use crate::source::{Loaded, ObjectKey, Origin, SecretData, Snapshot, secret_data};
+
+/// Quiet time after a change before the table is rebuilt, so a burst of
+/// changes costs one rebuild.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+/// Retry delay for a Secret GET that failed for a reason other than 404.
+const SECRET_RETRY: Duration = Duration::from_secs(2);
+
+pub struct ClusterSource {
+    client: Client,
+    /// `None`: every namespace.
+    namespace: Option<String>,
+    options: TableOptions,
+    alerts: Store<Alert>,
+    alert_writer: reflector::store::Writer<Alert>,
+    providers: Store<Provider>,
+    provider_writer: reflector::store::Writer<Provider>,
+    /// Rung by every watch event that may change the table.
+    changed: Arc<Notify>,
+    secrets: Arc<SecretCache>,
+}
+
+/// The data of referenced Secrets, and which of them must be read again.
+#[derive(Default)]
+struct SecretCache {
+    state: Mutex<SecretState>,
+}
+
+#[derive(Default)]
+struct SecretState {
+    referenced: HashSet<ObjectKey>,
+    data: HashMap<ObjectKey, SecretData>,
+    /// Referenced Secrets that do not exist.
+    missing: HashSet<ObjectKey>,
+    /// Referenced Secrets that changed since they were read.
+    stale: HashSet<ObjectKey>,
+}
+
+impl ClusterSource {
+    pub fn new(client: Client, namespace: Option<String>, options: TableOptions) -> Self {
+        let (alerts, alert_writer) = reflector::store();
+        let (providers, provider_writer) = reflector::store();
+        Self {
+            client,
+            namespace,
+            options,
+            alerts,
+            alert_writer,
+            providers,
+            provider_writer,
+            changed: Arc::new(Notify::new()),
+            secrets: Arc::default(),
+        }
+    }
+
+    /// The Alerts as last seen, for Event references.
+    pub fn alert_store(&self) -> Store<Alert> {
+        self.alerts.clone()
+    }
+
+    /// Rung to force a rebuild (e.g. when this replica becomes leader, so it
+    /// writes the status it would not write before).
+    pub fn trigger(&self) -> Arc<Notify> {
+        self.changed.clone()
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match &self.namespace {
+            Some(namespace) => Api::namespaced(self.client.clone(), namespace),
+            None => Api::all(self.client.clone()),
+        }
+    }
+
+    /// Watches and rebuilds the routing table on every change, forever.
+    pub async fn run(self, publisher: Publisher, status: StatusWriter) {
+        let config = watcher::Config::default();
+        let (alert_api, provider_api) = (self.api::<Alert>(), self.api::<Provider>());
+        let secret_api = self.api::<PartialObjectMeta<Secret>>();
+        let alert_events = reflector::reflector(
+            self.alert_writer,
+            watcher(alert_api, config.clone()).default_backoff(),
+        );
+        let provider_events = reflector::reflector(
+            self.provider_writer,
+            watcher(provider_api, config.clone()).default_backoff(),
+        );
+        let changed = self.changed.clone();
+        tokio::spawn(forward("Alert", alert_events, changed.clone()));
+        tokio::spawn(forward("Provider", provider_events, changed.clone()));
+        tokio::spawn(watch_secrets(
+            secret_api,
+            self.secrets.clone(),
+            changed.clone(),
+        ));
+
+        if self.alerts.wait_until_ready().await.is_err()
+            || self.providers.wait_until_ready().await.is_err()
+        {
+            tracing::error!("the Alert and Provider watches stopped before their first list");
+            return;
+        }
+        tracing::info!(
+            namespace = self.namespace.as_deref().unwrap_or("(all)"),
+            "watching Alerts, Providers and Secrets"
+        );
+        let client = self.client.clone();
+        loop {
+            let alerts = self.alerts.state();
+            let providers = self.providers.state();
+            let secrets = refresh_secrets(&client, &self.secrets, &providers, &changed).await;
+            let snapshot = Snapshot {
+                alerts: alerts.iter().map(cluster_loaded).collect(),
+                providers: providers.iter().map(cluster_loaded).collect(),
+                secrets,
+                labels: Default::default(),
+            };
+            let (table, problems) = routing::build(&snapshot, &self.options);
+            publisher.publish(table, &problems);
+            status.update(&alerts, &providers, &problems).await;
+
+            changed.notified().await;
+            tokio::time::sleep(DEBOUNCE).await;
+        }
+    }
+}
+
+fn cluster_loaded<K: Clone>(object: &Arc<K>) -> Loaded<K> {
+    Loaded {
+        origin: Origin::Cluster,
+        object: K::clone(object),
+    }
+}
+
+/// Drives a reflector stream, ringing `changed` on every event.
+async fn forward<S, E>(kind: &'static str, events: S, changed: Arc<Notify>)
+where
+    S: futures::Stream<Item = Result<E, watcher::Error>>,
+{
+    let mut events = std::pin::pin!(events);
+    while let Some(event) = events.next().await {
+        if let Err(e) = event {
+            tracing::warn!(kind, error = %e, "watch failed; retrying");
+            continue;
+        }
+        changed.notify_one();
+    }
+}
+
+/// Marks referenced Secrets stale when their metadata changes.
+async fn watch_secrets(
+    api: Api<PartialObjectMeta<Secret>>,
+    cache: Arc<SecretCache>,
+    changed: Arc<Notify>,
+) {
+    let events = watcher(api, watcher::Config::default()).default_backoff();
+    let mut events = std::pin::pin!(events);
+    while let Some(event) = events.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!(error = %e, "Secret metadata watch failed; retrying");
+                continue;
+            }
+        };
+        let touched = match &event {
+            watcher::Event::Apply(meta)
+            | watcher::Event::Delete(meta)
+            | watcher::Event::InitApply(meta) => {
+                let key = ObjectKey::new(
+                    meta.metadata.namespace.as_deref().unwrap_or_default(),
+                    meta.metadata.name.as_deref().unwrap_or_default(),
+                );
+                let mut state = cache.state.lock().unwrap_or_else(|e| e.into_inner());
+                let referenced = state.referenced.contains(&key);
+                if referenced {
+                    state.stale.insert(key);
+                }
+                referenced && !matches!(event, watcher::Event::InitApply(_))
+            }
+            watcher::Event::Init => false,
+            // A re-list may have missed deletions: read every referenced Secret again.
+            watcher::Event::InitDone => {
+                let mut state = cache.state.lock().unwrap_or_else(|e| e.into_inner());
+                let referenced: Vec<_> = state.referenced.iter().cloned().collect();
+                state.stale.extend(referenced);
+                true
+            }
+        };
+        if touched {
+            changed.notify_one();
+        }
+    }
+}
+
+/// Reads referenced Secrets that are new or changed, forgets unreferenced
+/// ones, and returns the data of every referenced Secret that exists.
+async fn refresh_secrets(
+    client: &Client,
+    cache: &SecretCache,
+    providers: &[Arc<Provider>],
+    changed: &Arc<Notify>,
+) -> HashMap<ObjectKey, SecretData> {
+    let referenced: HashSet<ObjectKey> = providers
+        .iter()
+        .filter_map(|p| {
+            let reference = p.spec.secret_ref.as_ref()?;
+            Some(ObjectKey::new(
+                p.metadata.namespace.as_deref().unwrap_or("default"),
+                reference.name.as_str(),
+            ))
+        })
+        .collect();
+    let to_read: Vec<ObjectKey> = {
+        let mut state = cache.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.referenced = referenced.clone();
+        let SecretState {
+            data,
+            missing,
+            stale,
+            ..
+        } = &mut *state;
+        data.retain(|k, _| referenced.contains(k));
+        missing.retain(|k| referenced.contains(k));
+        referenced
+            .iter()
+            .filter(|k| stale.contains(*k) || !(data.contains_key(*k) || missing.contains(*k)))
+            .cloned()
+            .collect()
+    };
+    for key in to_read {
+        let api: Api<Secret> = Api::namespaced(client.clone(), &key.namespace);
+        let result = api.get_opt(&key.name).await;
+        let mut state = cache.state.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(Some(secret)) => {
+                state.stale.remove(&key);
+                state.missing.remove(&key);
+                state.data.insert(key, secret_data(secret));
+            }
+            Ok(None) => {
+                state.stale.remove(&key);
+                state.data.remove(&key);
+                state.missing.insert(key);
+            }
+            Err(e) => {
+                // Keep what was read before; try again shortly.
+                tracing::warn!(secret = %key, error = %e, "cannot read Secret; retrying");
+                let changed = changed.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(SECRET_RETRY).await;
+                    changed.notify_one();
+                });
+            }
+        }
+    }
+    let state = cache.state.lock().unwrap_or_else(|e| e.into_inner());
+    state.data.clone()
+}

@@ -1,0 +1,176 @@
+//! `Ready` conditions on Alerts and Providers (DESIGN §3.1), written through
+//! the status subresource, only by the leader, and only when they change —
+//! so writing status never causes another watch event and rebuild.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client, Resource};
+use serde_json::json;
+
+use crate::api::{Alert, Provider};
+use crate::source::{Kind, Level, ObjectKey, Problem};
+
+/// The condition herald maintains.
+pub const READY: &str = "Ready";
+
+pub struct StatusWriter {
+    client: Client,
+    leader: Arc<AtomicBool>,
+    field_manager: String,
+}
+
+/// What a `Ready` condition should say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Readiness {
+    pub ready: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+impl StatusWriter {
+    pub fn new(client: Client, leader: Arc<AtomicBool>, field_manager: String) -> Self {
+        Self {
+            client,
+            leader,
+            field_manager,
+        }
+    }
+
+    /// Brings every object's `Ready` condition in line with the problems of
+    /// the last build. Does nothing unless this replica leads.
+    pub async fn update(
+        &self,
+        alerts: &[Arc<Alert>],
+        providers: &[Arc<Provider>],
+        problems: &[Problem],
+    ) {
+        if !self.leader.load(Ordering::Acquire) {
+            return;
+        }
+        for alert in alerts {
+            let wanted = readiness(Kind::Alert, key_of(alert.as_ref()), problems);
+            let current = alert
+                .status
+                .as_ref()
+                .map(|s| (&s.conditions, s.observed_generation));
+            self.write(alert.as_ref(), current, wanted).await;
+        }
+        for provider in providers {
+            let wanted = readiness(Kind::Provider, key_of(provider.as_ref()), problems);
+            let current = provider
+                .status
+                .as_ref()
+                .map(|s| (&s.conditions, s.observed_generation));
+            self.write(provider.as_ref(), current, wanted).await;
+        }
+    }
+
+    async fn write<K>(
+        &self,
+        object: &K,
+        current: Option<(&Vec<Condition>, Option<i64>)>,
+        wanted: Readiness,
+    ) where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let generation = object.meta().generation;
+        let existing =
+            current.and_then(|(conditions, _)| conditions.iter().find(|c| c.type_ == READY));
+        let observed = current.and_then(|(_, observed)| observed);
+        let status = if wanted.ready { "True" } else { "False" };
+        let unchanged = existing.is_some_and(|c| {
+            c.status == status && c.reason == wanted.reason && c.message == wanted.message
+        }) && observed == generation;
+        if unchanged {
+            return;
+        }
+        // The transition time moves only when the status flips.
+        let since = existing
+            .filter(|c| c.status == status)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or_else(|| Time(k8s_openapi::jiff::Timestamp::now()));
+        let patch = json!({
+            "status": {
+                "observedGeneration": generation,
+                "conditions": [{
+                    "type": READY,
+                    "status": status,
+                    "reason": wanted.reason,
+                    "message": wanted.message,
+                    "lastTransitionTime": since,
+                    "observedGeneration": generation,
+                }]
+            }
+        });
+        let meta = object.meta();
+        let (namespace, name) = (
+            meta.namespace.as_deref().unwrap_or("default"),
+            meta.name.as_deref().unwrap_or(""),
+        );
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        let params = PatchParams {
+            field_manager: Some(self.field_manager.clone()),
+            ..Default::default()
+        };
+        match api.patch_status(name, &params, &Patch::Merge(&patch)).await {
+            Ok(_) => {
+                tracing::debug!(kind = K::kind(&()).as_ref(), namespace, name, ready = wanted.ready, reason = %wanted.reason, "status updated")
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => {
+                tracing::warn!(kind = K::kind(&()).as_ref(), namespace, name, error = %e, "cannot update status")
+            }
+        }
+    }
+}
+
+fn key_of<K: Resource>(object: &K) -> ObjectKey {
+    let meta = object.meta();
+    ObjectKey::new(
+        meta.namespace.as_deref().unwrap_or("default"),
+        meta.name.as_deref().unwrap_or(""),
+    )
+}
+
+/// The `Ready` condition of one object: the reason of its first error (or
+/// note), all their messages; ready when it has neither.
+pub fn readiness(kind: Kind, key: ObjectKey, problems: &[Problem]) -> Readiness {
+    let target = Some((kind, key));
+    let mine: Vec<&Problem> = problems.iter().filter(|p| p.target == target).collect();
+    let blocking: Vec<&&Problem> = mine.iter().filter(|p| p.level != Level::Warning).collect();
+    let worst = blocking.iter().rev().max_by_key(|p| p.level);
+    match worst {
+        Some(worst) => Readiness {
+            ready: false,
+            reason: worst.reason.to_owned(),
+            message: blocking
+                .iter()
+                .map(|p| p.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        },
+        None => {
+            let warnings: Vec<&str> = mine.iter().map(|p| p.message.as_str()).collect();
+            let base = match kind {
+                Kind::Alert => "Alert is ready: matching events are delivered",
+                Kind::Provider => "Provider is ready",
+            };
+            let message = if warnings.is_empty() {
+                base.to_owned()
+            } else {
+                format!("{base} (warning: {})", warnings.join("; "))
+            };
+            Readiness {
+                ready: true,
+                reason: "Succeeded".into(),
+                message,
+            }
+        }
+    }
+}
