@@ -97,7 +97,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     let runtime = Runtime::new(
         args.server.runtime_options(args.delivery.dispatch_config()),
         Hooks {
-            reporter: Some(reporter),
+            reporter: Some(reporter.clone()),
             labels: Some(Arc::new(ClusterLabels::new(client.clone()))),
         },
     );
@@ -121,7 +121,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let status = StatusWriter::new(client, leader, identity);
+    let status = StatusWriter::new(client, leader, identity, reporter);
     tokio::spawn(source.run(runtime.publisher(), status));
     let result = runtime.run(runtime::shutdown_signal()).await;
     stop_election.cancel();

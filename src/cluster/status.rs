@@ -10,6 +10,7 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, Resource};
 use serde_json::json;
 
+use super::events::EventReporter;
 use crate::api::{Alert, Provider};
 use crate::source::{Kind, Level, ObjectKey, Problem};
 
@@ -20,6 +21,8 @@ pub struct StatusWriter {
     client: Client,
     leader: Arc<AtomicBool>,
     field_manager: String,
+    /// Where a change to `Ready=False` by an error is also recorded as a Warning Event.
+    events: Arc<EventReporter>,
 }
 
 /// What a `Ready` condition should say.
@@ -28,14 +31,22 @@ pub struct Readiness {
     pub ready: bool,
     pub reason: String,
     pub message: String,
+    /// Not ready because of an error (not merely suspended): worth an Event.
+    pub failed: bool,
 }
 
 impl StatusWriter {
-    pub fn new(client: Client, leader: Arc<AtomicBool>, field_manager: String) -> Self {
+    pub fn new(
+        client: Client,
+        leader: Arc<AtomicBool>,
+        field_manager: String,
+        events: Arc<EventReporter>,
+    ) -> Self {
         Self {
             client,
             leader,
             field_manager,
+            events,
         }
     }
 
@@ -120,7 +131,16 @@ impl StatusWriter {
         };
         match api.patch_status(name, &params, &Patch::Merge(&patch)).await {
             Ok(_) => {
-                tracing::debug!(kind = K::kind(&()).as_ref(), namespace, name, ready = wanted.ready, reason = %wanted.reason, "status updated")
+                tracing::debug!(kind = K::kind(&()).as_ref(), namespace, name, ready = wanted.ready, reason = %wanted.reason, "status updated");
+                let new_failure = existing
+                    .is_none_or(|c| c.reason != wanted.reason || c.message != wanted.message);
+                if wanted.failed && new_failure {
+                    self.events.object_warning(
+                        object.object_ref(&()),
+                        &wanted.reason,
+                        wanted.message.clone(),
+                    );
+                }
             }
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => {
@@ -148,6 +168,7 @@ pub fn readiness(kind: Kind, key: ObjectKey, problems: &[Problem]) -> Readiness 
     match worst {
         Some(worst) => Readiness {
             ready: false,
+            failed: worst.level == Level::Error,
             reason: worst.reason.to_owned(),
             message: blocking
                 .iter()
@@ -168,6 +189,7 @@ pub fn readiness(kind: Kind, key: ObjectKey, problems: &[Problem]) -> Readiness 
             };
             Readiness {
                 ready: true,
+                failed: false,
                 reason: "Succeeded".into(),
                 message,
             }
