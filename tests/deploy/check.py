@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Checks herald's install manifests: deploy/ (rendered by kubectl kustomize)
+and charts/herald (rendered by Helm's own engine, through helm-python-sdk).
+
+* every document parses and is of a kind that exists;
+* references inside them resolve (roleRefs, service accounts, selectors,
+  named ports);
+* the chart and deploy/ agree on RBAC rules, container ports and Services;
+* the chart's CRDs are crds/crds.yaml;
+* `helm lint` finds no errors.
+
+Writes the rendered manifests to --out for checkov. Exit status 1 on any
+problem, each printed on one line.
+"""
+
+import argparse
+import pathlib
+import subprocess
+import sys
+
+import helm_python as helm
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+KNOWN_KINDS = {
+    ("v1", "Namespace"), ("v1", "ServiceAccount"), ("v1", "Service"),
+    ("v1", "Secret"), ("v1", "ConfigMap"),
+    ("apps/v1", "Deployment"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+    ("rbac.authorization.k8s.io/v1", "Role"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+}
+
+problems = []
+
+
+def problem(where, what):
+    problems.append(f"{where}: {what}")
+
+
+def parse(text, where):
+    docs = []
+    for doc in yaml.safe_load_all(text):
+        if doc is None:
+            continue
+        if not isinstance(doc, dict):
+            problem(where, f"document is not a mapping: {doc!r}")
+            continue
+        docs.append(doc)
+    return docs
+
+
+def render_deploy():
+    out = subprocess.run(["kubectl", "kustomize", str(ROOT / "deploy")],
+                         check=True, capture_output=True, text=True).stdout
+    return out, parse(out, "deploy/")
+
+
+def render_chart(values):
+    with helm.Chart.load(str(ROOT / "charts/herald")) as chart:
+        rendered = chart.render(values, name="herald", namespace="flux-system")
+    text = "\n---\n".join(rendered[k] for k in sorted(rendered))
+    return text, parse(text, f"charts/herald {values}")
+
+
+def index(docs):
+    return {(d.get("kind"), d.get("metadata", {}).get("name")): d for d in docs}
+
+
+def check_kinds(docs, where):
+    for doc in docs:
+        key = (doc.get("apiVersion"), doc.get("kind"))
+        if key not in KNOWN_KINDS:
+            problem(where, f"unknown kind {key}")
+        if not doc.get("metadata", {}).get("name"):
+            problem(where, f"{key} has no metadata.name")
+
+
+def check_references(docs, where):
+    objects = index(docs)
+    for doc in docs:
+        kind, name = doc["kind"], doc["metadata"]["name"]
+        if kind in ("RoleBinding", "ClusterRoleBinding"):
+            ref = doc["roleRef"]
+            if (ref["kind"], ref["name"]) not in objects:
+                problem(where, f"{kind} {name} refers to missing {ref['kind']} {ref['name']}")
+            for subject in doc.get("subjects", []):
+                if subject["kind"] == "ServiceAccount" and ("ServiceAccount", subject["name"]) not in objects:
+                    problem(where, f"{kind} {name} binds missing ServiceAccount {subject['name']}")
+    deployment = objects.get(("Deployment", "notification-controller"))
+    if deployment is None:
+        problem(where, "no Deployment notification-controller")
+        return
+    pod = deployment["spec"]["template"]
+    labels = pod["metadata"]["labels"]
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    if any(labels.get(k) != v for k, v in selector.items()):
+        problem(where, "Deployment selector does not match its pod labels")
+    account = pod["spec"].get("serviceAccountName")
+    if ("ServiceAccount", account) not in objects:
+        problem(where, f"Deployment uses missing ServiceAccount {account}")
+    ports = {p["name"]: p["containerPort"] for c in pod["spec"]["containers"] for p in c.get("ports", [])}
+    for (kind, name), doc in objects.items():
+        if kind != "Service":
+            continue
+        if any(labels.get(k) != v for k, v in doc["spec"]["selector"].items()):
+            problem(where, f"Service {name} selects no herald pod")
+        for port in doc["spec"]["ports"]:
+            target = port.get("targetPort")
+            if isinstance(target, str) and target not in ports:
+                problem(where, f"Service {name} targets unknown port name {target}")
+    for probe in ("livenessProbe", "readinessProbe"):
+        for container in pod["spec"]["containers"]:
+            port = container.get(probe, {}).get("httpGet", {}).get("port")
+            if port not in ports:
+                problem(where, f"{probe} uses unknown port {port}")
+
+
+def rules(docs):
+    return {(d["kind"], d["metadata"]["name"]): d.get("rules")
+            for d in docs if d["kind"] in ("ClusterRole", "Role")}
+
+
+def surface(docs):
+    """What must be the same in both: RBAC, container ports, Service ports."""
+    objects = index(docs)
+    deployment = objects[("Deployment", "notification-controller")]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    services = {name: doc["spec"]["ports"] for (kind, name), doc in objects.items()
+                if kind == "Service" and name in ("notification-controller", "webhook-receiver")}
+    return {
+        "rules": rules(docs),
+        "container ports": container["ports"],
+        "services": services,
+        "security": container["securityContext"],
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True, help="directory for the rendered manifests")
+    out = pathlib.Path(parser.parse_args().out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    deploy_text, deploy = render_deploy()
+    (out / "deploy.yaml").write_text(deploy_text)
+    check_kinds(deploy, "deploy/")
+    check_references(deploy, "deploy/")
+
+    for label, values in [("chart-default", {}),
+                          ("chart-all", {"serviceMonitor": {"enabled": True},
+                                         "networkPolicy": {"enabled": True},
+                                         "replicas": 2})]:
+        text, chart = render_chart(values)
+        (out / f"{label}.yaml").write_text(text)
+        where = f"charts/herald ({label})"
+        check_kinds(chart, where)
+        check_references(chart, where)
+        ours, theirs = surface(chart), surface(deploy)
+        for key in ours:
+            if ours[key] != theirs[key]:
+                problem(where, f"{key} differ from deploy/: {ours[key]} != {theirs[key]}")
+        kinds = {d["kind"] for d in chart}
+        if values and not {"ServiceMonitor", "NetworkPolicy"} <= kinds:
+            problem(where, "ServiceMonitor and NetworkPolicy not rendered when enabled")
+
+    chart_crds = (ROOT / "charts/herald/crds/crds.yaml").read_text()
+    if chart_crds != (ROOT / "crds/crds.yaml").read_text():
+        problem("charts/herald/crds/crds.yaml", "differs from crds/crds.yaml (copy it over)")
+    check_kinds(parse(chart_crds, "chart crds"), "charts/herald/crds")
+
+    lint = helm.lint(str(ROOT / "charts/herald"))
+    for message in lint.get("messages", []):
+        if message.get("severity", 0) >= 3:
+            problem("helm lint", f"{message.get('path')}: {message.get('error')}")
+    for error in lint.get("errors", []) or []:
+        problem("helm lint", str(error))
+
+    for line in problems:
+        print(line)
+    print(f"manifests: {len(problems)} problems")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
