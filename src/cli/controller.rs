@@ -75,6 +75,31 @@ pub fn run(args: ControllerArgs) -> i32 {
     super::block_on(controller(args))
 }
 
+/// Flux's webhook receivers (`Receiver` objects) are not implemented yet.
+/// The port still answers, with 501 and a clear message, so a Git host's
+/// webhook fails visibly instead of timing out.
+async fn serve_receiver_placeholder(args: &ControllerArgs) -> anyhow::Result<()> {
+    let listener = crate::http::bind(&args.receiver_addr)
+        .await
+        .with_context(|| format!("cannot listen on --receiverAddr {}", args.receiver_addr))?;
+    let router = axum::Router::new().fallback(|| async {
+        (
+            axum::http::StatusCode::NOT_IMPLEMENTED,
+            "herald does not implement Flux webhook Receivers yet\n",
+        )
+    });
+    let limits = crate::http::Limits {
+        header_read_timeout: args.server.header_read_timeout,
+    };
+    tokio::spawn(crate::http::serve(
+        listener,
+        router,
+        limits,
+        CancellationToken::new(),
+    ));
+    Ok(())
+}
+
 /// This replica's name: the pod name when Kubernetes injects it.
 fn identity() -> String {
     std::env::var("POD_NAME")
@@ -122,6 +147,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         None
     };
     let status = StatusWriter::new(client, leader, identity, reporter);
+    serve_receiver_placeholder(&args).await?;
     tokio::spawn(source.run(runtime.publisher(), status));
     let result = runtime.run(runtime::shutdown_signal()).await;
     stop_election.cancel();

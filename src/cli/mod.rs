@@ -251,9 +251,21 @@ pub(crate) fn emit(text: &str) -> std::io::Result<()> {
 /// notification-controller that herald does not implement are removed
 /// first and kept to be logged, so Flux's Deployment args work unchanged.
 pub fn parse() -> Cli {
-    let args: Vec<String> = std::env::args().collect();
+    parse_from(std::env::args().collect())
+}
+
+/// [`parse`] on given arguments. Flags with no subcommand before them mean
+/// `controller`: swapping only the image in Flux's Deployment (whose args
+/// are flags) runs herald as the controller.
+pub fn parse_from(mut args: Vec<String>) -> Cli {
+    let flags_first = args
+        .get(1)
+        .is_some_and(|a| a.starts_with("--") && !["--help", "--version"].contains(&a.as_str()));
+    if flags_first {
+        args.insert(1, "controller".to_owned());
+    }
     if args.get(1).map(String::as_str) != Some("controller") {
-        return Cli::parse();
+        return Cli::parse_from(args);
     }
     let command = <Cli as clap::CommandFactory>::command();
     let known: Vec<String> = command
@@ -302,5 +314,47 @@ pub fn run(cli: Cli) -> i32 {
             Ok(()) => 0,
             Err(_) => 1,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn fluxs_deployment_args_run_the_controller() {
+        let cli = parse_from(args(
+            "herald --watch-all-namespaces=true --log-level=info --log-encoding=json --enable-leader-election \
+             --storage-path=/data --feature-gates=X=true",
+        ));
+        let Command::Controller(controller) = cli.command else {
+            panic!("expected the controller command");
+        };
+        assert!(controller.watch_all_namespaces);
+        assert!(controller.enable_leader_election);
+        assert_eq!(controller.log.log_level, "info");
+        assert_eq!(
+            controller.ignored_flags,
+            ["--storage-path=/data", "--feature-gates=X=true"]
+        );
+        assert_eq!(controller.server.events_addr, ":9090");
+        assert_eq!(controller.receiver_addr, ":9292");
+    }
+
+    #[test]
+    fn go_style_booleans() {
+        let cli = parse_from(args(
+            "herald controller --watch-all-namespaces=false --no-cross-namespace-refs",
+        ));
+        let Command::Controller(controller) = cli.command else {
+            panic!("expected the controller command");
+        };
+        assert!(!controller.watch_all_namespaces);
+        assert!(controller.matching.no_cross_namespace_refs);
+        assert!(!controller.enable_leader_election);
     }
 }

@@ -22,20 +22,47 @@ pub fn binary() -> &'static str {
 impl Herald {
     /// Starts `herald serve` on ephemeral ports with extra flags.
     pub fn serve(manifests: &Path, extra: &[&str]) -> Self {
+        let mut args = vec![
+            "serve".to_owned(),
+            "--manifests".to_owned(),
+            manifests.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Self::start(&args, &[])
+    }
+
+    /// Starts `herald controller` against a kubeconfig, on ephemeral ports.
+    pub fn controller(kubeconfig: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut args = vec!["controller".to_owned()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let mut env: Vec<(&str, &str)> = env.to_vec();
+        let kubeconfig = kubeconfig.display().to_string();
+        env.push(("KUBECONFIG", &kubeconfig));
+        Self::start(&args, &env)
+    }
+
+    /// Starts `herald` with a subcommand and its flags, on ephemeral ports
+    /// (with fast retries and reloads), and waits until it listens.
+    pub fn start(args: &[String], env: &[(&str, &str)]) -> Self {
+        let (command, flags) = args.split_first().expect("a subcommand");
+        let per_command: &[&str] = if command == "serve" {
+            &["--reload-interval=100ms"]
+        } else {
+            &["--receiverAddr=127.0.0.1:0"]
+        };
         let mut child = Command::new(binary())
-            .arg("serve")
-            .arg("--manifests")
-            .arg(manifests)
+            .arg(command)
+            .args(per_command)
             .args([
                 "--events-addr=127.0.0.1:0",
                 "--metrics-addr=127.0.0.1:0",
                 "--health-addr=127.0.0.1:0",
                 "--log-encoding=json",
                 "--log-level=debug",
-                "--reload-interval=100ms",
                 "--retry-backoff=100ms",
             ])
-            .args(extra)
+            .args(flags)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
