@@ -141,6 +141,54 @@ def surface(docs):
     }
 
 
+FLUX_DEPLOYMENT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: notification-controller
+  namespace: flux-system
+spec:
+  selector:
+    matchLabels: {app: notification-controller}
+  template:
+    metadata:
+      labels: {app: notification-controller}
+    spec:
+      containers:
+        - name: manager
+          image: ghcr.io/fluxcd/notification-controller:v1.9.3
+          args: [--watch-all-namespaces=true, --log-level=info, --log-encoding=json, --enable-leader-election]
+"""
+
+
+def check_replace_flux():
+    """The README's recipe, applied to Flux's own CRDs and a Flux-like
+    Deployment: herald's image and herald's CRDs come out."""
+    import tempfile
+    reference = ROOT.parent / "shared/reference/flux-crds"
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        flux = (reference / "alerts.yaml").read_text() + "\n---\n" + (reference / "providers.yaml").read_text()
+        (tmp / "gotk-components.yaml").write_text(flux + "\n---\n" + FLUX_DEPLOYMENT)
+        (tmp / "gotk-sync.yaml").write_text("")
+        (tmp / "herald-crds.yaml").write_text((ROOT / "crds/crds.yaml").read_text())
+        (tmp / "kustomization.yaml").write_text((ROOT / "examples/replace-flux/kustomization.yaml").read_text())
+        out = subprocess.run(["kubectl", "kustomize", str(tmp)], capture_output=True, text=True)
+        if out.returncode != 0:
+            problem("examples/replace-flux", f"kustomize failed: {out.stderr.strip()}")
+            return
+        docs = index(parse(out.stdout, "examples/replace-flux"))
+        image = docs[("Deployment", "notification-controller")]["spec"]["template"]["spec"]["containers"][0]["image"]
+        if not image.startswith("registry.example.com/herald"):
+            problem("examples/replace-flux", f"image not swapped: {image}")
+        for name in ("alerts.notification.toolkit.fluxcd.io", "providers.notification.toolkit.fluxcd.io"):
+            versions = docs[("CustomResourceDefinition", name)]["spec"]["versions"]
+            if [v["name"] for v in versions] != ["v1beta1", "v1beta2", "v1beta3"]:
+                problem("examples/replace-flux", f"{name}: versions {[v['name'] for v in versions]}")
+            if any("status" not in v.get("subresources", {}) for v in versions):
+                problem("examples/replace-flux", f"{name}: no status subresource")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True, help="directory for the rendered manifests")
@@ -173,6 +221,8 @@ def main():
     if chart_crds != (ROOT / "crds/crds.yaml").read_text():
         problem("charts/herald/crds/crds.yaml", "differs from crds/crds.yaml (copy it over)")
     check_kinds(parse(chart_crds, "chart crds"), "charts/herald/crds")
+
+    check_replace_flux()
 
     lint = helm.lint(str(ROOT / "charts/herald"))
     for message in lint.get("messages", []):
