@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use regex::RegexSet;
 
-use super::{CompiledAlert, Destination, NameMatch, RoutingTable, SourceRoute, TableOptions};
+use super::{CompiledAlert, Destination, RoutingTable, SourceRoute, TableOptions};
 use crate::api::{Alert, MessageTemplate, Provider};
 use crate::mask::SecretString;
 use crate::providers::{self, Settings};
@@ -58,21 +58,24 @@ pub fn build(snapshot: &Snapshot, options: &TableOptions) -> (RoutingTable, Vec<
                 );
                 continue;
             }
-            let name = match source.name.as_str() {
-                "*" => NameMatch::Any,
-                exact => NameMatch::Exact(exact.to_owned()),
-            };
-            table
+            let routes = table
                 .index
                 .entry(namespace)
                 .or_default()
                 .entry(source.kind.clone())
-                .or_default()
-                .push(SourceRoute {
-                    name,
-                    match_labels: source.match_labels.clone(),
-                    alert: alert.clone(),
-                });
+                .or_default();
+            let route = SourceRoute {
+                match_labels: source.match_labels.clone(),
+                alert: alert.clone(),
+            };
+            match source.name.as_str() {
+                "*" => routes.any_name.push(route),
+                exact => routes
+                    .by_name
+                    .entry(exact.to_owned())
+                    .or_default()
+                    .push(route),
+            }
         }
     }
     (table, problems)

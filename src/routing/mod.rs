@@ -105,14 +105,16 @@ impl Notification {
     }
 }
 
-enum NameMatch {
-    Any,
-    Exact(String),
+/// The routes of one (namespace, kind): wildcard sources, and exact-name
+/// sources indexed by name, so an event meets only routes that can match.
+#[derive(Default)]
+struct KindRoutes {
+    any_name: Vec<SourceRoute>,
+    by_name: HashMap<String, Vec<SourceRoute>>,
 }
 
-/// One event source of one Alert, filed under its (namespace, kind).
+/// One event source of one Alert.
 struct SourceRoute {
-    name: NameMatch,
     match_labels: Option<BTreeMap<String, String>>,
     alert: Arc<CompiledAlert>,
 }
@@ -121,7 +123,7 @@ struct SourceRoute {
 #[derive(Default)]
 pub struct RoutingTable {
     /// namespace → kind → routes.
-    index: HashMap<String, HashMap<String, Vec<SourceRoute>>>,
+    index: HashMap<String, HashMap<String, KindRoutes>>,
     /// Labels of objects known to the source, for `matchLabels`.
     labels: LabelIndex,
     alert_count: usize,
@@ -179,15 +181,16 @@ impl RoutingTable {
         event: &'a FluxEvent,
     ) -> impl Iterator<Item = &'a SourceRoute> + 'a {
         let object = &event.involved_object;
-        self.index
+        let routes = self
+            .index
             .get(object.namespace.as_str())
-            .and_then(|by_kind| by_kind.get(object.kind.as_str()))
+            .and_then(|by_kind| by_kind.get(object.kind.as_str()));
+        let any_name = routes.into_iter().flat_map(|r| r.any_name.iter());
+        let by_name = routes
+            .and_then(|r| r.by_name.get(object.name.as_str()))
             .into_iter()
-            .flatten()
-            .filter(move |route| match &route.name {
-                NameMatch::Any => true,
-                NameMatch::Exact(name) => *name == object.name,
-            })
+            .flatten();
+        any_name.chain(by_name)
     }
 
     /// Routes an event and builds its notifications: the one call the
