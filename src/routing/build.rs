@@ -27,6 +27,7 @@ pub fn build(snapshot: &Snapshot, options: &TableOptions) -> (RoutingTable, Vec<
         labels: snapshot.labels.clone(),
         ..Default::default()
     };
+    let mut regexes = RegexCache::default();
     for loaded in &snapshot.alerts {
         let mut report = |level, reason, message: String| {
             problems.push(problem(
@@ -38,7 +39,13 @@ pub fn build(snapshot: &Snapshot, options: &TableOptions) -> (RoutingTable, Vec<
                 message,
             ));
         };
-        let Some(alert) = compile_alert(&loaded.object, &destinations, options, &mut report) else {
+        let Some(alert) = compile_alert(
+            &loaded.object,
+            &destinations,
+            options,
+            &mut regexes,
+            &mut report,
+        ) else {
             continue;
         };
         table.alert_count += 1;
@@ -260,6 +267,7 @@ fn compile_alert(
     alert: &Alert,
     destinations: &HashMap<ObjectKey, ProviderState>,
     options: &TableOptions,
+    regexes: &mut RegexCache,
     report: &mut impl FnMut(Level, &'static str, String),
 ) -> Option<Arc<CompiledAlert>> {
     let key = object_key(
@@ -320,8 +328,8 @@ fn compile_alert(
     let template = compile_template(spec.template.as_ref(), &destination, report);
     Some(Arc::new(CompiledAlert {
         template,
-        inclusion: compile_regexes("spec.inclusionList", spec.inclusion_list.as_deref(), report),
-        exclusion: compile_regexes("spec.exclusionList", spec.exclusion_list.as_deref(), report),
+        inclusion: regexes.compile("spec.inclusionList", spec.inclusion_list.as_deref(), report),
+        exclusion: regexes.compile("spec.exclusionList", spec.exclusion_list.as_deref(), report),
         key,
         destination,
         channel: spec.channel.clone().filter(|c| !c.is_empty()),
@@ -331,33 +339,48 @@ fn compile_alert(
     }))
 }
 
-/// Compiles the valid patterns into one set. As in Flux, an invalid pattern
-/// is reported and skipped (an inclusion list of only invalid patterns
-/// matches nothing).
-fn compile_regexes(
-    field: &str,
-    patterns: Option<&[String]>,
-    report: &mut impl FnMut(Level, &'static str, String),
-) -> Option<RegexSet> {
-    let patterns = patterns.filter(|p| !p.is_empty())?;
-    let valid: Vec<&str> = patterns
-        .iter()
-        .enumerate()
-        .filter_map(|(i, pattern)| match regex::Regex::new(pattern) {
-            Ok(_) => Some(pattern.as_str()),
-            Err(e) => {
-                let detail = e.to_string().lines().last().unwrap_or("").trim().to_owned();
-                report(
+/// Compiled regex sets, shared between Alerts with the same list: Alerts
+/// are often copies of each other, and a compiled set costs kilobytes.
+#[derive(Default)]
+struct RegexCache {
+    /// Why a pattern does not compile (`None`: it does).
+    errors: HashMap<String, Option<String>>,
+    sets: HashMap<Vec<String>, Arc<RegexSet>>,
+}
+
+impl RegexCache {
+    /// Compiles the valid patterns into one set. As in Flux, an invalid
+    /// pattern is reported and skipped (an inclusion list of only invalid
+    /// patterns matches nothing).
+    fn compile(
+        &mut self,
+        field: &str,
+        patterns: Option<&[String]>,
+        report: &mut impl FnMut(Level, &'static str, String),
+    ) -> Option<Arc<RegexSet>> {
+        let patterns = patterns.filter(|p| !p.is_empty())?;
+        let mut valid = Vec::with_capacity(patterns.len());
+        for (i, pattern) in patterns.iter().enumerate() {
+            let error = self.errors.entry(pattern.clone()).or_insert_with(|| {
+                regex::Regex::new(pattern)
+                    .err()
+                    .map(|e| e.to_string().lines().last().unwrap_or("").trim().to_owned())
+            });
+            match error {
+                None => valid.push(pattern.clone()),
+                Some(detail) => report(
                     Level::Error,
                     "InvalidRegex",
                     format!("{field}[{i}]: invalid regular expression {pattern:?}: {detail}"),
-                );
-                None
+                ),
             }
-        })
-        .collect();
-    // A set of patterns that each compiled also compiles.
-    Some(RegexSet::new(valid).unwrap_or_else(|_| RegexSet::empty()))
+        }
+        let set = self.sets.entry(valid).or_insert_with_key(|valid| {
+            // A set of patterns that each compiled also compiles.
+            Arc::new(RegexSet::new(valid).unwrap_or_else(|_| RegexSet::empty()))
+        });
+        Some(set.clone())
+    }
 }
 
 /// Compiles an Alert's template. A syntax error is reported and the Alert

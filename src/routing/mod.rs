@@ -66,8 +66,8 @@ pub struct CompiledAlert {
     /// The Alert's message template, when it has one that compiled.
     pub template: Option<CompiledTemplate>,
     severities: SeverityMask,
-    inclusion: Option<RegexSet>,
-    exclusion: Option<RegexSet>,
+    inclusion: Option<Arc<RegexSet>>,
+    exclusion: Option<Arc<RegexSet>>,
 }
 
 impl CompiledAlert {
