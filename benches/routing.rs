@@ -17,15 +17,19 @@ use serde_json::json;
 
 const NAMESPACES: usize = 1000;
 
+fn loaded<T>(object: T) -> Loaded<T> {
+    Loaded {
+        origin: Origin::Cluster,
+        object,
+    }
+}
+
 /// `alerts` Alerts spread over 1,000 namespaces, each with one Provider.
 /// Namespace `ns-0000` gets an event with no matching Alert, `ns-0001` one,
 /// `ns-0002` ten; every other Alert watches a differently named object.
 fn snapshot(alerts: usize) -> Snapshot {
     let mut snapshot = Snapshot::default();
-    let loaded = |object| Loaded {
-        origin: Origin::Cluster,
-        object,
-    };
+
     for ns in 0..NAMESPACES {
         let provider: Provider = serde_json::from_value(json!({
             "apiVersion": "notification.toolkit.fluxcd.io/v1beta3", "kind": "Provider",

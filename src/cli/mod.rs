@@ -23,7 +23,8 @@ use crate::runtime::RuntimeOptions;
 /// Run it on a directory of manifests with no cluster (`serve`, `route`,
 /// `check`), or print its CRDs (`crds`).
 #[derive(Debug, Parser)]
-#[command(name = "herald", version, about, long_about)]
+// As with Go's flag package (Flux's), a repeated flag takes its last value.
+#[command(name = "herald", version, about, long_about, args_override_self = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -343,6 +344,15 @@ mod tests {
         );
         assert_eq!(controller.server.events_addr, ":9090");
         assert_eq!(controller.receiver_addr, ":9292");
+    }
+
+    #[test]
+    fn a_repeated_flag_takes_its_last_value() {
+        let cli = parse_from(args("herald --log-level=info --log-level=debug"));
+        let Command::Controller(controller) = cli.command else {
+            panic!("expected the controller command");
+        };
+        assert_eq!(controller.log.log_level, "debug");
     }
 
     #[test]

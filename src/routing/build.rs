@@ -99,7 +99,10 @@ fn resolve_providers(
     snapshot: &Snapshot,
     problems: &mut Vec<Problem>,
 ) -> HashMap<ObjectKey, ProviderState> {
-    let hasher = std::collections::hash_map::RandomState::new();
+    // A fixed hasher: a destination keeps its queue across table rebuilds,
+    // so notifications accepted before and after a reload stay in order.
+    let hasher =
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
     snapshot
         .providers
         .iter()

@@ -380,6 +380,16 @@ spec: {type: msteams, address: 'https://example.com/hook'}
 }
 
 #[test]
+fn a_destination_keeps_its_queue_across_rebuilds() {
+    let manifests = format!(
+        "{PROVIDER}{}",
+        alert("a", "  eventSources: [{kind: Kustomization, name: '*'}]")
+    );
+    let queue = |t: &RoutingTable| t.route(&ks("x", Severity::Error))[0].destination.queue;
+    assert_eq!(queue(&table(&manifests)), queue(&table(&manifests)));
+}
+
+#[test]
 fn alert_without_provider_is_reported() {
     let (t, problems) = table_with(
         &alert("a", "  eventSources: [{kind: Kustomization, name: '*'}]"),

@@ -1,6 +1,8 @@
-//! Shared test support: a recording webhook sink and a `herald serve` process.
+//! Shared test support: a recording webhook sink, a `herald serve` process
+//! and an in-process Kubernetes API server.
 #![allow(dead_code)]
 
+pub mod apiserver;
 pub mod herald;
 pub mod sink;
 

@@ -1,0 +1,678 @@
+//! `herald controller` against the in-process test API server: the seed
+//! fixtures created through a real kube client, events POSTed over HTTP,
+//! notifications received by recording sinks.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use serde_json::{Value, json};
+use support::apiserver::{TestApiServer, create_yaml};
+use support::herald::{Herald, client};
+use support::sink::{Answer, Sink};
+use support::{event_file, fixtures};
+
+/// What the issue asks changes to take effect within.
+const PROPAGATION: Duration = Duration::from_secs(2);
+const WAIT: Duration = Duration::from_secs(15);
+const NOTIFICATION: &str = "notification.toolkit.fluxcd.io";
+
+/// A runtime for the test's own kube client calls (tests are synchronous).
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+struct Cluster {
+    api: TestApiServer,
+    rt: tokio::runtime::Runtime,
+    client: kube::Client,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start() -> Self {
+        let api = TestApiServer::start();
+        let rt = runtime();
+        let client = rt.block_on(async { api.client() });
+        Self {
+            api,
+            rt,
+            client,
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn kubeconfig(&self) -> std::path::PathBuf {
+        self.api.kubeconfig(self.dir.path())
+    }
+
+    fn create(&self, yaml: &str) {
+        self.rt
+            .block_on(create_yaml(&self.client, yaml))
+            .expect("create objects");
+    }
+
+    /// Creates seed fixture files, with the Slack Secret pointing at `webhook`.
+    fn create_seed(&self, files: &[&str], webhook: &str) {
+        for file in files {
+            let text =
+                std::fs::read_to_string(fixtures().join("seed").join(file)).expect("seed fixture");
+            self.create(&text.replace(
+                "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX",
+                webhook,
+            ));
+        }
+    }
+
+    fn ready_condition(&self, plural: &str, namespace: &str, name: &str) -> Option<Value> {
+        let object = self.api.object(NOTIFICATION, plural, namespace, name)?;
+        object["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .cloned()
+    }
+
+    /// Waits until the object's Ready condition has this status (and reason).
+    fn wait_ready(
+        &self,
+        plural: &str,
+        namespace: &str,
+        name: &str,
+        status: &str,
+        reason: Option<&str>,
+        timeout: Duration,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let condition = self.ready_condition(plural, namespace, name);
+            if let Some(c) = &condition
+                && c["status"] == status
+                && reason.is_none_or(|r| c["reason"] == r)
+            {
+                return c.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{plural} {namespace}/{name}: Ready is {condition:?}, expected {status} {reason:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+const SEED_ONE_ALERT: [&str; 5] = [
+    "00-namespace.yaml",
+    "01-kustomization.yaml",
+    "02-provider.yaml",
+    "03-alert.yaml",
+    "04-secret.yaml",
+];
+
+fn event_body(file: &str, message: &str) -> String {
+    let mut event: Value =
+        serde_json::from_str(&std::fs::read_to_string(event_file(file)).expect("event"))
+            .expect("json");
+    event["message"] = Value::from(message);
+    event.to_string()
+}
+
+/// Posts distinct events until one reaches `sink` or the timeout passes;
+/// returns how long it took.
+fn deliver_within(herald: &Herald, sink: &Sink, file: &str, timeout: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let before = sink.received().len();
+    let mut n = 0;
+    while start.elapsed() < timeout {
+        n += 1;
+        assert_eq!(herald.post(event_body(file, &format!("probe {n}"))).0, 202);
+        if sink.wait_for(before + 1, Duration::from_millis(100)).len() > before {
+            return Some(start.elapsed());
+        }
+    }
+    None
+}
+
+fn start_controller(cluster: &Cluster, extra: &[&str]) -> Herald {
+    let herald = Herald::controller(
+        &cluster.kubeconfig(),
+        extra,
+        &[("POD_NAME", "herald-test-0")],
+    );
+    let deadline = Instant::now() + WAIT;
+    while client::get(&format!("{}/readyz", herald.health)).0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "controller never became ready: {:#?}",
+            herald.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    herald
+}
+
+#[test]
+fn seed_fixtures_deliver_one_message_and_report_ready() {
+    let cluster = Cluster::start();
+    let sink = Sink::start();
+    cluster.create_seed(&SEED_ONE_ALERT, &sink.url);
+    // Flux's own Deployment args, including flags herald does not implement.
+    let herald = start_controller(
+        &cluster,
+        &[
+            "--watch-all-namespaces=true",
+            "--log-level=debug",
+            "--log-encoding=json",
+            "--enable-leader-election=false",
+            "--storage-path=/data",
+            "--concurrent=4",
+        ],
+    );
+    assert!(
+        herald.wait_for_log("--storage-path=/data", WAIT).is_some(),
+        "unknown Flux flag not warned about"
+    );
+    let provider = cluster.wait_ready("providers", "flux-system", "slack", "True", None, WAIT);
+    assert_eq!(provider["reason"], "Succeeded");
+    cluster.wait_ready("alerts", "flux-system", "flux-alerts", "True", None, WAIT);
+    let object = cluster
+        .api
+        .object(NOTIFICATION, "alerts", "flux-system", "flux-alerts")
+        .expect("alert");
+    assert_eq!(
+        object["status"]["observedGeneration"],
+        object["metadata"]["generation"]
+    );
+
+    assert_eq!(
+        herald.post_file(&event_file("kustomization-error.json")),
+        202
+    );
+    let received = sink.wait_for(1, WAIT);
+    assert_eq!(received.len(), 1);
+    assert_eq!(
+        received[0].body["attachments"][0]["author_name"],
+        "kustomization/my-app-kustomization.flux-system"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sink.received().len(), 1);
+
+    // Status is written once, not on every rebuild.
+    let status_writes = |api: &TestApiServer| {
+        api.requests()
+            .iter()
+            .filter(|r| r.method == "PATCH" && r.path.ends_with("/status"))
+            .count()
+    };
+    let writes = status_writes(&cluster.api);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        status_writes(&cluster.api),
+        writes,
+        "status rewritten without a change"
+    );
+    for line in herald.logs() {
+        assert!(
+            !line.contains("secret-webhook-path"),
+            "webhook leaked: {line}"
+        );
+    }
+}
+
+#[test]
+fn deleting_and_recreating_the_secret() {
+    let cluster = Cluster::start();
+    let sink = Sink::start();
+    cluster.create_seed(&SEED_ONE_ALERT, &sink.url);
+    let herald = start_controller(&cluster, &[]);
+    cluster.wait_ready("providers", "flux-system", "slack", "True", None, WAIT);
+
+    let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), "flux-system");
+    cluster
+        .rt
+        .block_on(secrets.delete("slack-url", &DeleteParams::default()))
+        .expect("delete secret");
+    let condition = cluster.wait_ready(
+        "providers",
+        "flux-system",
+        "slack",
+        "False",
+        Some("SecretNotFound"),
+        PROPAGATION,
+    );
+    assert!(
+        condition["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("flux-system/slack-url"),
+        "{condition}"
+    );
+    cluster.wait_ready(
+        "alerts",
+        "flux-system",
+        "flux-alerts",
+        "False",
+        Some("ProviderNotReady"),
+        PROPAGATION,
+    );
+
+    // Events are not delivered while the Provider is broken.
+    assert_eq!(
+        herald
+            .post(event_body("kustomization-error.json", "while broken"))
+            .0,
+        202
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(sink.received().is_empty());
+
+    // A Warning Event names the cause.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let warned = cluster.api.requests().iter().any(|r| {
+            r.method == "POST"
+                && r.path.contains("/events")
+                && r.body["reason"] == "SecretNotFound"
+                && r.body["type"] == "Warning"
+                && r.body["regarding"]["name"] == "slack"
+        });
+        if warned {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no SecretNotFound Warning Event");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Re-created with another address: routed there.
+    let other = Sink::start();
+    cluster.create(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: slack-url, namespace: flux-system}}\nstringData: {{url: \"{}\"}}\n",
+        other.url
+    ));
+    let took = deliver_within(&herald, &other, "kustomization-error.json", PROPAGATION);
+    assert!(
+        took.is_some(),
+        "the re-created Secret was not used within {PROPAGATION:?}"
+    );
+    cluster.wait_ready("providers", "flux-system", "slack", "True", None, WAIT);
+    assert!(sink.received().is_empty());
+}
+
+#[test]
+fn editing_and_deleting_the_alert() {
+    let cluster = Cluster::start();
+    let sink = Sink::start();
+    cluster.create_seed(&SEED_ONE_ALERT, &sink.url);
+    let herald = start_controller(&cluster, &[]);
+    cluster.wait_ready("alerts", "flux-system", "flux-alerts", "True", None, WAIT);
+
+    // Info is not delivered at `eventSeverity: error`...
+    assert_eq!(
+        herald
+            .post(event_body("kustomization-info.json", "before edit"))
+            .0,
+        202
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(sink.received().is_empty());
+    // ...and is within 2 s of lowering the threshold.
+    let alert_api: Api<herald::api::Alert> = Api::namespaced(cluster.client.clone(), "flux-system");
+    cluster
+        .rt
+        .block_on(alert_api.patch(
+            "flux-alerts",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"eventSeverity": "info"}})),
+        ))
+        .expect("patch alert");
+    assert!(
+        deliver_within(&herald, &sink, "kustomization-info.json", PROPAGATION).is_some(),
+        "eventSeverity edit not applied in time"
+    );
+
+    // Deleting the Alert stops delivery within 2 s.
+    cluster
+        .rt
+        .block_on(alert_api.delete("flux-alerts", &DeleteParams::default()))
+        .expect("delete alert");
+    std::thread::sleep(PROPAGATION);
+    let before = sink.received().len();
+    assert_eq!(
+        herald
+            .post(event_body("kustomization-error.json", "after delete"))
+            .0,
+        202
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        sink.received().len(),
+        before,
+        "delivered after the Alert was deleted"
+    );
+}
+
+#[test]
+fn dropped_watches_and_410_gone_recover_without_restart() {
+    let cluster = Cluster::start();
+    let sink = Sink::start();
+    cluster.create_seed(&SEED_ONE_ALERT, &sink.url);
+    let herald = start_controller(&cluster, &[]);
+    cluster.wait_ready("alerts", "flux-system", "flux-alerts", "True", None, WAIT);
+
+    cluster.api.clear_requests();
+    cluster.api.drop_watches();
+    cluster.api.compact();
+    // Changed while herald's watches are down.
+    let alert_api: Api<herald::api::Alert> = Api::namespaced(cluster.client.clone(), "flux-system");
+    cluster
+        .rt
+        .block_on(alert_api.patch(
+            "flux-alerts",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"eventSeverity": "info"}})),
+        ))
+        .expect("patch alert");
+    cluster.api.compact();
+    assert!(
+        deliver_within(&herald, &sink, "kustomization-info.json", WAIT).is_some(),
+        "herald did not pick up the change after its watches dropped"
+    );
+    let relisted = cluster.api.requests().iter().any(|r| {
+        r.method == "GET" && r.path.ends_with("/alerts") && r.query_param("watch").is_none()
+    });
+    assert!(relisted, "no re-list of Alerts after 410 Gone");
+    assert!(herald.logs().iter().all(|l| !l.contains("panicked")));
+}
+
+const HELM_SETUP: &str = r#"
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata: {name: podinfo, namespace: flux-system, labels: {team: web}}
+spec: {interval: 5m}
+---
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata: {name: database, namespace: flux-system, labels: {team: db}}
+spec: {interval: 5m}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: web-team, namespace: flux-system}
+spec:
+  providerRef: {name: slack}
+  eventSources:
+    - kind: HelmRelease
+      name: "*"
+      matchLabels: {team: web}
+"#;
+
+#[test]
+fn match_labels_reads_labels_through_discovery() {
+    let cluster = Cluster::start();
+    let sink = Sink::start();
+    cluster.create_seed(
+        &["00-namespace.yaml", "02-provider.yaml", "04-secret.yaml"],
+        &sink.url,
+    );
+    cluster.create(HELM_SETUP);
+    // Only herald's own requests count below (creating objects asks discovery too).
+    cluster.api.clear_requests();
+    let herald = start_controller(&cluster, &[]);
+    cluster.wait_ready("alerts", "flux-system", "web-team", "True", None, WAIT);
+
+    let helm_event = |name: &str, message: &str| {
+        let mut event: Value = serde_json::from_str(
+            &std::fs::read_to_string(event_file("helmrelease-error.json")).expect("event"),
+        )
+        .expect("json");
+        event["involvedObject"]["name"] = Value::from(name);
+        event["message"] = Value::from(message);
+        event.to_string()
+    };
+    assert_eq!(herald.post(helm_event("podinfo", "web 1")).0, 202);
+    assert_eq!(sink.wait_for(1, WAIT).len(), 1);
+    assert_eq!(herald.post(helm_event("database", "db 1")).0, 202);
+    assert_eq!(herald.post(helm_event("podinfo", "web 2")).0, 202);
+    let received = sink.wait_for(2, WAIT);
+    std::thread::sleep(Duration::from_millis(300));
+    let texts: Vec<_> = sink
+        .received()
+        .iter()
+        .map(|r| r.body["attachments"][0]["text"].clone())
+        .collect();
+    assert_eq!(texts, [json!("web 1"), json!("web 2")], "{received:?}");
+
+    let requests = cluster.api.requests();
+    let discovery = requests
+        .iter()
+        .filter(|r| r.path == "/apis/helm.toolkit.fluxcd.io/v2")
+        .count();
+    assert_eq!(discovery, 1, "discovery must be asked once per kind");
+    let metadata_gets: Vec<_> = requests
+        .iter()
+        .filter(|r| {
+            r.method == "GET"
+                && r.path.starts_with(
+                    "/apis/helm.toolkit.fluxcd.io/v2/namespaces/flux-system/helmreleases/",
+                )
+        })
+        .collect();
+    assert_eq!(metadata_gets.len(), 3);
+    assert!(
+        metadata_gets
+            .iter()
+            .all(|r| r.accept.contains("as=PartialObjectMetadata")),
+        "labels must be read metadata-only"
+    );
+
+    // An object that does not exist: no match, and a Warning Event on the Alert.
+    assert_eq!(herald.post(helm_event("ghost", "ghost 1")).0, 202);
+    let deadline = Instant::now() + WAIT;
+    while !cluster.api.requests().iter().any(|r| {
+        r.body["reason"] == "MatchLabelsLookupFailed" && r.body["regarding"]["name"] == "web-team"
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "no MatchLabelsLookupFailed Event"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(sink.received().len(), 2);
+}
+
+const CROSS_NAMESPACE: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: apps}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: hook, namespace: apps}
+stringData: {address: "WEBHOOK"}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {name: slack, namespace: apps}
+spec: {type: slack, secretRef: {name: hook}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: watches-flux-system, namespace: apps}
+spec:
+  providerRef: {name: slack}
+  eventSources:
+    - {kind: Kustomization, name: "*", namespace: flux-system}
+"#;
+
+#[test]
+fn no_cross_namespace_refs_blocks_other_namespaces() {
+    for (flag, delivered) in [
+        (None, true),
+        (Some("--no-cross-namespace-refs=true"), false),
+    ] {
+        let cluster = Cluster::start();
+        let sink = Sink::start();
+        cluster.create(&CROSS_NAMESPACE.replace("WEBHOOK", &sink.url));
+        let herald = start_controller(&cluster, flag.as_slice());
+        let expected = if delivered {
+            ("True", None)
+        } else {
+            ("False", Some("AccessDenied"))
+        };
+        cluster.wait_ready(
+            "alerts",
+            "apps",
+            "watches-flux-system",
+            expected.0,
+            expected.1,
+            WAIT,
+        );
+        assert_eq!(
+            herald.post_file(&event_file("kustomization-error.json")),
+            202
+        );
+        let received = sink.wait_for(1, Duration::from_secs(1));
+        assert_eq!(received.len(), usize::from(delivered), "flag {flag:?}");
+    }
+}
+
+#[test]
+fn sigterm_delivers_every_queued_notification() {
+    let cluster = Cluster::start();
+    let sink = Sink::start();
+    sink.default_answer(Answer::status(200).delay(Duration::from_millis(40)));
+    cluster.create_seed(&SEED_ONE_ALERT, &sink.url);
+    let mut herald = start_controller(&cluster, &[]);
+    cluster.wait_ready("alerts", "flux-system", "flux-alerts", "True", None, WAIT);
+    for n in 0..50 {
+        assert_eq!(
+            herald
+                .post(event_body(
+                    "kustomization-error.json",
+                    &format!("queued {n:02}")
+                ))
+                .0,
+            202
+        );
+    }
+    assert_eq!(herald.terminate(Duration::from_secs(30)), Some(0));
+    let texts: Vec<String> = sink
+        .received()
+        .iter()
+        .map(|r| {
+            r.body["attachments"][0]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    let expected: Vec<String> = (0..50).map(|n| format!("queued {n:02}")).collect();
+    assert_eq!(texts, expected);
+}
+
+#[test]
+fn with_leader_election_exactly_one_replica_writes_status() {
+    let cluster = Cluster::start();
+    let sink = Sink::start();
+    cluster.create_seed(&SEED_ONE_ALERT, &sink.url);
+    let flags = [
+        "--enable-leader-election",
+        "--leader-election-lease-duration=3s",
+        "--leader-election-renew-deadline=2s",
+        "--leader-election-retry-period=200ms",
+    ];
+    let kubeconfig = cluster.kubeconfig();
+    let first = Herald::controller(
+        &kubeconfig,
+        &flags,
+        &[
+            ("POD_NAME", "replica-a"),
+            ("RUNTIME_NAMESPACE", "flux-system"),
+        ],
+    );
+    let second = Herald::controller(
+        &kubeconfig,
+        &flags,
+        &[
+            ("POD_NAME", "replica-b"),
+            ("RUNTIME_NAMESPACE", "flux-system"),
+        ],
+    );
+    cluster.wait_ready("alerts", "flux-system", "flux-alerts", "True", None, WAIT);
+    cluster.wait_ready("providers", "flux-system", "slack", "True", None, WAIT);
+    std::thread::sleep(Duration::from_secs(1));
+
+    let writers: std::collections::BTreeSet<String> = cluster
+        .api
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path.ends_with("/status"))
+        .filter_map(|r| r.query_param("fieldManager"))
+        .collect();
+    assert_eq!(writers.len(), 1, "status writers: {writers:?}");
+    let lease = cluster
+        .api
+        .object(
+            "coordination.k8s.io",
+            "leases",
+            "flux-system",
+            "notification-controller-leader-election",
+        )
+        .expect("lease");
+    let holder = lease["spec"]["holderIdentity"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        writers.contains(&holder),
+        "the lease holder {holder} is the writer {writers:?}"
+    );
+
+    // Both replicas receive and deliver events.
+    assert_eq!(
+        first.post(event_body("kustomization-error.json", "to a")).0,
+        202
+    );
+    assert_eq!(
+        second
+            .post(event_body("kustomization-error.json", "to b"))
+            .0,
+        202
+    );
+    assert_eq!(sink.wait_for(2, WAIT).len(), 2);
+
+    // The leader leaves: the other takes over and writes status.
+    let (mut leader, follower, follower_name) = if holder == "replica-a" {
+        (first, second, "replica-b")
+    } else {
+        (second, first, "replica-a")
+    };
+    assert_eq!(leader.terminate(Duration::from_secs(30)), Some(0));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let lease = cluster
+            .api
+            .object(
+                "coordination.k8s.io",
+                "leases",
+                "flux-system",
+                "notification-controller-leader-election",
+            )
+            .expect("lease");
+        if lease["spec"]["holderIdentity"] == follower_name {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{follower_name} never took the lease: {lease}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(follower);
+}
