@@ -131,7 +131,10 @@ fn bench_routing(c: &mut Criterion) {
                 "{alerts} alerts, {namespace}"
             );
             group.bench_with_input(
-                BenchmarkId::new(format!("herald/{alerts}"), format!("{expected}-matching")),
+                BenchmarkId::new(
+                    format!("herald/{alerts}"),
+                    format!("{namespace}/{expected}-matching"),
+                ),
                 &event,
                 |b, event| b.iter(|| black_box(table.route(black_box(event))).len()),
             );

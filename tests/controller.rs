@@ -676,3 +676,271 @@ fn with_leader_election_exactly_one_replica_writes_status() {
     }
     drop(follower);
 }
+
+const TEMPLATED_ALERTS: &str = r#"
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: bad-syntax, namespace: flux-system}
+spec:
+  providerRef: {name: slack}
+  eventSources: [{kind: HelmRelease, name: "*"}]
+  template:
+    text: "{{ message }"
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: bad-render, namespace: flux-system}
+spec:
+  providerRef: {name: slack}
+  eventSources: [{kind: GitRepository, name: "*"}]
+  eventSeverity: info
+  template:
+    blocks: '[{"text": {{ message }}}]'
+"#;
+
+#[test]
+fn template_errors_show_in_status_and_events_and_lose_nothing() {
+    let cluster = Cluster::start();
+    let sink = Sink::start();
+    cluster.create_seed(&["02-provider.yaml", "04-secret.yaml"], &sink.url);
+    cluster.create(TEMPLATED_ALERTS);
+    let herald = start_controller(&cluster, &[]);
+    let condition = cluster.wait_ready(
+        "alerts",
+        "flux-system",
+        "bad-syntax",
+        "False",
+        Some("InvalidTemplate"),
+        WAIT,
+    );
+    let message = condition["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("spec.template.text: syntax error at line 1, column"),
+        "{message}"
+    );
+    cluster.wait_ready("alerts", "flux-system", "bad-render", "True", None, WAIT);
+
+    // The Alert with a syntax error still delivers, in the default format.
+    assert_eq!(herald.post_file(&event_file("helmrelease-error.json")), 202);
+    let received = sink.wait_for(1, WAIT);
+    assert_eq!(
+        received[0].body["attachments"][0]["author_name"],
+        "helmrelease/podinfo.flux-system"
+    );
+    // A render failure delivers the default format and records an Event.
+    assert_eq!(
+        herald.post_file(&event_file("gitrepository-info.json")),
+        202
+    );
+    let received = sink.wait_for(2, WAIT);
+    assert_eq!(received.len(), 2);
+    assert!(received[1].body["attachments"][0]["fields"].is_array());
+    let deadline = Instant::now() + WAIT;
+    while !cluster.api.requests().iter().any(|r| {
+        r.body["reason"] == "TemplateRenderFailed"
+            && r.body["regarding"]["name"] == "bad-render"
+            && r.body["type"] == "Warning"
+    }) {
+        assert!(Instant::now() < deadline, "no TemplateRenderFailed Event");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_failed_delivery_is_a_masked_warning_event_on_the_alert() {
+    let cluster = Cluster::start();
+    let sink = Sink::start();
+    sink.default_answer(Answer::status(403).body("invalid_token"));
+    cluster.create_seed(&SEED_ONE_ALERT, &sink.url);
+    let herald = start_controller(&cluster, &[]);
+    cluster.wait_ready("alerts", "flux-system", "flux-alerts", "True", None, WAIT);
+    assert_eq!(
+        herald.post_file(&event_file("kustomization-error.json")),
+        202
+    );
+    let deadline = Instant::now() + WAIT;
+    let event = loop {
+        let found = cluster
+            .api
+            .requests()
+            .into_iter()
+            .find(|r| r.body["reason"] == "NotificationDispatchFailed");
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no NotificationDispatchFailed Event"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(event.body["regarding"]["name"], "flux-alerts");
+    assert_eq!(event.body["type"], "Warning");
+    let note = event.body["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("403") && note.contains("http://127.0.0.1:"),
+        "{note}"
+    );
+    assert!(
+        !note.contains("secret-webhook-path"),
+        "address leaked into an Event: {note}"
+    );
+    for request in cluster.api.requests() {
+        assert!(
+            !request.body.to_string().contains("secret-webhook-path")
+                || request.path.contains("/secrets"),
+            "address leaked to the API server: {} {}",
+            request.method,
+            request.path
+        );
+    }
+}
+
+/// A request as RBAC sees it: verb, API group, resource (with subresource),
+/// namespace. `None` for discovery (non-resource URLs every client may read).
+fn rbac_attributes(
+    r: &support::apiserver::RecordedRequest,
+) -> Option<(String, String, String, Option<String>)> {
+    let parts: Vec<&str> = r.path.trim_matches('/').split('/').collect();
+    let (group, rest) = match parts.as_slice() {
+        ["api", "v1", rest @ ..] => (String::new(), rest.to_vec()),
+        ["apis", group, _version, rest @ ..] => (group.to_string(), rest.to_vec()),
+        _ => return None,
+    };
+    let (namespace, rest) = match rest.as_slice() {
+        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(ns.to_string()), rest.to_vec()),
+        rest => (None, rest.to_vec()),
+    };
+    let (resource, name, sub) = match rest.as_slice() {
+        [] => return None,
+        [resource] => (resource.to_string(), None, None),
+        [resource, name] => (resource.to_string(), Some(*name), None),
+        [resource, name, sub, ..] => (resource.to_string(), Some(*name), Some(*sub)),
+    };
+    let verb = match (r.method.as_str(), name) {
+        ("GET", Some(_)) => "get",
+        ("GET", None) if r.is_watch() => "watch",
+        ("GET", None) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", _) => "delete",
+        _ => "unknown",
+    };
+    let resource = match sub {
+        Some(sub) => format!("{resource}/{sub}"),
+        None => resource,
+    };
+    Some((verb.to_owned(), group, resource, namespace))
+}
+
+fn allowed(rules: &[Value], verb: &str, group: &str, resource: &str) -> bool {
+    rules.iter().any(|rule| {
+        let has = |key: &str, value: &str| {
+            rule[key]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|v| v == value || v == "*"))
+        };
+        has("apiGroups", group) && has("resources", resource) && has("verbs", verb)
+    })
+}
+
+#[test]
+fn every_api_call_is_allowed_by_the_deployed_rbac() {
+    let rbac_text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/rbac.yaml"))
+            .expect("rbac");
+    let mut cluster_rules = Vec::new();
+    let mut namespace_rules = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(&rbac_text) {
+        let value: Value = serde::Deserialize::deserialize(document).expect("yaml");
+        match value["kind"].as_str() {
+            Some("ClusterRole") => {
+                cluster_rules.extend(value["rules"].as_array().cloned().unwrap_or_default())
+            }
+            Some("Role") => {
+                namespace_rules.extend(value["rules"].as_array().cloned().unwrap_or_default())
+            }
+            _ => {}
+        }
+    }
+
+    // Exercise every call: watches, status, Events, matchLabels, Secrets,
+    // leader election.
+    let cluster = Cluster::start();
+    let sink = Sink::start();
+    cluster.create_seed(&SEED_ONE_ALERT, &sink.url);
+    cluster.create(HELM_SETUP);
+    cluster.api.clear_requests();
+    let mut herald = Herald::controller(
+        &cluster.kubeconfig(),
+        &[
+            "--enable-leader-election",
+            "--leader-election-retry-period=200ms",
+        ],
+        &[
+            ("POD_NAME", "rbac-test"),
+            ("RUNTIME_NAMESPACE", "flux-system"),
+        ],
+    );
+    cluster.wait_ready("alerts", "flux-system", "web-team", "True", None, WAIT);
+    assert_eq!(herald.post_file(&event_file("helmrelease-error.json")), 202);
+    sink.wait_for(1, WAIT);
+    let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), "flux-system");
+    cluster
+        .rt
+        .block_on(secrets.delete("slack-url", &DeleteParams::default()))
+        .expect("delete secret");
+    cluster.wait_ready(
+        "providers",
+        "flux-system",
+        "slack",
+        "False",
+        Some("SecretNotFound"),
+        WAIT,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(herald.terminate(Duration::from_secs(30)), Some(0));
+
+    let mut seen = std::collections::BTreeSet::new();
+    for request in cluster
+        .api
+        .requests()
+        .into_iter()
+        .filter(|r| r.user_agent.starts_with("herald/"))
+    {
+        let Some((verb, group, resource, namespace)) = rbac_attributes(&request) else {
+            assert_eq!(
+                request.method, "GET",
+                "non-resource request {}",
+                request.path
+            );
+            continue;
+        };
+        let by_role = namespace.as_deref() == Some("flux-system")
+            && allowed(&namespace_rules, &verb, &group, &resource);
+        assert!(
+            allowed(&cluster_rules, &verb, &group, &resource) || by_role,
+            "{verb} {group}/{resource} in {namespace:?} is not allowed by deploy/rbac.yaml ({} {})",
+            request.method,
+            request.path
+        );
+        seen.insert(format!("{verb} {group}/{resource}"));
+    }
+    // The scenario did reach every kind of call the rules are for.
+    for expected in [
+        "watch notification.toolkit.fluxcd.io/alerts",
+        "patch notification.toolkit.fluxcd.io/alerts/status",
+        "patch notification.toolkit.fluxcd.io/providers/status",
+        "watch /secrets",
+        "get /secrets",
+        "create events.k8s.io/events",
+        "get helm.toolkit.fluxcd.io/helmreleases",
+        "update coordination.k8s.io/leases",
+    ] {
+        assert!(
+            seen.contains(expected),
+            "the scenario made no '{expected}' call: {seen:#?}"
+        );
+    }
+}

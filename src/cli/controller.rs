@@ -108,9 +108,15 @@ fn identity() -> String {
 }
 
 async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
-    let client = kube::Client::try_default()
+    let mut config = kube::Config::infer()
         .await
         .context("cannot configure a Kubernetes client (in-cluster or KUBECONFIG)")?;
+    // Names herald in the API server's audit log.
+    config.headers.push((
+        axum::http::header::USER_AGENT,
+        axum::http::HeaderValue::from_static(concat!("herald/", env!("CARGO_PKG_VERSION"))),
+    ));
+    let client = kube::Client::try_from(config).context("cannot build the Kubernetes client")?;
     let own_namespace = std::env::var("RUNTIME_NAMESPACE")
         .unwrap_or_else(|_| client.default_namespace().to_owned());
     let watched = (!args.watch_all_namespaces).then(|| own_namespace.clone());
