@@ -87,6 +87,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let accepted = Arc::new(Mutex::new(0u64));
     let started = Instant::now();
+    let mut requests = tokio::task::JoinSet::new();
     for id in 0..total {
         ticker.tick().await;
         let body = template.replace("BENCH_ID", &format!("id={id}"));
@@ -96,7 +97,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             sent.clone(),
             accepted.clone(),
         );
-        tokio::spawn(async move {
+        requests.spawn(async move {
             let at = Instant::now();
             if let Ok(response) = client
                 .post(&events)
@@ -113,6 +114,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
     }
     let sending = started.elapsed();
+    while requests.join_next().await.is_some() {}
     // Let the last notifications arrive.
     let deadline = Instant::now() + Duration::from_secs(10);
     while received.lock().expect("sink").len() < *accepted.lock().expect("accepted") as usize
