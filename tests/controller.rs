@@ -562,16 +562,7 @@ fn sigterm_delivers_every_queued_notification() {
         );
     }
     assert_eq!(herald.terminate(Duration::from_secs(30)), Some(0));
-    let texts: Vec<String> = sink
-        .received()
-        .iter()
-        .map(|r| {
-            r.body["attachments"][0]["text"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
-        })
-        .collect();
+    let texts = sink.texts();
     let expected: Vec<String> = (0..50).map(|n| format!("queued {n:02}")).collect();
     assert_eq!(texts, expected);
 }
@@ -942,5 +933,53 @@ fn every_api_call_is_allowed_by_the_deployed_rbac() {
             seen.contains(expected),
             "the scenario made no '{expected}' call: {seen:#?}"
         );
+    }
+}
+
+#[test]
+fn unrelated_secrets_are_never_read() {
+    let cluster = Cluster::start();
+    let sink = Sink::start();
+    cluster.create_seed(&SEED_ONE_ALERT, &sink.url);
+    let unrelated: String = (0..50)
+        .map(|i| format!("---\napiVersion: v1\nkind: Secret\nmetadata: {{name: unrelated-{i}, namespace: flux-system}}\nstringData: {{password: hunter{i}}}\n"))
+        .collect();
+    cluster.create(&unrelated);
+    cluster.api.clear_requests();
+    let herald = start_controller(&cluster, &[]);
+    cluster.wait_ready("providers", "flux-system", "slack", "True", None, WAIT);
+    assert_eq!(
+        herald.post_file(&event_file("kustomization-error.json")),
+        202
+    );
+    sink.wait_for(1, WAIT);
+
+    let secret_requests: Vec<_> = cluster
+        .api
+        .requests()
+        .into_iter()
+        .filter(|r| r.user_agent.starts_with("herald/") && r.path.contains("/secrets"))
+        .collect();
+    assert!(!secret_requests.is_empty());
+    for request in &secret_requests {
+        let collection = request.path.ends_with("/secrets");
+        if collection {
+            // Lists and watches of Secrets carry metadata only.
+            assert!(
+                request.accept.contains("as=PartialObjectMetadata"),
+                "{} {} asked for Secret data (Accept: {})",
+                request.method,
+                request.path,
+                request.accept
+            );
+        } else {
+            assert!(
+                request
+                    .path
+                    .ends_with("/namespaces/flux-system/secrets/slack-url"),
+                "read an unreferenced Secret: {}",
+                request.path
+            );
+        }
     }
 }

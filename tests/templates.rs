@@ -328,15 +328,7 @@ fn threads_stay_ordered_under_a_burst() {
     }
     let received = sink.wait_for(50, Duration::from_secs(30));
     assert_eq!(received.len(), 50);
-    let messages: Vec<String> = received
-        .iter()
-        .map(|r| {
-            r.body["attachments"][0]["text"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
-        })
-        .collect();
+    let messages: Vec<String> = received.iter().map(|r| r.text()).collect();
     let expected: Vec<String> = (0..50).map(|n| format!("message {n:03}")).collect();
     assert_eq!(messages, expected, "delivery order");
     for key in 0..5 {

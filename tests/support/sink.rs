@@ -20,6 +20,16 @@ pub struct Received {
     pub body: serde_json::Value,
 }
 
+impl Received {
+    /// The Slack attachment text of this request ("" when it has none).
+    pub fn text(&self) -> String {
+        self.body["attachments"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
 /// A scripted answer.
 #[derive(Clone, Debug)]
 pub struct Answer {
@@ -110,6 +120,11 @@ impl Sink {
     /// `ts` = `1000.<request number>` and `channel` = `C0THREADS`.
     pub fn answer_like_slack_api(&self) {
         self.inner.lock().expect("sink").slack_api = true;
+    }
+
+    /// The Slack attachment text of every request received, in order.
+    pub fn texts(&self) -> Vec<String> {
+        self.received().iter().map(Received::text).collect()
     }
 
     pub fn received(&self) -> Vec<Received> {
