@@ -157,6 +157,16 @@ fn start_controller(cluster: &Cluster, extra: &[&str]) -> Herald {
     herald
 }
 
+/// The seed's Provider, Secret (pointing at `sink`) and error Alert, and a
+/// controller that has reported the Alert ready.
+fn seeded_controller(sink: &Sink) -> (Cluster, Herald) {
+    let cluster = Cluster::start();
+    cluster.create_seed(&SEED_ONE_ALERT, &sink.url);
+    let herald = start_controller(&cluster, &[]);
+    cluster.wait_ready("alerts", "flux-system", "flux-alerts", "True", None, WAIT);
+    (cluster, herald)
+}
+
 #[test]
 fn seed_fixtures_deliver_one_message_and_report_ready() {
     let cluster = Cluster::start();
@@ -306,11 +316,8 @@ fn deleting_and_recreating_the_secret() {
 
 #[test]
 fn editing_and_deleting_the_alert() {
-    let cluster = Cluster::start();
     let sink = Sink::start();
-    cluster.create_seed(&SEED_ONE_ALERT, &sink.url);
-    let herald = start_controller(&cluster, &[]);
-    cluster.wait_ready("alerts", "flux-system", "flux-alerts", "True", None, WAIT);
+    let (cluster, herald) = seeded_controller(&sink);
 
     // Info is not delivered at `eventSeverity: error`...
     assert_eq!(
@@ -359,11 +366,8 @@ fn editing_and_deleting_the_alert() {
 
 #[test]
 fn dropped_watches_and_410_gone_recover_without_restart() {
-    let cluster = Cluster::start();
     let sink = Sink::start();
-    cluster.create_seed(&SEED_ONE_ALERT, &sink.url);
-    let herald = start_controller(&cluster, &[]);
-    cluster.wait_ready("alerts", "flux-system", "flux-alerts", "True", None, WAIT);
+    let (cluster, herald) = seeded_controller(&sink);
 
     cluster.api.clear_requests();
     cluster.api.drop_watches();
@@ -544,12 +548,9 @@ fn no_cross_namespace_refs_blocks_other_namespaces() {
 
 #[test]
 fn sigterm_delivers_every_queued_notification() {
-    let cluster = Cluster::start();
     let sink = Sink::start();
     sink.default_answer(Answer::status(200).delay(Duration::from_millis(40)));
-    cluster.create_seed(&SEED_ONE_ALERT, &sink.url);
-    let mut herald = start_controller(&cluster, &[]);
-    cluster.wait_ready("alerts", "flux-system", "flux-alerts", "True", None, WAIT);
+    let (_cluster, mut herald) = seeded_controller(&sink);
     for n in 0..50 {
         assert_eq!(
             herald
@@ -739,12 +740,9 @@ fn template_errors_show_in_status_and_events_and_lose_nothing() {
 
 #[test]
 fn a_failed_delivery_is_a_masked_warning_event_on_the_alert() {
-    let cluster = Cluster::start();
     let sink = Sink::start();
     sink.default_answer(Answer::status(403).body("invalid_token"));
-    cluster.create_seed(&SEED_ONE_ALERT, &sink.url);
-    let herald = start_controller(&cluster, &[]);
-    cluster.wait_ready("alerts", "flux-system", "flux-alerts", "True", None, WAIT);
+    let (cluster, herald) = seeded_controller(&sink);
     assert_eq!(
         herald.post_file(&event_file("kustomization-error.json")),
         202
