@@ -99,17 +99,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         requests.spawn(async move {
             let at = Instant::now();
-            if let Ok(response) = client
+            let response = client
                 .post(&events)
                 .header("content-type", "application/json")
                 .body(body)
                 .send()
-                .await
-            {
-                if response.status().as_u16() == 202 {
-                    sent.lock().expect("sent").insert(id, at);
-                    *accepted.lock().expect("accepted") += 1;
-                }
+                .await;
+            if response.is_ok_and(|r| r.status().as_u16() == 202) {
+                sent.lock().expect("sent").insert(id, at);
+                *accepted.lock().expect("accepted") += 1;
             }
         });
     }
