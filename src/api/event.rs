@@ -150,6 +150,31 @@ mod tests {
         );
     }
 
+    /// Random mutations of a valid body never panic the parser.
+    #[test]
+    fn mutated_bodies_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let valid = br#"{"involvedObject":{"apiVersion":"a/v1","kind":"K","name":"n","namespace":"ns"},"severity":"error","message":"m\u00e9","reason":"r","metadata":{"a/b":"c"}}"#;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..20_000 {
+            let mut body = valid.to_vec();
+            for _ in 0..rng.random_range(1..8) {
+                let at = rng.random_range(0..body.len());
+                match rng.random_range(0..3) {
+                    0 => body[at] = rng.random(),
+                    1 => body.insert(at, rng.random()),
+                    _ => {
+                        body.remove(at);
+                    }
+                }
+                if body.is_empty() {
+                    break;
+                }
+            }
+            let _ = FluxEvent::from_json(&body);
+        }
+    }
+
     #[test]
     fn rejects_garbage_and_deep_nesting() {
         assert!(FluxEvent::from_json(b"\xff\xfe garbage").is_err());

@@ -301,6 +301,40 @@ mod tests {
         assert!(text.contains("carrier-pigeon"), "{text}");
     }
 
+    /// Random mutations of a valid manifest never panic the loader, and a
+    /// broken document never hides the intact one after it.
+    #[test]
+    fn mutated_manifests_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let valid = "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\n\
+                     metadata: {name: a, namespace: ns}\nspec:\n  providerRef: {name: p}\n  \
+                     eventSeverity: [warn, error]\n  eventSources: [{kind: Kustomization, name: '*'}]\n";
+        let intact = "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: ns}\nstringData: {url: x}\n";
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for _ in 0..2_000 {
+            let mut text: Vec<char> = valid.chars().collect();
+            for _ in 0..rng.random_range(1..6) {
+                let at = rng.random_range(0..text.len());
+                let c = [
+                    '{', '}', '[', ']', ':', '-', ' ', '\n', '\'', '"', '&', '*', '!', 'x',
+                ][rng.random_range(0..14)];
+                match rng.random_range(0..3) {
+                    0 => text[at] = c,
+                    1 => text.insert(at, c),
+                    _ => {
+                        text.remove(at);
+                    }
+                }
+            }
+            let text: String = text.into_iter().collect();
+            let (snapshot, _) = load_str(&format!("{text}\n---\n{intact}"));
+            assert!(
+                snapshot.secrets.contains_key(&ObjectKey::new("ns", "s")),
+                "lost the intact document after:\n{text}"
+            );
+        }
+    }
+
     #[test]
     fn other_kinds_supply_labels() {
         let (snapshot, problems) = load_str(
