@@ -12,9 +12,15 @@ use kube::{Client, discovery};
 use crate::api::InvolvedObject;
 use crate::receiver::LabelResolver;
 
+/// Label lookups in flight at once: a flood of events cannot become a
+/// flood of GETs on the API server (the receiver gives up on a lookup after
+/// a few seconds, and the Alerts concerned do not match).
+const MAX_LOOKUPS: usize = 16;
+
 pub struct ClusterLabels {
     client: Client,
     resources: Mutex<HashMap<GroupVersionKind, ApiResource>>,
+    lookups: tokio::sync::Semaphore,
 }
 
 impl ClusterLabels {
@@ -22,6 +28,7 @@ impl ClusterLabels {
         Self {
             client,
             resources: Mutex::new(HashMap::new()),
+            lookups: tokio::sync::Semaphore::new(MAX_LOOKUPS),
         }
     }
 
@@ -57,6 +64,11 @@ impl ClusterLabels {
             Some((group, version)) => (group, version),
             None => ("", object.api_version.as_str()),
         };
+        let _slot = self
+            .lookups
+            .acquire()
+            .await
+            .map_err(|_| "label lookups are shutting down".to_owned())?;
         let gvk = GroupVersionKind::gvk(group, version, &object.kind);
         let resource = self.resource(gvk).await?;
         let api: Api<DynamicObject> =
