@@ -10,7 +10,10 @@ RUN apt-get update \
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
-RUN cargo build --release --locked --target x86_64-unknown-linux-musl \
+# The workspace's other members must be present for Cargo to read the manifest.
+COPY benches ./benches
+COPY bench/tools ./bench/tools
+RUN cargo build --release --locked --target x86_64-unknown-linux-musl --bin herald \
     && cp target/x86_64-unknown-linux-musl/release/herald /herald
 
 FROM scratch

@@ -189,6 +189,31 @@ def check_replace_flux():
                 problem("examples/replace-flux", f"{name}: no status subresource")
 
 
+def check_docker_context():
+    """The files the Dockerfile's build stage copies are enough for Cargo
+    to read the workspace (no Docker engine runs here to build the image)."""
+    import shutil
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        for line in (ROOT / "Dockerfile").read_text().splitlines():
+            words = line.split()
+            if not words or words[0] != "COPY" or any(w.startswith("--from") for w in words):
+                continue
+            *sources, dest = words[1:]
+            for source in map(pathlib.Path, sources):
+                origin = ROOT / source
+                if origin.is_dir():
+                    shutil.copytree(origin, tmp / dest, dirs_exist_ok=True)
+                else:
+                    (tmp / dest).mkdir(parents=True, exist_ok=True)
+                    shutil.copy(origin, tmp / dest / source.name)
+        out = subprocess.run(["cargo", "metadata", "--format-version", "1", "--locked", "--no-deps"],
+                             cwd=tmp, capture_output=True, text=True)
+        if out.returncode != 0:
+            problem("Dockerfile", f"the build context is not a valid Cargo workspace: {out.stderr.strip()[:300]}")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True, help="directory for the rendered manifests")
@@ -223,6 +248,7 @@ def main():
     check_kinds(parse(chart_crds, "chart crds"), "charts/herald/crds")
 
     check_replace_flux()
+    check_docker_context()
 
     lint = helm.lint(str(ROOT / "charts/herald"))
     for message in lint.get("messages", []):
