@@ -15,6 +15,22 @@ use crate::providers::{self, Settings};
 use crate::source::{Kind, Level, ObjectKey, Origin, Problem, Snapshot};
 use crate::template::CompiledTemplate;
 
+/// The kinds Flux's controllers send events about (Flux's Alert CRD enum).
+const FLUX_KINDS: [&str; 12] = [
+    "Bucket",
+    "GitRepository",
+    "Kustomization",
+    "HelmRelease",
+    "HelmChart",
+    "HelmRepository",
+    "ImageRepository",
+    "ImagePolicy",
+    "ImageUpdateAutomation",
+    "OCIRepository",
+    "ArtifactGenerator",
+    "ExternalArtifact",
+];
+
 /// Timeout of a delivery request when the Provider sets none (Flux's default).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -50,6 +66,18 @@ pub fn build(snapshot: &Snapshot, options: &TableOptions) -> (RoutingTable, Vec<
         };
         table.alert_count += 1;
         for (i, source) in loaded.object.spec.event_sources.iter().enumerate() {
+            if !FLUX_KINDS.contains(&source.kind.as_str()) {
+                report(
+                    Level::Warning,
+                    "UnknownKind",
+                    format!(
+                        "spec.eventSources[{i}].kind: '{}' is not a kind Flux sends events about \
+                         (expected one of {}); it will match nothing unless something else sends such events",
+                        source.kind,
+                        FLUX_KINDS.join(", ")
+                    ),
+                );
+            }
             let namespace = source
                 .namespace
                 .clone()

@@ -390,6 +390,28 @@ fn a_destination_keeps_its_queue_across_rebuilds() {
 }
 
 #[test]
+fn a_misspelt_kind_is_a_warning() {
+    let (t, problems) = table_with(
+        &format!(
+            "{PROVIDER}{}",
+            alert("a", "  eventSources: [{kind: Kustomizaton, name: '*'}]")
+        ),
+        &TableOptions::default(),
+    );
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert_eq!(
+        (problems[0].level, problems[0].reason),
+        (Level::Warning, "UnknownKind")
+    );
+    assert!(
+        problems[0]
+            .message
+            .contains("spec.eventSources[0].kind: 'Kustomizaton'")
+    );
+    assert_eq!(t.alert_count(), 1, "a warning does not stop the Alert");
+}
+
+#[test]
 fn alert_without_provider_is_reported() {
     let (t, problems) = table_with(
         &alert("a", "  eventSources: [{kind: Kustomization, name: '*'}]"),
