@@ -115,6 +115,17 @@ impl Herald {
         self.logs.lock().expect("logs").clone()
     }
 
+    /// Fails if any log line quotes a test webhook path or a Slack token.
+    pub fn assert_no_secret_in_logs(&self) {
+        for line in self.logs() {
+            assert!(
+                !line.contains("secret-webhook-path"),
+                "webhook path leaked: {line}"
+            );
+            assert!(!line.contains("xoxb-"), "token leaked: {line}");
+        }
+    }
+
     /// Waits for a log line containing `text`.
     pub fn wait_for_log(&self, text: &str, timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;
