@@ -165,17 +165,13 @@ impl Dispatcher {
             queues.insert(queue, tx);
             tokio::spawn(worker(self.inner.clone(), queue, rx));
         }
-        self.update_depth();
+        self.inner.update_depth();
         Ok(())
     }
 
     /// Notifications accepted and not finished.
     pub fn pending(&self) -> usize {
         self.inner.pending()
-    }
-
-    fn update_depth(&self) {
-        self.inner.update_depth();
     }
 
     /// Waits until every queued notification is finished or `timeout`
@@ -195,7 +191,7 @@ impl Dispatcher {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
-        self.update_depth();
+        self.inner.update_depth();
         left
     }
 }
