@@ -27,9 +27,7 @@ fn schema<'a>(crd: &'a Value, version: &str) -> &'a Value {
 }
 
 fn flux_crd(file: &str) -> Value {
-    let path = support::fixtures()
-        .join("../reference/flux-crds")
-        .join(file);
+    let path = support::flux_crds().join(file);
     let text = std::fs::read_to_string(&path).expect("flux reference crd");
     serde_yaml::from_str(&text).expect("flux crd yaml")
 }

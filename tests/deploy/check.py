@@ -165,7 +165,7 @@ def check_replace_flux():
     """The README's recipe, applied to Flux's own CRDs and a Flux-like
     Deployment: herald's image and herald's CRDs come out."""
     import tempfile
-    reference = ROOT.parent / "shared/reference/flux-crds"
+    reference = ROOT / "tests/fixtures/flux-crds"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
         flux = (reference / "alerts.yaml").read_text() + "\n---\n" + (reference / "providers.yaml").read_text()

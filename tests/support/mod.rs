@@ -8,12 +8,19 @@ pub mod sink;
 
 use std::path::{Path, PathBuf};
 
-/// The project's shared fixtures (`../shared/fixtures` beside the repository),
-/// or `HERALD_FIXTURES` when set.
+/// The fixtures the tests read (`tests/fixtures` in the repository: the
+/// seed manifests, Flux's events and Flux's reference CRDs), or
+/// `HERALD_FIXTURES` when set. `.ci/run` checks that the repository's copy
+/// matches the project's shared reference copy when one is beside it.
 pub fn fixtures() -> PathBuf {
     std::env::var_os("HERALD_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"))
+}
+
+/// Flux v1.9.3's own CRDs (Alert, Provider, Receiver).
+pub fn flux_crds() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/flux-crds")
 }
 
 /// A fixture event file.
