@@ -21,3 +21,4 @@ pub mod routing;
 pub mod runtime;
 pub mod source;
 pub mod template;
+pub mod yaml;

@@ -836,8 +836,7 @@ fn every_api_call_is_allowed_by_the_deployed_rbac() {
             .expect("rbac");
     let mut cluster_rules = Vec::new();
     let mut namespace_rules = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(&rbac_text) {
-        let value: Value = serde::Deserialize::deserialize(document).expect("yaml");
+    for value in herald::yaml::parse_stream(&rbac_text).expect("yaml") {
         match value["kind"].as_str() {
             Some("ClusterRole") => {
                 cluster_rules.extend(value["rules"].as_array().cloned().unwrap_or_default())

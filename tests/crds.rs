@@ -29,7 +29,7 @@ fn schema<'a>(crd: &'a Value, version: &str) -> &'a Value {
 fn flux_crd(file: &str) -> Value {
     let path = support::flux_crds().join(file);
     let text = std::fs::read_to_string(&path).expect("flux reference crd");
-    serde_yaml::from_str(&text).expect("flux crd yaml")
+    herald::yaml::parse_document(&text).expect("flux crd yaml")
 }
 
 #[test]
@@ -268,8 +268,7 @@ fn seed_manifests_validate_at_their_declared_version() {
     for entry in std::fs::read_dir(&seed).expect("seed dir") {
         let path = entry.expect("entry").path();
         let text = std::fs::read_to_string(&path).expect("read");
-        for document in serde_yaml::Deserializer::from_str(&text) {
-            let value: Value = serde::Deserialize::deserialize(document).expect("yaml");
+        for value in herald::yaml::parse_stream(&text).expect("yaml") {
             let (Some(api_version), Some(kind)) =
                 (value["apiVersion"].as_str(), value["kind"].as_str())
             else {

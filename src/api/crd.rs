@@ -23,7 +23,7 @@ pub fn crds_yaml() -> String {
         .iter()
         .map(|crd| {
             // A CRD built from our own types always serializes.
-            let yaml = serde_yaml::to_string(crd).unwrap_or_default();
+            let yaml = crate::yaml::to_string(crd).unwrap_or_default();
             format!("---\n{yaml}")
         })
         .collect()

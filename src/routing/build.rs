@@ -165,15 +165,17 @@ fn resolve_providers(
                         }
                         ProviderState::Ready(Arc::new(destination))
                     }
-                    Err((reason, message)) => {
-                        problems.push(problem(
-                            &loaded.origin,
-                            Kind::Provider,
-                            provider,
-                            Level::Error,
-                            reason,
-                            message,
-                        ));
+                    Err(failures) => {
+                        for (reason, message) in failures {
+                            problems.push(problem(
+                                &loaded.origin,
+                                Kind::Provider,
+                                provider,
+                                Level::Error,
+                                reason,
+                                message,
+                            ));
+                        }
                         ProviderState::Broken
                     }
                 }
@@ -185,13 +187,75 @@ fn resolve_providers(
 
 type Failure = (&'static str, String);
 
+/// Resolves a Provider to a destination, or lists every problem it has
+/// (not only the first), so one `herald check` run reports them all.
 fn resolve_provider(
     provider: &Provider,
     key: &ObjectKey,
     snapshot: &Snapshot,
     hasher: &impl BuildHasher,
-) -> Result<(Destination, Vec<String>), Failure> {
+) -> Result<(Destination, Vec<String>), Vec<Failure>> {
     let spec = &provider.spec;
+    let mut failures = Vec::new();
+    let timeout = match spec.timeout.as_deref().map(crate::duration::parse) {
+        Some(Ok(timeout)) => timeout,
+        Some(Err(e)) => {
+            failures.push(("InvalidTimeout", format!("spec.timeout: {e}")));
+            DEFAULT_TIMEOUT
+        }
+        None => DEFAULT_TIMEOUT,
+    };
+    let address = resolve_address(spec, key, snapshot);
+    let (address, token) = match address {
+        Ok(resolved) => resolved,
+        Err(failure) => {
+            failures.push(failure);
+            return Err(failures);
+        }
+    };
+    let queue = hasher.hash_one((
+        spec.type_,
+        &address,
+        token.as_ref().map(SecretString::expose),
+    ));
+    let channel = spec.channel.clone().filter(|c| !c.is_empty());
+    let settings = Settings {
+        address: SecretString::new(address),
+        token,
+        channel: channel.clone(),
+        username: spec.username.clone(),
+    };
+    let notifier = match providers::build(spec.type_, settings) {
+        Ok(notifier) => notifier,
+        Err(e) => {
+            failures.push(("ProviderTypeNotSupported", format!("spec.type: {e}")));
+            return Err(failures);
+        }
+    };
+    if !failures.is_empty() {
+        return Err(failures);
+    }
+    let warnings = notifier.warnings();
+    Ok((
+        Destination {
+            key: key.clone(),
+            kind: spec.type_,
+            channel,
+            notifier,
+            timeout,
+            queue,
+        },
+        warnings,
+    ))
+}
+
+/// The address and token of a Provider: the Secret's `address`, else its
+/// `url`, else `spec.address` (a bot token alone means `chat.postMessage`).
+fn resolve_address(
+    spec: &crate::api::ProviderSpec,
+    key: &ObjectKey,
+    snapshot: &Snapshot,
+) -> Result<(String, Option<SecretString>), Failure> {
     let secret = match &spec.secret_ref {
         Some(reference) => {
             let secret_key = ObjectKey::new(key.namespace.as_str(), reference.name.as_str());
@@ -246,37 +310,7 @@ fn resolve_provider(
     };
     validate_address(&address)
         .map_err(|why| ("InvalidAddress", format!("the address in {source} {why}")))?;
-    let timeout = match spec.timeout.as_deref() {
-        Some(text) => crate::duration::parse(text)
-            .map_err(|e| ("InvalidTimeout", format!("spec.timeout: {e}")))?,
-        None => DEFAULT_TIMEOUT,
-    };
-    let queue = hasher.hash_one((
-        spec.type_,
-        &address,
-        token.as_ref().map(SecretString::expose),
-    ));
-    let channel = spec.channel.clone().filter(|c| !c.is_empty());
-    let settings = Settings {
-        address: SecretString::new(address),
-        token,
-        channel: channel.clone(),
-        username: spec.username.clone(),
-    };
-    let notifier = providers::build(spec.type_, settings)
-        .map_err(|e| ("ProviderTypeNotSupported", format!("spec.type: {e}")))?;
-    let warnings = notifier.warnings();
-    Ok((
-        Destination {
-            key: key.clone(),
-            kind: spec.type_,
-            channel,
-            notifier,
-            timeout,
-            queue,
-        },
-        warnings,
-    ))
+    Ok((address, token))
 }
 
 /// Why an address is unusable, without quoting it (it is a secret).
@@ -294,6 +328,9 @@ fn validate_address(address: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Validates an Alert and, when its Provider is ready, compiles it. The
+/// Alert's own fields are checked first, so `herald check` and the status
+/// report every problem in one run even when the Provider is broken too.
 fn compile_alert(
     alert: &Alert,
     destinations: &HashMap<ObjectKey, ProviderState>,
@@ -306,16 +343,25 @@ fn compile_alert(
         alert.metadata.name.as_deref(),
     );
     let spec = &alert.spec;
+    if spec.event_sources.is_empty() {
+        report(
+            Level::Error,
+            "InvalidSpec",
+            "spec.eventSources is empty: the Alert can never match".into(),
+        );
+    }
+    let inclusion = regexes.compile("spec.inclusionList", spec.inclusion_list.as_deref(), report);
+    let exclusion = regexes.compile("spec.exclusionList", spec.exclusion_list.as_deref(), report);
     let provider_key = ObjectKey::new(key.namespace.as_str(), spec.provider_ref.name.as_str());
     let destination = match destinations.get(&provider_key) {
-        Some(ProviderState::Ready(destination)) => destination.clone(),
+        Some(ProviderState::Ready(destination)) => Some(destination.clone()),
         Some(ProviderState::Suspended) => {
             report(
                 Level::Note,
                 "ProviderSuspended",
                 format!("spec.providerRef: provider {provider_key} is suspended"),
             );
-            return None;
+            None
         }
         Some(ProviderState::Broken) => {
             report(
@@ -323,7 +369,7 @@ fn compile_alert(
                 "ProviderNotReady",
                 format!("spec.providerRef: provider {provider_key} is not ready"),
             );
-            return None;
+            None
         }
         None => {
             report(
@@ -331,9 +377,11 @@ fn compile_alert(
                 "ProviderNotFound",
                 format!("spec.providerRef: provider {provider_key} not found"),
             );
-            return None;
+            None
         }
     };
+    let template = compile_template(spec.template.as_ref(), destination.as_deref(), report);
+    let destination = destination?;
     if spec.suspend == Some(true) {
         report(
             Level::Note,
@@ -342,13 +390,6 @@ fn compile_alert(
         );
         return None;
     }
-    if spec.event_sources.is_empty() {
-        report(
-            Level::Error,
-            "InvalidSpec",
-            "spec.eventSources is empty: the Alert can never match".into(),
-        );
-    }
     let severities = spec
         .event_severity
         .clone()
@@ -356,11 +397,10 @@ fn compile_alert(
             options.default_severity,
         ))
         .mask();
-    let template = compile_template(spec.template.as_ref(), &destination, report);
     Some(Arc::new(CompiledAlert {
         template,
-        inclusion: regexes.compile("spec.inclusionList", spec.inclusion_list.as_deref(), report),
-        exclusion: regexes.compile("spec.exclusionList", spec.exclusion_list.as_deref(), report),
+        inclusion,
+        exclusion,
         key,
         destination,
         channel: spec.channel.clone().filter(|c| !c.is_empty()),
@@ -418,7 +458,7 @@ impl RegexCache {
 /// keeps routing with the default format.
 fn compile_template(
     spec: Option<&MessageTemplate>,
-    destination: &Destination,
+    destination: Option<&Destination>,
     report: &mut impl FnMut(Level, &'static str, String),
 ) -> Option<CompiledTemplate> {
     let template = match CompiledTemplate::compile(spec?) {
@@ -437,7 +477,8 @@ fn compile_template(
             return None;
         }
     };
-    if template.has_thread_key() && !destination.notifier.supports_threads() {
+    let threads_unsupported = destination.is_some_and(|d| !d.notifier.supports_threads());
+    if template.has_thread_key() && threads_unsupported {
         report(
             Level::Warning,
             "ThreadsNeedBotToken",

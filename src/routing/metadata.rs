@@ -7,19 +7,28 @@ use crate::api::FluxEvent;
 /// Prefix of the metadata keys Flux's event recorder itself sets.
 pub const EVENT_GROUP: &str = "event.toolkit.fluxcd.io";
 
-/// Object-group keys that are dropped: they are noise or credentials.
-const DROPPED_OBJECT_KEYS: [&str; 3] = ["checksum", "digest", "token"];
+/// Object-group keys Flux drops as noise, compared case-insensitively
+/// (Flux's `cleanupMetadata` compares whole keys with `strings.EqualFold`).
+const DROPPED_OBJECT_KEYS: [&str; 2] = ["checksum", "digest"];
+/// The object-group key Flux drops as internal, compared exactly (Flux's
+/// `excludeInternalMetadata` deletes the one key `<group>/token`).
+const DROPPED_TOKEN_KEY: &str = "token";
 
 /// Keeps only keys prefixed with the event group or the involved object's
-/// group, minus the object group's checksum, digest and token.
+/// group (`<group>/`, which for the core group is a bare `/`, as in Flux),
+/// minus the object group's checksum, digest and token.
 pub fn clean(event: &mut FluxEvent) {
-    let group = event.involved_object.group().to_owned();
-    event.metadata.retain(|key, _| match key.split_once('/') {
-        Some((prefix, name)) if prefix == EVENT_GROUP => !name.is_empty(),
-        Some((prefix, name)) if !group.is_empty() && prefix == group => {
-            !name.is_empty() && !DROPPED_OBJECT_KEYS.contains(&name)
+    let object_prefix = format!("{}/", event.involved_object.group());
+    let event_prefix = format!("{EVENT_GROUP}/");
+    event.metadata.retain(|key, _| {
+        if let Some(name) = key.strip_prefix(&object_prefix) {
+            let dropped = DROPPED_OBJECT_KEYS
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(name))
+                || name == DROPPED_TOKEN_KEY;
+            return !dropped;
         }
-        _ => false,
+        key.starts_with(&event_prefix)
     });
 }
 
@@ -33,12 +42,13 @@ pub fn merge(
 ) -> BTreeMap<String, String> {
     let group = event.involved_object.group();
     let stripped = |wanted: &str| -> Vec<(String, String)> {
+        let prefix = format!("{wanted}/");
         event
             .metadata
             .iter()
-            .filter_map(|(key, value)| match key.split_once('/') {
-                Some((prefix, name)) if prefix == wanted => Some((name.to_owned(), value.clone())),
-                _ => None,
+            .filter_map(|(key, value)| {
+                let name = key.strip_prefix(&prefix)?;
+                Some((name.to_owned(), value.clone()))
             })
             .collect()
     };
@@ -47,7 +57,7 @@ pub fn merge(
     if let Some(summary) = summary.filter(|s| !s.is_empty()) {
         merged.insert("summary".to_owned(), summary.to_owned());
     }
-    if !group.is_empty() && group != EVENT_GROUP {
+    if group != EVENT_GROUP {
         merged.extend(stripped(group));
     }
     merged
@@ -82,6 +92,41 @@ mod tests {
                 "kustomize.toolkit.fluxcd.io/revision"
             ]
         );
+    }
+
+    /// Flux v1.9.3 `cleanupMetadata`: checksum and digest are dropped
+    /// whatever their case; `excludeInternalMetadata`: only the exact
+    /// `<group>/token` key is dropped.
+    #[test]
+    fn flux_drops_checksum_and_digest_in_any_case_and_token_exactly() {
+        let mut e = event(&[
+            ("kustomize.toolkit.fluxcd.io/Checksum", "c"),
+            ("kustomize.toolkit.fluxcd.io/DIGEST", "d"),
+            ("kustomize.toolkit.fluxcd.io/token", "t"),
+            ("kustomize.toolkit.fluxcd.io/Token", "kept"),
+            ("kustomize.toolkit.fluxcd.io/revision", "r"),
+        ]);
+        clean(&mut e);
+        let keys: Vec<_> = e.metadata.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "kustomize.toolkit.fluxcd.io/Token",
+                "kustomize.toolkit.fluxcd.io/revision"
+            ]
+        );
+    }
+
+    /// Flux v1.9.3: the object-group prefix of a core-group object is a
+    /// bare `/`, so such keys are kept and stripped like any other group's.
+    #[test]
+    fn flux_keeps_core_group_keys_with_a_bare_slash() {
+        let mut e = event(&[("/revision", "r"), ("revision", "dropped")]);
+        e.involved_object.api_version = "v1".into();
+        clean(&mut e);
+        assert_eq!(e.metadata.keys().collect::<Vec<_>>(), ["/revision"]);
+        let merged = merge(&e, &BTreeMap::new(), None);
+        assert_eq!(merged["revision"], "r");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 mod build;
 pub mod metadata;
+pub mod provider_rules;
 #[cfg(test)]
 mod tests;
 
@@ -146,6 +147,7 @@ impl RoutingTable {
         self.candidates(event).any(|route| {
             route.match_labels.as_ref().is_some_and(|m| !m.is_empty())
                 && route.alert.severities.contains(event.severity)
+                && provider_rules::check(route.alert.destination.kind, event).is_ok()
         })
     }
 
@@ -160,6 +162,11 @@ impl RoutingTable {
                 || routed.alerts.iter().any(|a| Arc::ptr_eq(a, alert))
                 || !alert.matches_message(&event.message)
             {
+                continue;
+            }
+            if let Err(withheld) = provider_rules::check(alert.destination.kind, event) {
+                tracing::debug!(alert = %alert.key, event = %event.object_ref(),
+                    reason = withheld.describe(), "event not sent to this provider");
                 continue;
             }
             match self.labels_match(route, event, &labels) {

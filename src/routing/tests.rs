@@ -421,3 +421,64 @@ fn alert_without_provider_is_reported() {
     assert_eq!(problems[0].reason, "ProviderNotFound");
     assert_eq!(t.alert_count(), 0);
 }
+
+/// Flux v1.9.3 (`getNotificationParams`): kustomize-controller's
+/// "Reconciliation finished … next run in …" event carries
+/// `kustomize.toolkit.fluxcd.io/commit_status: update` and never reaches a
+/// Slack Alert, even one that takes every info event; other info events do.
+#[test]
+fn flux_commit_status_updates_never_reach_slack() {
+    let t = table(&format!(
+        "{PROVIDER}{}",
+        alert(
+            "a",
+            "  eventSeverity: info\n  eventSources: [{kind: Kustomization, name: '*'}]"
+        )
+    ));
+    let mut finished = ks("apps", Severity::Info);
+    finished.message = "Reconciliation finished in 1.2s, next run in 10m0s".into();
+    finished.metadata.insert(
+        "kustomize.toolkit.fluxcd.io/commit_status".into(),
+        "update".into(),
+    );
+    assert!(matched(&t, &finished).is_empty());
+    assert!(t.notifications(finished.clone()).is_empty());
+    finished.metadata.clear();
+    assert_eq!(matched(&t, &finished), ["a"]);
+}
+
+/// Every problem of every object in one run: an Alert whose Provider is
+/// broken still gets its own errors, and a Provider gets all of its own.
+#[test]
+fn every_problem_of_every_object_is_reported() {
+    let manifests = "
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {name: broken, namespace: ns}
+spec: {type: slack, secretRef: {name: nope}, timeout: forever}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: a, namespace: ns}
+spec:
+  providerRef: {name: broken}
+  eventSources: [{kind: Kustomization, name: '*'}]
+  inclusionList: ['(unclosed']
+  template: {text: '{{ unclosed'}
+";
+    let (_, problems) = table_with(manifests, &TableOptions::default());
+    let reasons: Vec<_> = problems
+        .iter()
+        .map(|p| (p.object.as_str(), p.reason))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("Provider ns/broken", "InvalidTimeout"),
+            ("Provider ns/broken", "SecretNotFound"),
+            ("Alert ns/a", "InvalidRegex"),
+            ("Alert ns/a", "ProviderNotReady"),
+            ("Alert ns/a", "InvalidTemplate"),
+        ]
+    );
+}

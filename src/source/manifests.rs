@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::Secret;
 use serde::de::DeserializeOwned;
-use serde_yaml::Value;
+use serde_json::Value;
 
 use super::{Level, Loaded, ObjectKey, Origin, Problem, Snapshot, secret_data};
 use crate::api::{Alert, Provider};
@@ -137,7 +137,7 @@ impl Loader {
                 path: path.to_owned(),
                 document: index,
             };
-            match serde_yaml::from_str::<Value>(document) {
+            match crate::yaml::parse_document(document) {
                 Ok(Value::Null) => {}
                 Ok(value) => self.load_document(origin, value),
                 Err(e) => self.problem(
@@ -219,16 +219,35 @@ impl Loader {
                 }
             }
             "Secret" if api_version == "v1" => {
-                if let Some(secret) = self.typed::<Secret>(&origin, &label, value) {
+                if let Some(secret) = self.secret(&origin, &label, value) {
                     self.snapshot.secrets.insert(key, secret_data(secret));
                 }
             }
             _ => {
                 let labels: BTreeMap<String, String> = metadata
                     .and_then(|m| m.get("labels"))
-                    .and_then(|l| serde_yaml::from_value(l.clone()).ok())
+                    .and_then(|l| serde_json::from_value(l.clone()).ok())
                     .unwrap_or_default();
                 self.snapshot.labels.insert((kind, key), labels);
+            }
+        }
+    }
+
+    /// Deserializes a Secret. An error names the field only: serde's
+    /// message may quote the value ("invalid type: integer 12345"), and a
+    /// Secret's values are never printed.
+    fn secret(&mut self, origin: &Origin, label: &str, value: Value) -> Option<Secret> {
+        match serde_path_to_error::deserialize::<_, Secret>(value) {
+            Ok(secret) => Some(secret),
+            Err(e) => {
+                let path = e.path().to_string();
+                let field = if path == "." { "the Secret" } else { &path };
+                let message = format!(
+                    "{field}: invalid value (not shown: Secret values are secret); \
+                     data values must be base64 strings, stringData values strings"
+                );
+                self.problem(origin.clone(), label, "InvalidSpec", message);
+                None
             }
         }
     }
@@ -345,6 +364,28 @@ mod tests {
         let labels =
             &snapshot.labels[&("HelmRelease".to_owned(), ObjectKey::new("apps", "podinfo"))];
         assert_eq!(labels["team"], "web");
+    }
+
+    /// A Secret's value never appears in a problem, whatever is wrong with it.
+    #[test]
+    fn secret_errors_name_the_field_not_the_value() {
+        let (snapshot, problems) = load_str(
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: ns}\n\
+             stringData: {token: 12345}\n---\n\
+             apiVersion: v1\nkind: Secret\nmetadata: {name: t, namespace: ns}\n\
+             data: {token: [hunter2]}\n",
+        );
+        assert!(snapshot.secrets.is_empty());
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        let texts: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert!(texts[0].contains("stringData.token"), "{}", texts[0]);
+        assert!(texts[1].contains("data.token"), "{}", texts[1]);
+        for text in &texts {
+            assert!(
+                !text.contains("12345") && !text.contains("hunter2"),
+                "{text}"
+            );
+        }
     }
 
     #[test]

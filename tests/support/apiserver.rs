@@ -301,8 +301,10 @@ impl Drop for TestApiServer {
 /// Every document of `yaml` (a `kind: List` is expanded), in order.
 fn documents(yaml: &str) -> anyhow::Result<Vec<Value>> {
     let mut out = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(yaml) {
-        let value = Value::deserialize(document).context("parse YAML document")?;
+    let values = herald::yaml::parse_stream(yaml)
+        .map_err(anyhow::Error::msg)
+        .context("parse YAML documents")?;
+    for value in values {
         if value.is_null() {
             continue;
         }

@@ -99,7 +99,9 @@ impl Request {
             "" | "application/json" | "*/*" => {
                 serde_json::from_slice(&self.body).map_err(|e| e.to_string())
             }
-            "application/yaml" => serde_yaml::from_slice(&self.body).map_err(|e| e.to_string()),
+            "application/yaml" => std::str::from_utf8(&self.body)
+                .map_err(|e| e.to_string())
+                .and_then(herald::yaml::parse_document),
             other => return Err(ApiError::unsupported_media_type(other)),
         };
         parsed.map_err(|e| ApiError::bad_request(format!("error decoding body: {e}")))
@@ -721,7 +723,9 @@ fn apply(
             "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
         ));
     };
-    let applied: Value = serde_yaml::from_slice(&req.body)
+    let applied: Value = std::str::from_utf8(&req.body)
+        .map_err(|e| e.to_string())
+        .and_then(herald::yaml::parse_document)
         .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
     let api_version = t.res.api_version(&t.version);
     let apply = Apply {
