@@ -14,6 +14,7 @@ problem, each printed on one line.
 """
 
 import argparse
+import json
 import pathlib
 import subprocess
 import sys
@@ -138,6 +139,9 @@ def surface(docs):
         "container ports": container["ports"],
         "services": services,
         "security": container["securityContext"],
+        "network policies": sorted(
+            (json.dumps(doc["spec"], sort_keys=True) for (kind, _), doc in objects.items()
+             if kind == "NetworkPolicy")),
     }
 
 
@@ -154,11 +158,27 @@ spec:
     metadata:
       labels: {app: notification-controller}
     spec:
+      terminationGracePeriodSeconds: 10
       containers:
         - name: manager
           image: ghcr.io/fluxcd/notification-controller:v1.9.3
           args: [--watch-all-namespaces=true, --log-level=info, --log-encoding=json, --enable-leader-election]
 """
+
+
+# herald's default --shutdown-timeout, plus the moment it takes to log what
+# is abandoned and close connections.
+DRAIN_SECONDS = 25 + 5
+
+
+def check_grace_period(docs, where):
+    """The pod outlives herald's drain, so every "not delivered" line is
+    written before the kubelet's SIGKILL."""
+    objects = docs if isinstance(docs, dict) else index(docs)
+    deployment = objects[("Deployment", "notification-controller")]
+    grace = deployment["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30)
+    if grace <= DRAIN_SECONDS:
+        problem(where, f"terminationGracePeriodSeconds {grace} does not outlast herald's drain ({DRAIN_SECONDS}s)")
 
 
 def check_replace_flux():
@@ -181,6 +201,7 @@ def check_replace_flux():
         image = docs[("Deployment", "notification-controller")]["spec"]["template"]["spec"]["containers"][0]["image"]
         if not image.startswith("registry.example.com/herald"):
             problem("examples/replace-flux", f"image not swapped: {image}")
+        check_grace_period(docs, "examples/replace-flux")
         for name in ("alerts.notification.toolkit.fluxcd.io", "providers.notification.toolkit.fluxcd.io"):
             versions = docs[("CustomResourceDefinition", name)]["spec"]["versions"]
             if [v["name"] for v in versions] != ["v1beta1", "v1beta2", "v1beta3"]:
@@ -224,6 +245,9 @@ def main():
     (out / "deploy.yaml").write_text(deploy_text)
     check_kinds(deploy, "deploy/")
     check_references(deploy, "deploy/")
+    check_grace_period(deploy, "deploy/")
+    if "NetworkPolicy" not in {d["kind"] for d in deploy}:
+        problem("deploy/", "no NetworkPolicy: events must be accepted only from the Flux namespace")
 
     for label, values in [("chart-default", {}),
                           ("chart-all", {"serviceMonitor": {"enabled": True},
@@ -234,6 +258,7 @@ def main():
         where = f"charts/herald ({label})"
         check_kinds(chart, where)
         check_references(chart, where)
+        check_grace_period(chart, where)
         ours, theirs = surface(chart), surface(deploy)
         for key in ours:
             if ours[key] != theirs[key]:
