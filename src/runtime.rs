@@ -71,6 +71,7 @@ impl Runtime {
             dedup: Dedup::new(options.rate_limit_interval),
             metrics: metrics.clone(),
             body_timeout: options.body_read_timeout,
+            body_budget: crate::receiver::budget::BodyBudget::new(Default::default()),
             accepting: AtomicBool::new(true),
             labels: hooks.labels,
             reporter: hooks.reporter,

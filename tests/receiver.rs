@@ -200,3 +200,76 @@ fn health_readiness_and_metrics() {
     }
     assert!(!metrics.contains("secret-webhook-path"));
 }
+
+/// A slow-body flood (DESIGN §3.7): 100 clients each stream a 2.9 MiB body
+/// slowly. The bytes of bodies being read at once are budgeted, so herald's
+/// peak memory stays bounded, the flood is refused with 503 + Retry-After
+/// past the budget, and small events are still read and accepted.
+#[test]
+fn a_slow_body_flood_keeps_memory_bounded_and_small_events_flowing() {
+    const CLIENTS: usize = 100;
+    const BODY: usize = 2_900 * 1024;
+    const CHUNK: usize = 64 * 1024;
+    let sink = Sink::start();
+    let (herald, _dir) = herald(&sink, &["--body-read-timeout", "60s"]);
+    let address = herald.events.trim_start_matches("http://").to_owned();
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let address = address.clone();
+        let finished = finished.clone();
+        clients.push(std::thread::spawn(move || -> Option<u16> {
+            let mut stream = TcpStream::connect(&address).ok()?;
+            let head = format!(
+                "POST / HTTP/1.1\r\nHost: herald\r\nContent-Type: application/json\r\nContent-Length: {BODY}\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes()).ok()?;
+            let chunk = vec![b' '; CHUNK];
+            let mut sent = 0;
+            while sent < BODY && !finished.load(std::sync::atomic::Ordering::Relaxed) {
+                let n = CHUNK.min(BODY - sent);
+                if stream.write_all(&chunk[..n]).is_err() {
+                    break; // refused: herald closed the connection
+                }
+                sent += n;
+                std::thread::sleep(Duration::from_millis(40));
+            }
+            stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+            let mut answer = [0u8; 64];
+            let n = stream.read(&mut answer).ok()?;
+            let text = String::from_utf8_lossy(&answer[..n]).into_owned();
+            text.split(' ').nth(1)?.parse().ok()
+        }));
+    }
+    // While the flood streams, ordinary events are still accepted.
+    std::thread::sleep(Duration::from_secs(1));
+    for i in 0..5 {
+        let body = event_body().replace("dry-run failed", &format!("dry-run failed {i}"));
+        assert_eq!(herald.post(body).0, 202, "small event {i} during the flood");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    finished.store(true, std::sync::atomic::Ordering::Relaxed);
+    let statuses: Vec<Option<u16>> = clients
+        .into_iter()
+        .map(|c| c.join().expect("client thread"))
+        .collect();
+    let (_, metrics) = client::get(&format!("{}/metrics", herald.metrics));
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("herald_events_received_total{result=\"over_budget\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(refused > 0, "no body was refused: {statuses:?}\n{metrics}");
+    let answered_503 = statuses.iter().filter(|s| **s == Some(503)).count();
+    eprintln!(
+        "refused over budget: {refused}; 503 read by clients: {answered_503}; peak RSS {} MiB",
+        herald.peak_rss() / (1024 * 1024)
+    );
+    let peak = herald.peak_rss();
+    assert!(
+        peak < 160 * 1024 * 1024,
+        "peak RSS {} MiB during the flood",
+        peak / (1024 * 1024)
+    );
+    assert_eq!(sink.wait_for(5, Duration::from_secs(10)).len(), 5);
+}

@@ -17,7 +17,11 @@ pub struct FluxEvent {
     pub timestamp: String,
     pub message: String,
     pub reason: String,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "bounded_metadata"
+    )]
     pub metadata: BTreeMap<String, String>,
     #[serde(default)]
     pub reporting_controller: String,
@@ -52,6 +56,61 @@ impl InvolvedObject {
             None => "",
         }
     }
+}
+
+/// Most metadata keys an event may carry (Flux's controllers send a handful).
+pub const MAX_METADATA_KEYS: usize = 256;
+/// Longest metadata key, in bytes (a Kubernetes annotation key is at most 316).
+pub const MAX_METADATA_KEY_BYTES: usize = 1024;
+/// Longest metadata value, in bytes.
+pub const MAX_METADATA_VALUE_BYTES: usize = 64 * 1024;
+
+/// Reads `metadata`, refusing it as soon as it passes a cap, so a hostile
+/// body cannot make herald hold hundreds of thousands of small strings.
+fn bounded_metadata<'de, D>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Bounded;
+    impl<'de> serde::de::Visitor<'de> for Bounded {
+        type Value = BTreeMap<String, String>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map of strings")
+        }
+
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(BTreeMap::new())
+        }
+
+        fn visit_map<A>(self, mut map: A) -> Result<Self::Value, A::Error>
+        where
+            A: serde::de::MapAccess<'de>,
+        {
+            use serde::de::Error;
+            let mut metadata = BTreeMap::new();
+            while let Some((key, value)) = map.next_entry::<String, String>()? {
+                if metadata.len() >= MAX_METADATA_KEYS {
+                    return Err(A::Error::custom(format_args!(
+                        "metadata has more than {MAX_METADATA_KEYS} keys"
+                    )));
+                }
+                if key.len() > MAX_METADATA_KEY_BYTES {
+                    return Err(A::Error::custom(format_args!(
+                        "a metadata key is longer than {MAX_METADATA_KEY_BYTES} bytes"
+                    )));
+                }
+                if value.len() > MAX_METADATA_VALUE_BYTES {
+                    return Err(A::Error::custom(format_args!(
+                        "metadata value of {key:?} is longer than {MAX_METADATA_VALUE_BYTES} bytes"
+                    )));
+                }
+                metadata.insert(key, value);
+            }
+            Ok(metadata)
+        }
+    }
+    deserializer.deserialize_any(Bounded)
 }
 
 /// Why an event body was refused; the text is sent back with the 400.
@@ -173,6 +232,43 @@ mod tests {
             }
             let _ = FluxEvent::from_json(&body);
         }
+    }
+
+    fn with_metadata(metadata: &str) -> Vec<u8> {
+        format!(
+            r#"{{"involvedObject":{{"kind":"K","name":"a","namespace":"n"}},"severity":"info","message":"m","reason":"r","metadata":{metadata}}}"#
+        )
+        .into_bytes()
+    }
+
+    /// Metadata is capped while parsing: key count, key and value length.
+    #[test]
+    fn metadata_is_bounded() {
+        let at_cap: Vec<String> = (0..MAX_METADATA_KEYS)
+            .map(|i| format!(r#""k{i}":"v""#))
+            .collect();
+        let body = with_metadata(&format!("{{{}}}", at_cap.join(",")));
+        assert_eq!(
+            FluxEvent::from_json(&body)
+                .expect("at the cap")
+                .metadata
+                .len(),
+            MAX_METADATA_KEYS
+        );
+        let over: Vec<String> = (0..=MAX_METADATA_KEYS)
+            .map(|i| format!(r#""k{i}":"v""#))
+            .collect();
+        let error = FluxEvent::from_json(&with_metadata(&format!("{{{}}}", over.join(","))))
+            .expect_err("over the cap");
+        assert!(error.to_string().contains("more than 256 keys"), "{error}");
+        let long_key = "k".repeat(MAX_METADATA_KEY_BYTES + 1);
+        assert!(FluxEvent::from_json(&with_metadata(&format!(r#"{{"{long_key}":"v"}}"#))).is_err());
+        let long_value = "v".repeat(MAX_METADATA_VALUE_BYTES + 1);
+        let error = FluxEvent::from_json(&with_metadata(&format!(r#"{{"k":"{long_value}"}}"#)))
+            .expect_err("value too long");
+        assert!(error.to_string().contains("\"k\""), "{error}");
+        assert!(FluxEvent::from_json(&with_metadata("null")).is_ok());
+        assert!(FluxEvent::from_json(&with_metadata(r#"{"k":1}"#)).is_err());
     }
 
     #[test]

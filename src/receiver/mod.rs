@@ -6,6 +6,7 @@
 //! event and hands notifications to the dispatcher; it never waits for a
 //! provider.
 
+pub mod budget;
 pub mod dedup;
 
 use std::sync::Arc;
@@ -14,12 +15,13 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use axum::extract::State;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 
+use self::budget::{BodyBudget, Reservation};
 use self::dedup::{Admission, Dedup};
 use std::collections::BTreeMap;
 
@@ -43,6 +45,8 @@ pub struct Receiver {
     pub metrics: Arc<Metrics>,
     /// Deadline for reading a whole request body.
     pub body_timeout: Duration,
+    /// Bytes of request bodies that may be held at once.
+    pub body_budget: BodyBudget,
     /// Cleared at shutdown: later events are answered 503 so senders retry
     /// against another replica.
     pub accepting: AtomicBool,
@@ -84,14 +88,25 @@ async fn handle(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    let body = match read_body(request.into_body(), receiver.body_timeout).await {
+    let mut reservation = receiver.body_budget.reservation();
+    let read = read_body(request.into_body(), &mut reservation, receiver.body_timeout);
+    let body = match read.await {
         Ok(body) => body,
+        Err(Refusal::OverBudget) => {
+            receiver.metrics.event("over_budget");
+            return unavailable("too many event bodies are being read at once\n");
+        }
         Err(refusal) => {
-            receiver.metrics.event(refusal.0);
-            return refusal.1.into_response();
+            let (label, status, message) = refusal.describe();
+            receiver.metrics.event(label);
+            return (status, message).into_response();
         }
     };
-    let event = match FluxEvent::from_json(&body) {
+    let parsed = FluxEvent::from_json(&body);
+    // The parsed event is small; the body's bytes are released now.
+    drop(body);
+    drop(reservation);
+    let event = match parsed {
         Ok(event) => event,
         Err(e) => {
             receiver.metrics.event("invalid");
@@ -102,38 +117,91 @@ async fn handle(
     receiver.accept(event).await
 }
 
-type Refusal = (&'static str, (StatusCode, &'static str));
+/// Why a body was not read.
+#[derive(Debug)]
+enum Refusal {
+    TooLarge,
+    Unreadable,
+    Timeout,
+    OverBudget,
+}
 
-async fn read_body(body: Body, timeout: Duration) -> Result<bytes::Bytes, Refusal> {
-    let too_large = (
-        "too_large",
-        (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "event body is larger than 3 MiB\n",
-        ),
-    );
-    match tokio::time::timeout(timeout, Limited::new(body, MAX_BODY_BYTES).collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large),
-        Ok(Err(e)) => {
-            // Hyper reports an over-long declared length this way too.
-            if e.to_string().contains("length limit") {
-                Err(too_large)
-            } else {
-                Err((
-                    "unreadable",
-                    (StatusCode::BAD_REQUEST, "cannot read the request body\n"),
-                ))
-            }
-        }
-        Err(_) => Err((
-            "timeout",
-            (
+impl Refusal {
+    /// The metrics label, status and message of a refusal answered directly.
+    fn describe(&self) -> (&'static str, StatusCode, &'static str) {
+        match self {
+            Refusal::TooLarge => (
+                "too_large",
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "event body is larger than 3 MiB\n",
+            ),
+            Refusal::Unreadable => (
+                "unreadable",
+                StatusCode::BAD_REQUEST,
+                "cannot read the request body\n",
+            ),
+            Refusal::Timeout => (
+                "timeout",
                 StatusCode::REQUEST_TIMEOUT,
                 "request body not received in time\n",
             ),
-        )),
+            Refusal::OverBudget => (
+                "over_budget",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many event bodies are being read at once\n",
+            ),
+        }
     }
+}
+
+/// Reads a body of at most [`MAX_BODY_BYTES`] within `timeout`, reserving
+/// its bytes from the budget before buffering them.
+async fn read_body(
+    body: Body,
+    reservation: &mut Reservation,
+    timeout: Duration,
+) -> Result<bytes::Bytes, Refusal> {
+    tokio::time::timeout(timeout, collect_within_budget(body, reservation))
+        .await
+        .unwrap_or(Err(Refusal::Timeout))
+}
+
+async fn collect_within_budget(
+    mut body: Body,
+    reservation: &mut Reservation,
+) -> Result<bytes::Bytes, Refusal> {
+    let declared = HttpBody::size_hint(&body).exact();
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return Err(Refusal::TooLarge);
+    }
+    let mut collected = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            // Hyper reports an over-long declared length this way too.
+            if e.to_string().contains("length limit") {
+                Refusal::TooLarge
+            } else {
+                Refusal::Unreadable
+            }
+        })?;
+        let Ok(chunk) = frame.into_data() else {
+            continue; // trailers
+        };
+        let total = collected.len().saturating_add(chunk.len());
+        if total > MAX_BODY_BYTES {
+            return Err(Refusal::TooLarge);
+        }
+        // Reserve what the buffer may grow to (BytesMut at most doubles).
+        let capacity = total
+            .max(collected.capacity())
+            .saturating_mul(2)
+            .min(MAX_BODY_BYTES);
+        reservation
+            .grow_to(capacity.max(total))
+            .map_err(|_| Refusal::OverBudget)?;
+        collected.extend_from_slice(&chunk);
+    }
+    Ok(collected.freeze())
 }
 
 impl Receiver {

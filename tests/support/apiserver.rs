@@ -35,7 +35,6 @@ use anyhow::Context as _;
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::Scope;
-use serde::Deserialize as _;
 use serde_json::{Value, json};
 
 use self::store::Store;
