@@ -58,6 +58,65 @@ struct SecretState {
     missing: HashSet<ObjectKey>,
     /// Referenced Secrets that changed since they were read.
     stale: HashSet<ObjectKey>,
+    /// The resourceVersion of each Secret's data held in `data`.
+    read_versions: HashMap<ObjectKey, String>,
+    /// How often the watch has marked each referenced Secret stale: a GET
+    /// whose key was marked again while it was in flight may have read the
+    /// old data, so the key stays stale and is read again.
+    marks: HashMap<ObjectKey, u64>,
+}
+
+impl SecretState {
+    fn mark_stale(&mut self, key: ObjectKey) {
+        *self.marks.entry(key.clone()).or_default() += 1;
+        self.stale.insert(key);
+    }
+
+    fn marks_of(&self, key: &ObjectKey) -> u64 {
+        self.marks.get(key).copied().unwrap_or(0)
+    }
+
+    /// Records what a GET read. When the watch marked the key again while
+    /// the GET was in flight, the data is kept (it is the newest read) but
+    /// the key stays stale, to be read again.
+    fn finish_read(
+        &mut self,
+        key: ObjectKey,
+        marks_before: u64,
+        found: Option<Secret>,
+    ) -> ReadOutcome {
+        let superseded = self.marks_of(&key) != marks_before;
+        if !superseded {
+            self.stale.remove(&key);
+        }
+        match found {
+            Some(secret) => {
+                self.missing.remove(&key);
+                match secret.metadata.resource_version.clone() {
+                    Some(version) => self.read_versions.insert(key.clone(), version),
+                    None => self.read_versions.remove(&key),
+                };
+                self.data.insert(key, secret_data(secret));
+            }
+            None => {
+                self.data.remove(&key);
+                self.read_versions.remove(&key);
+                self.missing.insert(key);
+            }
+        }
+        if superseded {
+            ReadOutcome::Superseded
+        } else {
+            ReadOutcome::Current
+        }
+    }
+}
+
+/// Whether a Secret read is known to be current.
+#[derive(Debug, PartialEq, Eq)]
+enum ReadOutcome {
+    Current,
+    Superseded,
 }
 
 impl ClusterSource {
@@ -132,6 +191,10 @@ impl ClusterSource {
             "watching Alerts, Providers and Secrets"
         );
         let client = self.client.clone();
+        // Status is written by its own task from the latest build: a slow
+        // API server delays status, never the next routing table.
+        let (status_input, status_latest) = tokio::sync::watch::channel(None);
+        tokio::spawn(write_status(status, status_latest));
         loop {
             let alerts = self.alerts.state();
             let providers = self.providers.state();
@@ -144,11 +207,38 @@ impl ClusterSource {
             };
             let (table, problems) = routing::build(&snapshot, &self.options);
             publisher.publish(table, &problems);
-            status.update(&alerts, &providers, &problems).await;
+            status_input.send_replace(Some(Arc::new(StatusInput {
+                alerts,
+                providers,
+                problems,
+            })));
 
             changed.notified().await;
             tokio::time::sleep(DEBOUNCE).await;
         }
+    }
+}
+
+/// What one build found, for the status task.
+struct StatusInput {
+    alerts: Vec<Arc<Alert>>,
+    providers: Vec<Arc<Provider>>,
+    problems: Vec<crate::source::Problem>,
+}
+
+/// Writes the status of the latest build; builds that finish while a
+/// write is under way are coalesced into the newest one.
+async fn write_status(
+    status: StatusWriter,
+    mut latest: tokio::sync::watch::Receiver<Option<Arc<StatusInput>>>,
+) {
+    while latest.changed().await.is_ok() {
+        let Some(input) = latest.borrow_and_update().clone() else {
+            continue;
+        };
+        status
+            .update(&input.alerts, &input.providers, &input.problems)
+            .await;
     }
 }
 
@@ -198,19 +288,27 @@ async fn watch_secrets(
                     meta.metadata.namespace.as_deref().unwrap_or_default(),
                     meta.metadata.name.as_deref().unwrap_or_default(),
                 );
+                let version = meta.metadata.resource_version.as_deref();
                 let mut state = cache.state.lock().unwrap_or_else(|e| e.into_inner());
                 let referenced = state.referenced.contains(&key);
-                if referenced {
-                    state.stale.insert(key);
+                // A Secret whose data was read at this very version is current.
+                let current = !matches!(event, watcher::Event::Delete(_))
+                    && version.is_some()
+                    && state.read_versions.get(&key).map(String::as_str) == version;
+                let changed_now = referenced && !current;
+                if changed_now {
+                    state.mark_stale(key);
                 }
-                referenced && !matches!(event, watcher::Event::InitApply(_))
+                changed_now && !matches!(event, watcher::Event::InitApply(_))
             }
             watcher::Event::Init => false,
             // A re-list may have missed deletions: read every referenced Secret again.
             watcher::Event::InitDone => {
                 let mut state = cache.state.lock().unwrap_or_else(|e| e.into_inner());
                 let referenced: Vec<_> = state.referenced.iter().cloned().collect();
-                state.stale.extend(referenced);
+                for key in referenced {
+                    state.mark_stale(key);
+                }
                 true
             }
         };
@@ -245,10 +343,14 @@ async fn refresh_secrets(
             data,
             missing,
             stale,
+            read_versions,
+            marks,
             ..
         } = &mut *state;
         data.retain(|k, _| referenced.contains(k));
         missing.retain(|k| referenced.contains(k));
+        read_versions.retain(|k, _| referenced.contains(k));
+        marks.retain(|k, _| referenced.contains(k));
         referenced
             .iter()
             .filter(|k| stale.contains(*k) || !(data.contains_key(*k) || missing.contains(*k)))
@@ -257,20 +359,17 @@ async fn refresh_secrets(
     };
     for key in to_read {
         let api: Api<Secret> = Api::namespaced(client.clone(), &key.namespace);
+        let marks_before = cache
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .marks_of(&key);
         let result = api.get_opt(&key.name).await;
         let mut state = cache.state.lock().unwrap_or_else(|e| e.into_inner());
-        match result {
-            Ok(Some(secret)) => {
-                state.stale.remove(&key);
-                state.missing.remove(&key);
-                state.data.insert(key, secret_data(secret));
-            }
-            Ok(None) => {
-                state.stale.remove(&key);
-                state.data.remove(&key);
-                state.missing.insert(key);
-            }
+        let outcome = match result {
+            Ok(found) => state.finish_read(key.clone(), marks_before, found),
             Err(e) => {
+                drop(state);
                 // Keep what was read before; try again shortly.
                 tracing::warn!(secret = %key, error = %e, "cannot read Secret; retrying");
                 let changed = changed.clone();
@@ -278,9 +377,58 @@ async fn refresh_secrets(
                     tokio::time::sleep(SECRET_RETRY).await;
                     changed.notify_one();
                 });
+                continue;
             }
+        };
+        if outcome == ReadOutcome::Superseded {
+            changed.notify_one();
         }
     }
     let state = cache.state.lock().unwrap_or_else(|e| e.into_inner());
     state.data.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(version: &str, token: &str) -> Secret {
+        Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some("s".into()),
+                namespace: Some("ns".into()),
+                resource_version: Some(version.into()),
+                ..Default::default()
+            },
+            string_data: Some([("token".to_owned(), token.to_owned())].into()),
+            ..Default::default()
+        }
+    }
+
+    /// A Secret rotated while its GET is in flight: the GET may return the
+    /// old data, so the key stays stale and is read again, never settling
+    /// on the old token.
+    #[test]
+    fn a_secret_changed_during_its_read_is_read_again() {
+        let key = ObjectKey::new("ns", "s");
+        let mut state = SecretState::default();
+        state.referenced.insert(key.clone());
+        state.mark_stale(key.clone());
+        let before = state.marks_of(&key);
+        // The watch sees the rotation while the GET is in flight...
+        state.mark_stale(key.clone());
+        // ...and the GET answers with the data from before it.
+        let outcome = state.finish_read(key.clone(), before, Some(secret("1", "old")));
+        assert_eq!(outcome, ReadOutcome::Superseded);
+        assert!(
+            state.stale.contains(&key),
+            "the old data must be read again"
+        );
+        let before = state.marks_of(&key);
+        let outcome = state.finish_read(key.clone(), before, Some(secret("2", "new")));
+        assert_eq!(outcome, ReadOutcome::Current);
+        assert!(!state.stale.contains(&key));
+        assert_eq!(state.data[&key]["token"], "new");
+        assert_eq!(state.read_versions[&key], "2");
+    }
 }
