@@ -46,6 +46,15 @@ pub fn load(dir: &Path) -> (Snapshot, Vec<Problem>) {
     (loader.snapshot, loader.problems)
 }
 
+/// Reads the manifests of one file's text, as [`load`] reads each file
+/// (for `herald check`-style validation of text that is not on disk, and
+/// for fuzzing).
+pub fn load_text(path: &Path, text: &str) -> (Snapshot, Vec<Problem>) {
+    let mut loader = Loader::default();
+    loader.load_file(path, text);
+    (loader.snapshot, loader.problems)
+}
+
 /// A cheap fingerprint of the directory (paths, sizes, modification times):
 /// when it changes, the directory is read again.
 pub fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
