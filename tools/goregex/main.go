@@ -6,13 +6,22 @@
 //
 //	go run tools/goregex/main.go
 //
+// With -fuzz N it instead prints N random patterns with Go's verdicts, as
+// JSON lines for the ignored test random_patterns_as_go:
+//
+//	go run tools/goregex/main.go -fuzz 40000 -seed 1 > /tmp/cases.jsonl
+//	HERALD_GOREGEX_FUZZ=/tmp/cases.jsonl cargo test --lib random_patterns_as_go -- --ignored
+//
 // The patterns come from Go's own regexp tests (regexp/syntax/parse_test.go,
 // regexp/find_test.go, regexp/all_test.go; Copyright The Go Authors,
 // BSD-style licence) plus herald's own edge cases.
 package main
 
 import (
+	"encoding/json"
+	"flag"
 	"fmt"
+	"math/rand"
 	"os"
 	"regexp"
 	"runtime"
@@ -364,6 +373,13 @@ var corpus = []string{
 }
 
 func main() {
+	fuzz := flag.Int("fuzz", 0, "print this many random patterns with Go's verdicts instead")
+	seed := flag.Int64("seed", 1, "seed of -fuzz")
+	flag.Parse()
+	if *fuzz > 0 {
+		randomCases(*fuzz, *seed)
+		return
+	}
 	if err := os.WriteFile("src/routing/goregex/unicode_names.rs", []byte(unicodeNames()), 0o644); err != nil {
 		panic(err)
 	}
@@ -558,4 +574,52 @@ func cases() string {
 	}
 	out.WriteString("];\n")
 	return out.String()
+}
+
+// Pieces random patterns are made of: Go syntax, and text that means
+// something else to the regex crate.
+var fuzzTokens = []string{
+	"a", "b", "k", "s", "A", "0", "1", "é", "ſ", "\u212a", "٣", " ", "-", "&", "~", "^", "$", ".", "|", "(", ")",
+	"(?:", "(?i)", "(?i:", "(?-i)", "(?s)", "(?m)", "(?U)", "(?P<n>", "(?<n>", "*", "+", "?", "*?", "{2}", "{1,3}",
+	"{,2}", "{0}", "{2,}", "{", "}", ",", "[", "]", "[^", `\d`, `\D`, `\w`, `\W`, `\s`, `\S`, `\b`, `\B`, `\A`,
+	`\z`, `\Q`, `\E`, `\x41`, `\x{e9}`, `\p{Greek}`, `\pL`, `\PN`, `\p{^Lu}`, "[:alpha:]", "[:^digit:]", ":]",
+	`\`, `\.`, `\-`, `\]`, `\[`, `\n`, `\t`, `\0`, `\12`, `\1`, "&&", "--", "~~", "\n", "λ", "Σ", "ς",
+}
+
+var fuzzCorpus = []string{
+	"", "a", "b", "ab", "aa", "A", "k", "K", "\u212a", "s", "S", "ſ", "é", "É", "0", "12", "٣", " ", "-", "&", "~",
+	"^", "$", ".", "|", "(", ")", "{", "}", ",", "[", "]", "\\", ":", "\n", "\t", "a\nb", "λ", "Σ", "σς", "a{,2}",
+	"a{", "{2}", "aab", "ba", "0a", "a0", "x y", "é a", "\x00",
+}
+
+func randomCases(n int, seed int64) {
+	r := rand.New(rand.NewSource(seed))
+	enc := json.NewEncoder(os.Stdout)
+	if err := enc.Encode(map[string][]string{"corpus": fuzzCorpus}); err != nil {
+		panic(err)
+	}
+	for range n {
+		var b strings.Builder
+		for range 1 + r.Intn(14) {
+			b.WriteString(fuzzTokens[r.Intn(len(fuzzTokens))])
+		}
+		pattern := b.String()
+		record := map[string]string{"pattern": pattern}
+		if re, err := regexp.Compile(pattern); err != nil {
+			record["error"] = strings.TrimPrefix(err.Error(), "error parsing regexp: ")
+		} else {
+			var bits strings.Builder
+			for _, text := range fuzzCorpus {
+				if re.MatchString(text) {
+					bits.WriteByte('1')
+				} else {
+					bits.WriteByte('0')
+				}
+			}
+			record["matches"] = bits.String()
+		}
+		if err := enc.Encode(record); err != nil {
+			panic(err)
+		}
+	}
 }

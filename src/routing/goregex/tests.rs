@@ -385,3 +385,59 @@ fn translation_spells_out_go_meaning() {
     assert_eq!(translate(r"^a$").unwrap(), r"\Aa\z");
     assert_eq!(translate(r"(?m)^a$").unwrap(), r"(?m:^)a(?m:$)");
 }
+
+/// Random patterns against Go: `go run tools/goregex/main.go -fuzz 40000 >
+/// cases.jsonl`, then this test with `HERALD_GOREGEX_FUZZ=cases.jsonl` and
+/// `--ignored`. The first line holds the texts matched (`corpus`), each
+/// other a pattern with Go's `error` or, for each text, whether Go matches
+/// it (`matches`, '1' or '0').
+#[test]
+#[ignore = "needs cases generated with Go"]
+fn random_patterns_as_go() {
+    let Ok(path) = std::env::var("HERALD_GOREGEX_FUZZ") else {
+        panic!("set HERALD_GOREGEX_FUZZ to the output of tools/goregex -fuzz");
+    };
+    let text = std::fs::read_to_string(path).expect("read the cases");
+    let mut lines = text.lines();
+    let corpus: serde_json::Value =
+        serde_json::from_str(lines.next().expect("the corpus line")).expect("JSON");
+    let texts: Vec<&str> = corpus["corpus"]
+        .as_array()
+        .expect("corpus")
+        .iter()
+        .map(|t| t.as_str().expect("a text"))
+        .collect();
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for line in lines {
+        let case: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        let pattern = case["pattern"].as_str().expect("pattern");
+        count += 1;
+        match (case["error"].as_str(), compile(pattern)) {
+            (Some(want), Err(CompileError::Go(e))) if e.to_string() == want => {}
+            (Some(want), got) => failures.push(format!(
+                "{pattern:?}: Go says {want:?}, herald {:?}",
+                got.map(|c| c.translated)
+            )),
+            (None, Err(e)) => failures.push(format!("{pattern:?}: Go accepts it, herald: {e}")),
+            (None, Ok(c)) => {
+                let bits = case["matches"].as_str().expect("matches");
+                for (text, bit) in texts.iter().zip(bits.chars()) {
+                    if c.regex.is_match(text) != (bit == '1') {
+                        failures.push(format!(
+                            "{pattern:?} (as {:?}) on {text:?}: Go says {bit}",
+                            c.translated
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(count > 0, "no cases");
+    assert!(
+        failures.is_empty(),
+        "{} disagreements with Go in {count} patterns:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
