@@ -1157,7 +1157,7 @@ fn precedence(tree: &Tree) -> Precedence {
     match &tree.node {
         Node::Capture(sub) => precedence(sub),
         Node::Alternate(_) => Precedence::Alternate,
-        // Several literals without folding are written side by side.
+        // `x*` takes no other repetition operator in the regex crate.
         Node::Concat(_) | Node::Repeat { .. } => Precedence::Concat,
         _ => Precedence::Atom,
     }
@@ -1196,17 +1196,11 @@ fn push_char(c: char, out: &mut String) {
         // escape only what `regex::escape` escapes, the others are plain.
         let mut buf = [0; 4];
         out.push_str(&regex::escape(c.encode_utf8(&mut buf)));
-    } else if c.is_control() || c.is_whitespace() || !c.is_ascii() && is_invisible(c) {
+    } else if c.is_control() || c.is_whitespace() {
         let _ = write!(out, r"\x{{{:X}}}", c as u32);
     } else {
         out.push(c);
     }
-}
-
-/// Characters better written as an escape in a message.
-fn is_invisible(c: char) -> bool {
-    matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}' | '\u{fffd}')
-        || ('\u{300}'..='\u{36f}').contains(&c)
 }
 
 /// The class of no character, written to be placed inside a class.
