@@ -6,9 +6,10 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
-use regex::RegexSet;
+use regex::RegexSetBuilder;
 
-use super::{CompiledAlert, Destination, RoutingTable, SourceRoute, TableOptions};
+use super::goregex::{self, CompileError};
+use super::{CompiledAlert, Destination, PatternList, RoutingTable, SourceRoute, TableOptions};
 use crate::api::{Alert, MessageTemplate, Provider};
 use crate::mask::SecretString;
 use crate::providers::{self, Settings};
@@ -37,13 +38,21 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Builds the table and lists every problem found on the way. Broken objects
 /// are left out of the table; everything else still routes.
 pub fn build(snapshot: &Snapshot, options: &TableOptions) -> (RoutingTable, Vec<Problem>) {
+    build_with(snapshot, options, RegexCache::default())
+}
+
+/// [`build`], compiling lists with `regexes`.
+pub(super) fn build_with(
+    snapshot: &Snapshot,
+    options: &TableOptions,
+    mut regexes: RegexCache,
+) -> (RoutingTable, Vec<Problem>) {
     let mut problems = Vec::new();
     let destinations = resolve_providers(snapshot, &mut problems);
     let mut table = RoutingTable {
         labels: snapshot.labels.clone(),
         ..Default::default()
     };
-    let mut regexes = RegexCache::default();
     for loaded in &snapshot.alerts {
         let mut report = |level, reason, message: String| {
             problems.push(problem(
@@ -410,47 +419,103 @@ fn compile_alert(
     }))
 }
 
-/// Compiled regex sets, shared between Alerts with the same list: Alerts
-/// are often copies of each other, and a compiled set costs kilobytes.
-#[derive(Default)]
-struct RegexCache {
-    /// Why a pattern does not compile (`None`: it does).
-    errors: HashMap<String, Option<String>>,
-    sets: HashMap<Vec<String>, Arc<RegexSet>>,
+/// The compiled size limit of the set that matches a whole list at once, in
+/// bytes: a few times one pattern's ([`goregex::SIZE_LIMIT`]), so that long
+/// lists of ordinary patterns fit.
+pub(super) const SET_SIZE_LIMIT: usize = 4 * goregex::SIZE_LIMIT;
+
+/// Compiled lists, shared between Alerts with the same list: Alerts are
+/// often copies of each other, and a compiled list costs kilobytes.
+pub(super) struct RegexCache {
+    /// Each pattern compiled alone, or why it cannot be.
+    patterns: HashMap<String, Result<goregex::Compiled, CompileError>>,
+    /// Each list of valid patterns, compiled, and why it is not one set.
+    lists: HashMap<Vec<String>, (Arc<PatternList>, Option<String>)>,
+    set_size_limit: usize,
+}
+
+impl Default for RegexCache {
+    fn default() -> Self {
+        Self::with_set_size_limit(SET_SIZE_LIMIT)
+    }
 }
 
 impl RegexCache {
-    /// Compiles the valid patterns into one set. As in Flux, an invalid
-    /// pattern is reported and skipped (an inclusion list of only invalid
-    /// patterns matches nothing).
-    fn compile(
+    pub(super) fn with_set_size_limit(set_size_limit: usize) -> Self {
+        Self {
+            patterns: HashMap::new(),
+            lists: HashMap::new(),
+            set_size_limit,
+        }
+    }
+
+    /// Compiles a list of Go patterns (see [`goregex`]). As in Flux, a
+    /// pattern Go rejects is reported and skipped (an inclusion list of
+    /// only invalid patterns matches nothing); so is one Go accepts but
+    /// that is beyond herald's limits, reported as such.
+    ///
+    /// The valid patterns are matched as one [`regex::RegexSet`], in one
+    /// pass over the message. When they do not fit in one set
+    /// ([`SET_SIZE_LIMIT`]), the list is never dropped: it is reported as an
+    /// error, and matched pattern by pattern with the regexes compiled one
+    /// by one, which gives the same answers (each pattern fits its own
+    /// limit), only slower. Flux itself matches pattern by pattern.
+    pub(super) fn compile(
         &mut self,
         field: &str,
         patterns: Option<&[String]>,
         report: &mut impl FnMut(Level, &'static str, String),
-    ) -> Option<Arc<RegexSet>> {
+    ) -> Option<Arc<PatternList>> {
         let patterns = patterns.filter(|p| !p.is_empty())?;
         let mut valid = Vec::with_capacity(patterns.len());
         for (i, pattern) in patterns.iter().enumerate() {
-            let error = self.errors.entry(pattern.clone()).or_insert_with(|| {
-                regex::Regex::new(pattern)
-                    .err()
-                    .map(|e| e.to_string().lines().last().unwrap_or("").trim().to_owned())
-            });
-            match error {
-                None => valid.push(pattern.clone()),
-                Some(detail) => report(
+            let compiled = self
+                .patterns
+                .entry(pattern.clone())
+                .or_insert_with(|| goregex::compile(pattern));
+            match compiled {
+                Ok(_) => valid.push(pattern.clone()),
+                Err(e) => report(
                     Level::Error,
                     "InvalidRegex",
-                    format!("{field}[{i}]: invalid regular expression {pattern:?}: {detail}"),
+                    format!("{field}[{i}]: invalid regular expression {pattern:?}: {e}"),
                 ),
             }
         }
-        let set = self.sets.entry(valid).or_insert_with_key(|valid| {
-            // A set of patterns that each compiled also compiles.
-            Arc::new(RegexSet::new(valid).unwrap_or_else(|_| RegexSet::empty()))
+        let count = valid.len();
+        let limit = self.set_size_limit;
+        let compiled = &self.patterns;
+        let (list, error) = self.lists.entry(valid).or_insert_with_key(|valid| {
+            let compiled: Vec<&goregex::Compiled> = valid
+                .iter()
+                .filter_map(|p| compiled.get(p).and_then(|c| c.as_ref().ok()))
+                .collect();
+            let set = RegexSetBuilder::new(compiled.iter().map(|c| &c.translated))
+                .size_limit(limit)
+                .nest_limit(goregex::NEST_LIMIT)
+                .build();
+            match set {
+                Ok(set) => (Arc::new(PatternList::Set(set)), None),
+                Err(e) => (
+                    Arc::new(PatternList::Each(
+                        compiled.iter().map(|c| c.regex.clone()).collect(),
+                    )),
+                    Some(goregex::regex_error(&e)),
+                ),
+            }
         });
-        Some(set.clone())
+        if let Some(why) = error {
+            report(
+                Level::Error,
+                "InvalidRegex",
+                format!(
+                    "{field}: the {count} valid patterns cannot be compiled together ({why}); \
+                     herald matches them one by one instead, which is slower: \
+                     shorten the list or simplify its patterns"
+                ),
+            );
+        }
+        Some(list.clone())
     }
 }
 

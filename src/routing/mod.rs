@@ -7,6 +7,7 @@
 //! swapped in atomically by the caller.
 
 mod build;
+mod goregex;
 pub mod metadata;
 pub mod provider_rules;
 #[cfg(test)]
@@ -16,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use regex::RegexSet;
+use regex::{Regex, RegexSet};
 
 pub use build::build;
 
@@ -67,8 +68,26 @@ pub struct CompiledAlert {
     /// The Alert's message template, when it has one that compiled.
     pub template: Option<CompiledTemplate>,
     severities: SeverityMask,
-    inclusion: Option<Arc<RegexSet>>,
-    exclusion: Option<Arc<RegexSet>>,
+    inclusion: Option<Arc<PatternList>>,
+    exclusion: Option<Arc<PatternList>>,
+}
+
+/// A compiled `inclusionList` or `exclusionList` (Go regular expressions,
+/// see [`goregex`]): matches a message when any of its patterns does.
+enum PatternList {
+    /// All patterns in one set: one pass over the message.
+    Set(RegexSet),
+    /// Patterns too big to be one set, matched one by one.
+    Each(Vec<Regex>),
+}
+
+impl PatternList {
+    fn is_match(&self, message: &str) -> bool {
+        match self {
+            Self::Set(set) => set.is_match(message),
+            Self::Each(regexes) => regexes.iter().any(|r| r.is_match(message)),
+        }
+    }
 }
 
 impl CompiledAlert {
@@ -76,11 +95,11 @@ impl CompiledAlert {
         let included = self
             .inclusion
             .as_ref()
-            .is_none_or(|set| set.is_match(message));
+            .is_none_or(|list| list.is_match(message));
         let excluded = self
             .exclusion
             .as_ref()
-            .is_some_and(|set| set.is_match(message));
+            .is_some_and(|list| list.is_match(message));
         included && !excluded
     }
 }

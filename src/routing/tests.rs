@@ -224,6 +224,111 @@ fn invalid_regex_is_reported_and_skipped() {
     assert!(matched(&t, &with("noise")).is_empty());
 }
 
+/// Flux compiles the lists with Go's regexp, where `\d` is ASCII: an
+/// exclusion `\d+` drops messages with ASCII digits only.
+#[test]
+fn lists_are_go_regular_expressions() {
+    let t = table(&format!(
+        "{PROVIDER}{}",
+        alert(
+            "a",
+            "  eventSources: [{kind: Kustomization, name: '*'}]\n  exclusionList: ['\\d+']\n  inclusionList: ['^\\Qdry-run (\\E', '\\bitems\\b']"
+        )
+    ));
+    let with = |message: &str| {
+        event(
+            "Kustomization",
+            "flux-system",
+            "x",
+            Severity::Error,
+            message,
+        )
+    };
+    assert!(matched(&t, &with("pruned 3 items")).is_empty());
+    assert_eq!(matched(&t, &with("pruned \u{663} items")), ["a"]);
+    assert_eq!(matched(&t, &with("dry-run (server)")), ["a"]);
+    assert!(matched(&t, &with("dry-run server")).is_empty());
+}
+
+/// Go's error text, and Go's rules: `(?x)` is not a Go flag.
+#[test]
+fn a_pattern_go_rejects_is_reported_with_go_error() {
+    let (_, problems) = table_with(
+        &format!(
+            "{PROVIDER}{}",
+            alert(
+                "a",
+                "  eventSources: [{kind: Kustomization, name: '*'}]\n  inclusionList: ['ok', '(?x)a', 'a{1001}']"
+            )
+        ),
+        &TableOptions::default(),
+    );
+    let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "spec.inclusionList[1]: invalid regular expression \"(?x)a\": \
+             invalid or unsupported Perl syntax: `(?x`",
+            "spec.inclusionList[2]: invalid regular expression \"a{1001}\": \
+             invalid repeat count: `{1001}`",
+        ]
+    );
+}
+
+/// A list whose patterns do not fit in one set is not dropped (it used to
+/// become an empty set): it is an error, and it still matches, pattern by
+/// pattern.
+#[test]
+fn a_list_too_big_for_one_set_is_reported_and_still_matches() {
+    let manifests = format!(
+        "{PROVIDER}{}",
+        alert(
+            "a",
+            "  eventSources: [{kind: Kustomization, name: '*'}]\n  \
+             inclusionList: ['^alpha \\w{20}', '^beta \\w{20}', '^gamma \\w{20}']\n  \
+             exclusionList: ['skip \\w{20}', 'drop \\w{20}']"
+        )
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("m.yaml"), manifests).expect("write");
+    let (snapshot, _) = manifests::load(dir.path());
+    let small = build::RegexCache::with_set_size_limit(2_000);
+    let (t, problems) = build::build_with(&snapshot, &TableOptions::default(), small);
+    let fields: Vec<&str> = problems
+        .iter()
+        .map(|p| {
+            assert_eq!(p.reason, "InvalidRegex");
+            assert_eq!(p.level, Level::Error);
+            p.message.split(':').next().unwrap_or("")
+        })
+        .collect();
+    assert_eq!(fields, ["spec.inclusionList", "spec.exclusionList"]);
+    assert!(
+        problems[0].message.contains("one by one"),
+        "{}",
+        problems[0]
+    );
+    let with = |message: &str| {
+        event(
+            "Kustomization",
+            "flux-system",
+            "x",
+            Severity::Error,
+            message,
+        )
+    };
+    let word = "w".repeat(20);
+    assert_eq!(matched(&t, &with(&format!("gamma {word}"))), ["a"]);
+    assert_eq!(matched(&t, &with(&format!("alpha {word}"))), ["a"]);
+    assert!(matched(&t, &with(&format!("delta {word}"))).is_empty());
+    assert_eq!(matched(&t, &with(&format!("beta {word}"))), ["a"]);
+    assert!(matched(&t, &with(&format!("beta {word} drop {word}"))).is_empty());
+
+    // With herald's real limit, the same list is one set: no problem.
+    let (_, problems) = build(&snapshot, &TableOptions::default());
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
 #[test]
 fn suspended_alert_and_suspended_provider_route_nothing() {
     let t = table(&format!(
