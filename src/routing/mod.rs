@@ -7,6 +7,7 @@
 //! swapped in atomically by the caller.
 
 mod build;
+pub mod explain;
 mod goregex;
 pub mod metadata;
 pub mod provider_rules;
