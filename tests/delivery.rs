@@ -352,14 +352,18 @@ fn a_black_hole_destination_never_blocks_a_healthy_one() {
         destination("dead", &dead.url, "2s"),
         destination("healthy", &sink.url, "2s"),
     ]);
-    // Without a bound per destination, the dead one would take all 30 slots.
+    // Without a bound per destination, the dead one would take all 100
+    // slots. The healthy one's bound leaves room for a slow moment.
     let herald = Herald::serve(
         dir.path(),
-        &["--queue-capacity=30", "--destination-queue-capacity=10"],
+        &["--queue-capacity=100", "--destination-queue-capacity=40"],
     );
-    let events = 60;
+    let events = 120;
     for n in 0..events {
         assert_eq!(herald.post(error_event(n)).0, 202, "event {n}");
+        // Events arrive no faster than the healthy destination takes them
+        // (one request at a time); bursts beyond its bound are given up.
+        std::thread::sleep(Duration::from_millis(10));
     }
     let received = sink.wait_for(events, Duration::from_secs(30));
     assert_eq!(received.len(), events, "{:#?}", herald.logs());
@@ -371,9 +375,9 @@ fn a_black_hole_destination_never_blocks_a_healthy_one() {
         })
         .collect();
     assert_eq!(sink.texts(), expected);
-    // The dead destination holds 10; the other 50 were given up at once, each logged.
-    let refused = wait_for_logs(&herald, "the destination's queue is full", 50, WAIT);
-    assert_eq!(refused.len(), 50);
+    // The dead destination holds 40; the other 80 were given up at once, each logged.
+    let refused = wait_for_logs(&herald, "the destination's queue is full", 80, WAIT);
+    assert_eq!(refused.len(), 80);
     assert!(
         refused
             .iter()
@@ -382,8 +386,8 @@ fn a_black_hole_destination_never_blocks_a_healthy_one() {
     assert!(refused[0].contains("http://127.0.0.1:"), "{}", refused[0]);
     let metrics = metrics(&herald);
     for line in [
-        "herald_notifications_total{provider_type=\"slack\",result=\"queue_full\"} 50",
-        "herald_events_received_total{result=\"accepted\"} 60",
+        "herald_notifications_total{provider_type=\"slack\",result=\"queue_full\"} 80",
+        "herald_events_received_total{result=\"accepted\"} 120",
     ] {
         assert!(metrics.contains(line), "missing {line} in\n{metrics}");
     }
@@ -396,7 +400,8 @@ fn a_black_hole_destination_never_blocks_a_healthy_one() {
 #[test]
 fn expired_notifications_are_given_up_without_another_attempt() {
     let dead = BlackHole::start();
-    let dir = manifests(&[destination("dead", &dead.url, "4s")]);
+    // The first request hangs for 10 s; the others expire after 1 s.
+    let dir = manifests(&[destination("dead", &dead.url, "10s")]);
     let herald = Herald::serve(dir.path(), &["--max-delivery-age=1s"]);
     for n in 0..5 {
         assert_eq!(herald.post(error_event(n)).0, 202);
@@ -438,10 +443,6 @@ fn a_failing_destination_is_probed_not_hammered() {
         assert_eq!(herald.post(error_event(n)).0, 202);
         std::thread::sleep(Duration::from_millis(250));
     }
-    assert!(
-        herald.wait_for_log("circuit open", WAIT).is_some(),
-        "circuit opened"
-    );
     let requests = sink.received().len();
     // Without the breaker each notification gets its own series of retries
     // (about four each here); with it, five failures open the circuit and
@@ -450,21 +451,39 @@ fn a_failing_destination_is_probed_not_hammered() {
         requests < notifications,
         "{requests} requests for {notifications} notifications"
     );
+    assert!(
+        herald.wait_for_log("circuit open", WAIT).is_some(),
+        "circuit opened"
+    );
     assert!(metrics(&herald).contains("herald_destinations_open 1"));
 
+    // The destination recovers; events keep coming (each lives 2s, less
+    // than the probe interval may be by now): a probe gets through.
     sink.default_answer(Answer::status(200));
-    assert_eq!(herald.post(error_event(100)).0, 202);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut n = 100;
+    while herald
+        .wait_for_log("circuit closed", Duration::ZERO)
+        .is_none()
+        && Instant::now() < deadline
+    {
+        assert_eq!(herald.post(error_event(n)).0, 202);
+        n += 1;
+        std::thread::sleep(Duration::from_millis(250));
+    }
     let line = herald
-        .wait_for_log("circuit closed", Duration::from_secs(60))
-        .expect("circuit closed after a successful probe");
+        .wait_for_log("circuit closed", WAIT)
+        .unwrap_or_else(|| panic!("circuit closed after a probe: {:#?}", herald.logs()));
     assert!(line.contains("http://127.0.0.1:"), "{line}");
+    assert_eq!(herald.post(error_event(n)).0, 202);
+    let last = format!("#{n:03}");
     let deadline = Instant::now() + WAIT;
-    while !sink.texts().iter().any(|t| t.contains("#100")) && Instant::now() < deadline {
+    while !sink.texts().iter().any(|t| t.contains(&last)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(
-        sink.texts().iter().any(|t| t.contains("#100")),
-        "delivered once the destination answers"
+        sink.texts().iter().any(|t| t.contains(&last)),
+        "delivered at once with the circuit closed"
     );
     let metrics = wait_for_metric(&herald, "herald_queue_depth 0", WAIT);
     assert!(metrics.contains("herald_destinations_open 0"), "{metrics}");
@@ -490,7 +509,7 @@ fn an_absurd_retry_after_is_capped_and_later_notifications_still_deliver() {
     assert_eq!(herald.post(error_event(3)).0, 202);
     let given_up = herald
         .wait_for_log("giving up", WAIT)
-        .expect("the first notification is given up, logged");
+        .unwrap_or_else(|| panic!("the first notification is given up: {:#?}", herald.logs()));
     assert!(given_up.contains("\"attempt\":1"), "{given_up}");
     assert!(given_up.contains("429"), "{given_up}");
     let received = sink.wait_for(3, Duration::from_secs(30));
