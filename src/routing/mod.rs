@@ -105,6 +105,25 @@ impl CompiledAlert {
     }
 }
 
+#[cfg(test)]
+impl CompiledAlert {
+    /// A copy of this Alert (without its template) sending to another
+    /// destination, for other modules' unit tests.
+    pub(crate) fn with_destination(&self, destination: Arc<Destination>) -> Self {
+        Self {
+            key: self.key.clone(),
+            destination,
+            channel: self.channel.clone(),
+            event_metadata: self.event_metadata.clone(),
+            summary: self.summary.clone(),
+            template: None,
+            severities: self.severities,
+            inclusion: self.inclusion.clone(),
+            exclusion: self.exclusion.clone(),
+        }
+    }
+}
+
 /// One notification to deliver: an event matched by an Alert.
 pub struct Notification {
     /// The event, metadata cleaned (§3.5).

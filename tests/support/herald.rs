@@ -15,8 +15,14 @@ pub struct Herald {
     pub health: String,
 }
 
+/// The binary under test: `HERALD_BIN` when set (e.g. a copy that no
+/// other build sharing the target directory can replace mid-run), else the
+/// one cargo built for these tests.
 pub fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_herald")
+    static BINARY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BINARY.get_or_init(|| {
+        std::env::var("HERALD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_herald").to_owned())
+    })
 }
 
 impl Herald {
