@@ -105,10 +105,13 @@ pub fn resolve(
         channel: channel.clone(),
         headers,
     };
+    // One queue per endpoint and way of reaching it: a Provider behind
+    // another proxy or CA fails (or not) on its own.
     let queue = hasher.hash_one((
         spec.type_,
         &address,
         settings.token.as_ref().map(SecretString::expose),
+        &transport,
     ));
     let notifier = match providers::build(spec.type_, settings) {
         Ok(notifier) => Some(notifier),
