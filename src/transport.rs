@@ -153,4 +153,21 @@ mod tests {
         assert!(transport.client().is_err());
         assert!(Transport::default().client().is_ok());
     }
+
+    #[test]
+    fn a_key_that_does_not_match_the_certificate_is_an_error() {
+        let cert_key = rcgen::KeyPair::generate().expect("key");
+        let params = rcgen::CertificateParams::new(vec!["herald".to_owned()]).expect("params");
+        let cert = params.self_signed(&cert_key).expect("cert");
+        let identity = |key: &rcgen::KeyPair| Transport {
+            identity: Some(Identity {
+                cert: cert.pem(),
+                key: SecretString::new(key.serialize_pem()),
+            }),
+            ..Transport::default()
+        };
+        assert!(identity(&cert_key).client().is_ok());
+        let other = rcgen::KeyPair::generate().expect("other key");
+        assert!(identity(&other).client().is_err());
+    }
 }
