@@ -3,8 +3,11 @@
 //! Data flows top-down through the modules: [`api`] (resource and event
 //! types) → [`source`] (snapshots of Alerts, Providers, Secrets) →
 //! [`routing`] (the immutable routing table) → [`receiver`] (the event
-//! endpoint) → [`dispatch`] (per-destination queues and retries) →
-//! [`providers`] (one module per notification service).
+//! endpoint) → [`dispatch`] (per-destination queues, retries, the HTTP
+//! clients) → [`providers`] (one module per notification service, each
+//! turning a [`notification::Notification`] into a request).
+//! [`notification`] and [`transport`] are plain values routing produces and
+//! the modules below it read, so no two modules import each other.
 
 pub mod api;
 pub mod cli;
@@ -14,6 +17,7 @@ pub mod duration;
 pub mod http;
 pub mod mask;
 pub mod metrics;
+pub mod notification;
 pub mod providers;
 pub mod receiver;
 pub mod report;
@@ -21,4 +25,5 @@ pub mod routing;
 pub mod runtime;
 pub mod source;
 pub mod template;
+pub mod transport;
 pub mod yaml;

@@ -13,7 +13,7 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
 use crate::api::{FluxEvent, InvolvedObject, MessageTemplate};
-use crate::routing::Notification;
+use crate::notification::Notification;
 
 /// Upper bound on the work one render may do, so a runaway loop in a
 /// template cannot stall a delivery queue.
@@ -84,6 +84,11 @@ impl CompiledTemplate {
             has_thread_key: has(THREAD_KEY),
             env,
         })
+    }
+
+    /// Whether the template renders Slack Block Kit blocks.
+    pub fn has_blocks(&self) -> bool {
+        self.has_blocks
     }
 
     /// Whether the template groups notifications into threads.
@@ -164,7 +169,7 @@ struct ProviderContext<'a> {
 impl<'a> Context<'a> {
     fn of(n: &'a Notification) -> Self {
         let event = &*n.event;
-        let destination = &n.alert.destination;
+        let route = &*n.route;
         Self {
             event,
             object: &event.involved_object,
@@ -176,14 +181,14 @@ impl<'a> Context<'a> {
             metadata: &n.metadata,
             revision: n.metadata.get("revision").map_or("", String::as_str),
             alert: Named {
-                name: &n.alert.key.name,
-                namespace: &n.alert.key.namespace,
+                name: &route.alert.name,
+                namespace: &route.alert.namespace,
             },
             provider: ProviderContext {
-                name: &destination.key.name,
-                namespace: &destination.key.namespace,
-                kind: destination.kind.as_str(),
-                channel: destination.channel.as_deref().unwrap_or(""),
+                name: &route.provider.name,
+                namespace: &route.provider.namespace,
+                kind: route.provider_type.as_str(),
+                channel: route.provider_channel.as_deref().unwrap_or(""),
             },
         }
     }

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::MatchingArgs;
 use crate::api::FluxEvent;
-use crate::routing::{self, Notification};
+use crate::routing::{self, Delivery};
 use crate::source::{Level, manifests};
 
 #[derive(Debug, Args)]
@@ -135,14 +135,21 @@ pub fn run(args: &RouteArgs) -> i32 {
     status
 }
 
-fn render(n: &Notification) -> String {
+fn render(n: &Delivery) -> String {
     let destination = &n.alert.destination;
     let rendered = n.render().unwrap_or_else(|error| {
         eprintln!("{}: {error}; the default format is shown", n.alert.key);
         None
     });
     let thread_key = rendered.as_ref().and_then(|r| r.thread_key.clone());
-    let payload = destination.notifier.payload(n, rendered.as_ref());
+    let payload = destination
+        .notifier
+        .payload(n, rendered.as_ref())
+        .unwrap_or_else(|error| {
+            let error = crate::mask::redact(&error, &destination.notifier.secrets());
+            eprintln!("{}: cannot build the request: {error}", n.alert.key);
+            Value::Null
+        });
     let line = Line {
         event: n.event.object_ref(),
         alert: n.alert.key.to_string(),

@@ -326,14 +326,20 @@ async fn refresh_secrets(
     providers: &[Arc<Provider>],
     changed: &Arc<Notify>,
 ) -> HashMap<ObjectKey, SecretData> {
+    // secretRef, certSecretRef and proxySecretRef: every Secret a Provider reads.
     let referenced: HashSet<ObjectKey> = providers
         .iter()
-        .filter_map(|p| {
-            let reference = p.spec.secret_ref.as_ref()?;
-            Some(ObjectKey::new(
-                p.metadata.namespace.as_deref().unwrap_or("default"),
-                reference.name.as_str(),
-            ))
+        .flat_map(|p| {
+            let spec = &p.spec;
+            let namespace = p.metadata.namespace.as_deref().unwrap_or("default");
+            [
+                &spec.secret_ref,
+                &spec.cert_secret_ref,
+                &spec.proxy_secret_ref,
+            ]
+            .into_iter()
+            .flatten()
+            .map(move |reference| ObjectKey::new(namespace, reference.name.as_str()))
         })
         .collect();
     let to_read: Vec<ObjectKey> = {

@@ -24,6 +24,7 @@
 //! counted, Warning Event), or is still queued; a panic while delivering one
 //! is caught, logged and counted like a failure.
 
+mod clients;
 pub mod retry;
 #[cfg(test)]
 mod tests;
@@ -36,18 +37,20 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::FutureExt;
-use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::duration::after;
 use crate::mask;
+use crate::mask::SecretString;
 use crate::metrics::{Metrics, ProviderLabel};
-use crate::providers::BodyVerdict;
+use crate::providers::{Auth, Request, Response, Verdict};
 use crate::report::{self, Reporter};
-use crate::routing::Notification;
+use crate::routing::Delivery;
 use crate::template::Rendered;
 
+use self::clients::Clients;
 use self::threads::ThreadStore;
 
 /// How much of a response body is read (Slack's replies are small).
@@ -114,7 +117,7 @@ pub struct Dispatcher {
 }
 
 struct Inner {
-    client: reqwest::Client,
+    clients: Clients,
     config: DispatchConfig,
     permits: Arc<Semaphore>,
     lanes: Mutex<HashMap<u64, Arc<Lane>>>,
@@ -179,7 +182,7 @@ impl Lane {
 }
 
 struct Job {
-    notification: Notification,
+    notification: Delivery,
     accepted: Instant,
     /// `accepted` + `--max-delivery-age`.
     deadline: Instant,
@@ -284,7 +287,7 @@ struct Described {
     address: String,
 }
 
-fn describe_notification(n: &Notification) -> Described {
+fn describe_notification(n: &Delivery) -> Described {
     let destination = &n.alert.destination;
     Described {
         alert: n.alert.key.to_string(),
@@ -300,19 +303,12 @@ impl Dispatcher {
         metrics: Arc<Metrics>,
         reporter: Option<Arc<dyn Reporter>>,
     ) -> Self {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .connect_timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
         let permits = Arc::new(Semaphore::new(
             config.queue_capacity.min(Semaphore::MAX_PERMITS),
         ));
         Self {
             inner: Arc::new(Inner {
-                client,
+                clients: Clients::new(),
                 threads: ThreadStore::new(config.thread_ttl, threads::MAX_THREADS),
                 config,
                 permits,
@@ -338,7 +334,7 @@ impl Dispatcher {
     /// When the global bound cannot take the rest, nothing is queued or
     /// given up and `QueueFull` is returned: the receiver answers 503 and
     /// Flux retries the event.
-    pub fn try_enqueue(&self, notifications: Vec<Notification>) -> Result<Enqueued, QueueFull> {
+    pub fn try_enqueue(&self, notifications: Vec<Delivery>) -> Result<Enqueued, QueueFull> {
         if notifications.is_empty() {
             return Ok(Enqueued::default());
         }
@@ -454,7 +450,7 @@ impl Inner {
     }
 
     /// Gives up a notification whose destination's queue is full.
-    fn refuse(&self, n: &Notification) {
+    fn refuse(&self, n: &Delivery) {
         let Described {
             alert,
             provider,
@@ -508,7 +504,7 @@ impl Inner {
         );
     }
 
-    fn abandoned(&self, n: &Notification) {
+    fn abandoned(&self, n: &Delivery) {
         let Described {
             alert,
             provider,
@@ -627,34 +623,35 @@ async fn deliver(inner: &Inner, lane: &Lane, breaker: &mut Breaker, job: &Job) {
     let notifier = &destination.notifier;
     let provider_type = destination.kind.as_str();
     let rendered = render_or_default(inner, n);
-    let mut payload = notifier.payload(n, rendered.as_ref());
     // Threads are per destination, channel and key (DESIGN §3.11).
     let thread = rendered
-        .and_then(|r| r.thread_key)
+        .as_ref()
+        .and_then(|r| r.thread_key.clone())
         .filter(|_| notifier.supports_threads())
-        .map(|key| {
-            let channel = payload
-                .get("channel")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            (channel, key)
-        });
+        .map(|key| (n.route.channel().unwrap_or_default().to_owned(), key));
     let anchored = thread
         .as_ref()
         .and_then(|(channel, key)| inner.threads.get(destination.queue, channel, key));
-    if let Some(anchor) = &anchored {
-        notifier.reply_in_thread(&mut payload, anchor);
-    }
-    let body = match serde_json::to_vec(&payload) {
-        Ok(body) => body,
+    let secrets = secrets_of(n);
+    let request = match notifier.request(n, rendered.as_ref(), anchored.as_ref()) {
+        Ok(request) => request,
         Err(e) => {
-            tracing::error!(alert = %n.alert.key, error = %e, "cannot encode the notification");
+            let error = mask::redact(&e, &secrets);
+            tracing::error!(alert = %n.alert.key, provider = %destination.key, event = %n.event.object_ref(),
+                %error, "cannot build the request: notification not delivered");
             inner.metrics.notification(provider_type, "failed");
+            inner.warn(
+                &n.alert.key,
+                report::DISPATCH_FAILED,
+                format!(
+                    "event {}: cannot build the request for provider {}: {error}",
+                    n.event.object_ref(),
+                    destination.key
+                ),
+            );
             return;
         }
     };
-    let secrets = notifier.secrets();
     let mut attempt = 0u32;
     loop {
         if inner.abandon.is_cancelled() {
@@ -682,7 +679,7 @@ async fn deliver(inner: &Inner, lane: &Lane, breaker: &mut Breaker, job: &Job) {
         attempt = attempt.saturating_add(1);
         let request = async {
             tokio::select! {
-                outcome = attempt_once(inner, n, &body) => Some(outcome),
+                outcome = attempt_once(inner, n, &request) => Some(outcome),
                 () = inner.abandon.cancelled() => None,
             }
         };
@@ -771,7 +768,7 @@ async fn deliver(inner: &Inner, lane: &Lane, breaker: &mut Breaker, job: &Job) {
 
 /// The Alert's rendered template, or `None` (the default format) when it
 /// has none or rendering failed: a template bug never loses a notification.
-fn render_or_default(inner: &Inner, n: &Notification) -> Option<Rendered> {
+fn render_or_default(inner: &Inner, n: &Delivery) -> Option<Rendered> {
     match n.render() {
         Ok(rendered) => rendered,
         Err(error) => {
@@ -791,19 +788,33 @@ fn render_or_default(inner: &Inner, n: &Notification) -> Option<Rendered> {
     }
 }
 
-async fn attempt_once(inner: &Inner, n: &Notification, body: &[u8]) -> Attempt {
+/// Everything of a destination that must never be printed: the provider's
+/// secrets and its transport's (proxy credentials, private key).
+fn secrets_of(n: &Delivery) -> Vec<&SecretString> {
     let destination = &n.alert.destination;
-    let endpoint = destination.notifier.endpoint();
-    let mut request = inner
-        .client
-        .post(endpoint.url.expose())
-        .header(CONTENT_TYPE, "application/json; charset=utf-8")
+    let mut secrets = destination.notifier.secrets();
+    secrets.extend(destination.transport.secrets());
+    secrets
+}
+
+async fn attempt_once(inner: &Inner, n: &Delivery, request: &Request) -> Attempt {
+    let destination = &n.alert.destination;
+    let client = match inner.clients.get(&destination.transport) {
+        Ok(client) => client,
+        Err(why) => return Attempt::Fail(format!("cannot set up the HTTP client: {why}")),
+    };
+    let headers = match request_headers(request, &destination.notifier.settings().headers) {
+        Ok(headers) => headers,
+        Err(why) => return Attempt::Fail(why),
+    };
+    let sent = client
+        .request(request.method.clone(), request.url.expose())
         .timeout(destination.timeout)
-        .body(body.to_vec());
-    if let Some(token) = endpoint.bearer {
-        request = request.bearer_auth(token.expose());
-    }
-    let response = match request.send().await {
+        .headers(headers)
+        .body(request.body.bytes.clone())
+        .send()
+        .await;
+    let response = match sent {
         Ok(response) => response,
         Err(e) if e.is_builder() => return Attempt::Fail(e.without_url().to_string()),
         Err(e) => {
@@ -814,32 +825,67 @@ async fn attempt_once(inner: &Inner, n: &Notification, body: &[u8]) -> Attempt {
         }
     };
     let status = response.status();
-    let retry_after = response
-        .headers()
+    let headers = response.headers().clone();
+    let retry_after = headers
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
     let body = read_limited(response).await;
-    if status.is_success() {
-        return match destination.notifier.judge_body(&body) {
-            BodyVerdict::Delivered => Attempt::Delivered(body),
-            BodyVerdict::Retry(reason) => Attempt::Retry {
-                reason,
-                after: retry_after,
-            },
-            BodyVerdict::Fail(reason) => Attempt::Fail(reason),
-        };
-    }
-    let snippet: String = String::from_utf8_lossy(&body).chars().take(200).collect();
-    let reason = format!("HTTP {status}: {}", snippet.trim());
-    if retry::is_retryable(status) {
-        Attempt::Retry {
+    let verdict = destination.notifier.judge(&Response {
+        status,
+        headers: &headers,
+        body: &body,
+    });
+    match verdict {
+        Verdict::Delivered => Attempt::Delivered(body),
+        Verdict::Retry { reason, after } => Attempt::Retry {
             reason,
-            after: retry_after,
-        }
-    } else {
-        Attempt::Fail(reason)
+            after: after.or(retry_after),
+        },
+        Verdict::Fail(reason) => Attempt::Fail(reason),
     }
+}
+
+/// The headers of a request: its body's Content-Type, the provider's
+/// headers, its auth, then the Secret's `headers` (which win, as in Flux).
+/// Credentials are marked sensitive.
+fn request_headers(
+    request: &Request,
+    extra: &[(reqwest::header::HeaderName, SecretString)],
+) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(request.body.content_type),
+    );
+    for (name, value) in &request.headers {
+        headers.append(name.clone(), value.clone());
+    }
+    let authorization = match &request.auth {
+        Auth::None => None,
+        Auth::Bearer(token) => Some(format!("Bearer {}", token.expose())),
+        Auth::Basic { username, password } => {
+            use base64::Engine;
+            let pair = format!("{username}:{}", password.expose());
+            Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            ))
+        }
+    };
+    if let Some(authorization) = authorization {
+        let mut value = HeaderValue::from_str(&authorization)
+            .map_err(|_| "the credentials are not a valid Authorization header".to_owned())?;
+        value.set_sensitive(true);
+        headers.insert(AUTHORIZATION, value);
+    }
+    for (name, value) in extra {
+        let mut value = HeaderValue::from_str(value.expose())
+            .map_err(|_| format!("the value of header {name} is not valid"))?;
+        value.set_sensitive(true);
+        headers.insert(name.clone(), value);
+    }
+    Ok(headers)
 }
 
 /// A transport error with its causes, without the URL reqwest would quote.

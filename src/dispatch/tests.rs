@@ -9,24 +9,38 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::*;
-use crate::providers::{Endpoint, Notifier};
+use crate::notification::Notification;
+use crate::providers::{Notifier, Request, Settings, ThreadAnchor};
+use crate::routing::Delivery;
 use crate::routing::{Destination, TableOptions};
 use crate::source::manifests;
+use crate::template::Rendered;
 
 /// Delegates to a real notifier, but panics (quoting the secret address)
 /// on events whose message says "boom".
 struct Panicky(Arc<dyn Notifier>);
 
 impl Notifier for Panicky {
-    fn endpoint(&self) -> Endpoint<'_> {
-        self.0.endpoint()
+    fn settings(&self) -> &Settings {
+        self.0.settings()
     }
 
-    fn payload(&self, n: &Notification, rendered: Option<&Rendered>) -> Value {
+    fn request(
+        &self,
+        n: &Notification,
+        rendered: Option<&Rendered>,
+        thread: Option<&ThreadAnchor>,
+    ) -> Result<Request, String> {
         if n.event.message.contains("boom") {
-            panic!("boom while posting to {}", self.0.endpoint().url.expose());
+            let address = self
+                .0
+                .settings()
+                .address
+                .as_ref()
+                .map(|a| a.expose().to_owned());
+            panic!("boom while posting to {address:?}");
         }
-        self.0.payload(n, rendered)
+        self.0.request(n, rendered, thread)
     }
 }
 
@@ -57,7 +71,7 @@ async fn sink() -> (String, Arc<Mutex<Vec<Value>>>) {
 
 /// Notifications of one event per message, routed by a Slack Provider at
 /// `address` whose notifier is wrapped in [`Panicky`].
-fn notifications(address: &str, messages: &[&str]) -> Vec<Notification> {
+fn notifications(address: &str, messages: &[&str]) -> Vec<Delivery> {
     let dir = tempfile::tempdir().expect("tempdir");
     let text = format!(
         "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\n\
@@ -91,6 +105,7 @@ fn notifications(address: &str, messages: &[&str]) -> Vec<Notification> {
                 channel: real.channel.clone(),
                 notifier: Arc::new(Panicky(real.notifier.clone())),
                 timeout: real.timeout,
+                transport: real.transport.clone(),
                 queue: real.queue,
             });
             n.alert = Arc::new(n.alert.with_destination(destination));

@@ -1,39 +1,246 @@
-//! Providers: one module per notification service, each turning a routed
-//! [`Notification`] into an HTTP request and judging the response body. The
-//! dispatcher owns the HTTP client, retries and masking; providers stay pure.
+//! Providers: one module per notification service. Each turns a
+//! [`Notification`] into a [`Request`] (method, URL, headers, body, auth)
+//! and judges the [`Response`]; nothing else. The dispatcher owns the HTTP
+//! clients, retries, `Retry-After`, timeouts, masking and metrics.
+//!
+//! Adding a provider: write `src/providers/<name>.rs` with a `new(Settings)`
+//! constructor returning an [`Arc<dyn Notifier>`](Notifier), declare the
+//! module below and add its line to [`constructor`].
 
+pub mod discord;
+pub mod generic;
+pub mod googlechat;
+pub mod msteams;
+pub mod rocket;
 pub mod slack;
+mod slack_compat;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::api::ProviderType;
-use crate::mask::SecretString;
-use crate::routing::Notification;
+use crate::mask::{self, SecretString};
+use crate::notification::Notification;
 use crate::template::Rendered;
 
-/// What a provider needs to deliver, resolved from its spec and Secret.
-#[derive(Clone, Debug)]
+/// The provider type's constructor, or `None` when herald cannot deliver
+/// to it yet: the registry.
+fn constructor(kind: ProviderType) -> Option<Constructor> {
+    Some(match kind {
+        ProviderType::Slack => slack::new,
+        ProviderType::Generic => generic::new,
+        ProviderType::GenericHmac => generic::new_hmac,
+        ProviderType::Msteams => msteams::new,
+        ProviderType::Discord => discord::new,
+        ProviderType::Rocket => rocket::new,
+        ProviderType::Googlechat => googlechat::new,
+        _ => return None,
+    })
+}
+
+/// Builds a provider from its settings, or says why it cannot be built.
+pub type Constructor = fn(Settings) -> Result<Arc<dyn Notifier>, Invalid>;
+
+/// What a provider reads from its Provider and Secret, resolved by routing.
+#[derive(Clone, Debug, Default)]
 pub struct Settings {
-    pub address: SecretString,
+    /// The Secret's `address` (else `url`), else `spec.address`; checked to
+    /// be an http(s) URL.
+    pub address: Option<SecretString>,
+    /// The Secret's `token`.
     pub token: Option<SecretString>,
-    pub channel: Option<String>,
+    /// `spec.username`, or the Secret's `username` when it also has a
+    /// `password` (as in Flux, the Secret's basic auth wins).
     pub username: Option<String>,
+    /// The Secret's `password`.
+    pub password: Option<SecretString>,
+    /// `spec.channel` (an Alert's `spec.channel` overrides it per
+    /// notification: see [`crate::notification::Route::channel`]).
+    pub channel: Option<String>,
+    /// The Secret's `headers` (a YAML map, values checked to be valid
+    /// header values), sent with every request after the provider's own.
+    pub headers: Vec<(HeaderName, SecretString)>,
 }
 
-/// Where a request goes and how it authenticates.
-pub struct Endpoint<'a> {
-    pub url: &'a SecretString,
-    pub bearer: Option<&'a SecretString>,
+impl Settings {
+    /// The address, for providers that need one.
+    pub fn address(&self) -> Result<&SecretString, Invalid> {
+        self.address.as_ref().ok_or(Invalid::NoAddress)
+    }
+
+    /// Every secret value among the settings.
+    pub fn secrets(&self) -> Vec<&SecretString> {
+        self.address
+            .iter()
+            .chain(&self.token)
+            .chain(&self.password)
+            .chain(self.headers.iter().map(|(_, value)| value))
+            .collect()
+    }
 }
 
-/// Why a 2xx response still did not deliver the notification.
+/// Why a Provider's settings cannot make a provider.
 #[derive(Debug, PartialEq, Eq)]
-pub enum BodyVerdict {
+pub enum Invalid {
+    /// The provider needs an address and there is none (routing says where
+    /// it looked).
+    NoAddress,
+    /// Another setting is missing or unusable: a `Ready=False` reason and a
+    /// message that quotes no secret.
+    Setting {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+/// A provider type herald cannot deliver to yet, or settings it cannot use.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BuildError {
+    Unsupported(String),
+    Invalid(Invalid),
+}
+
+/// Builds the provider for a type.
+pub fn build(kind: ProviderType, settings: Settings) -> Result<Arc<dyn Notifier>, BuildError> {
+    let constructor = constructor(kind).ok_or_else(|| BuildError::Unsupported(kind.as_str()))?;
+    constructor(settings).map_err(BuildError::Invalid)
+}
+
+/// One HTTP request to a notification service.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub method: Method,
+    /// The full URL: webhook paths and queries are credentials.
+    pub url: SecretString,
+    /// The provider's own headers (Content-Type comes from the body).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Body,
+    pub auth: Auth,
+}
+
+impl Request {
+    /// A POST of `body` to `url`, without auth.
+    pub fn post(url: &SecretString, body: Body) -> Self {
+        Self {
+            method: Method::POST,
+            url: url.clone(),
+            headers: Vec::new(),
+            body,
+            auth: Auth::None,
+        }
+    }
+
+    /// Adds a header (chainable).
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.auth = auth;
+        self
+    }
+}
+
+/// A request body: its bytes exactly as sent, and their content type.
+#[derive(Clone, Debug)]
+pub struct Body {
+    pub content_type: &'static str,
+    pub bytes: Bytes,
+}
+
+impl Body {
+    /// `value` as JSON, `Content-Type: application/json` (as Flux sends it).
+    pub fn json(value: &impl Serialize) -> Result<Self, String> {
+        Self::json_as("application/json", value)
+    }
+
+    /// `value` as JSON with another content type.
+    pub fn json_as(content_type: &'static str, value: &impl Serialize) -> Result<Self, String> {
+        let bytes = serde_json::to_vec(value).map_err(|e| format!("cannot encode JSON: {e}"))?;
+        Ok(Self {
+            content_type,
+            bytes: bytes.into(),
+        })
+    }
+
+    /// The body as `herald route` shows it: JSON as a value, anything else
+    /// as text.
+    pub fn show(&self) -> Value {
+        if self.content_type.contains("json")
+            && let Ok(value) = serde_json::from_slice(&self.bytes)
+        {
+            return value;
+        }
+        Value::String(String::from_utf8_lossy(&self.bytes).into_owned())
+    }
+}
+
+/// How a request authenticates.
+#[derive(Clone, Debug, Default)]
+pub enum Auth {
+    #[default]
+    None,
+    /// `Authorization: Bearer <token>`.
+    Bearer(SecretString),
+    /// `Authorization: Basic …`.
+    Basic {
+        username: String,
+        password: SecretString,
+    },
+}
+
+/// A service's answer, as far as providers judge it.
+pub struct Response<'a> {
+    pub status: StatusCode,
+    pub headers: &'a HeaderMap,
+    /// The first 64 KiB of the body.
+    pub body: &'a [u8],
+}
+
+/// What a response means for the notification.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
     Delivered,
-    Retry(String),
+    /// Try again; after `after` when the service said so in its body
+    /// (`None`: the dispatcher obeys a `Retry-After` header, else backs off).
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+    /// Give up: the service refused the notification.
     Fail(String),
+}
+
+/// The usual judgement (DESIGN §3.9): any 2xx delivers; 408, 429 and 5xx
+/// are retried; other statuses fail at once.
+pub fn judge_status(response: &Response<'_>) -> Verdict {
+    let status = response.status;
+    if status.is_success() {
+        return Verdict::Delivered;
+    }
+    let snippet: String = String::from_utf8_lossy(response.body)
+        .chars()
+        .take(200)
+        .collect();
+    let reason = format!("HTTP {status}: {}", snippet.trim());
+    let retryable = status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error();
+    if retryable {
+        Verdict::Retry {
+            reason,
+            after: None,
+        }
+    } else {
+        Verdict::Fail(reason)
+    }
 }
 
 /// Where a thread started: what later notifications reply to.
@@ -45,12 +252,29 @@ pub struct ThreadAnchor {
 
 /// One notification service.
 pub trait Notifier: Send + Sync {
-    /// The request target and credentials.
-    fn endpoint(&self) -> Endpoint<'_>;
+    /// The settings it was built from.
+    fn settings(&self) -> &Settings;
 
-    /// The JSON body for one notification, in the Alert's rendered template
-    /// when there is one, else in the provider's default format.
-    fn payload(&self, notification: &Notification, rendered: Option<&Rendered>) -> Value;
+    /// The request delivering one notification: in the Alert's rendered
+    /// template when there is one, else in the service's default format;
+    /// a reply in `thread` when given (only when [`Notifier::supports_threads`]).
+    /// An error fails the notification (it would fail on every attempt).
+    fn request(
+        &self,
+        n: &Notification,
+        rendered: Option<&Rendered>,
+        thread: Option<&ThreadAnchor>,
+    ) -> Result<Request, String>;
+
+    /// Whether a response delivered the notification.
+    fn judge(&self, response: &Response<'_>) -> Verdict {
+        judge_status(response)
+    }
+
+    /// The body `herald route` prints for a notification.
+    fn payload(&self, n: &Notification, rendered: Option<&Rendered>) -> Result<Value, String> {
+        Ok(self.request(n, rendered, None)?.body.show())
+    }
 
     /// Whether notifications can be grouped into threads (DESIGN §3.11).
     fn supports_threads(&self) -> bool {
@@ -62,25 +286,17 @@ pub trait Notifier: Send + Sync {
         None
     }
 
-    /// Turns a payload into a reply in an existing thread.
-    fn reply_in_thread(&self, _payload: &mut Value, _anchor: &ThreadAnchor) {}
-
-    /// Judges the body of a 2xx response (some APIs answer 200 with an error).
-    fn judge_body(&self, _body: &[u8]) -> BodyVerdict {
-        BodyVerdict::Delivered
-    }
-
     /// The address as it may be shown: scheme and host only.
     fn masked_address(&self) -> String {
-        crate::mask::url(self.endpoint().url.expose())
+        self.settings()
+            .address
+            .as_ref()
+            .map_or_else(|| "***".to_owned(), |a| mask::url(a.expose()))
     }
 
     /// Everything that must never be printed.
     fn secrets(&self) -> Vec<&SecretString> {
-        let endpoint = self.endpoint();
-        std::iter::once(endpoint.url)
-            .chain(endpoint.bearer)
-            .collect()
+        self.settings().secrets()
     }
 
     /// Problems worth a warning in `herald check` (e.g. a bot token without a channel).
@@ -89,15 +305,51 @@ pub trait Notifier: Send + Sync {
     }
 }
 
-/// A provider type herald cannot deliver to yet.
-#[derive(Debug, thiserror::Error)]
-#[error("provider type '{0}' is not supported by herald yet")]
-pub struct Unsupported(pub String);
+/// The message text: the rendered `spec.template.text` when the Alert has
+/// one, else the event's message.
+pub fn message_text<'a>(n: &'a Notification, rendered: Option<&'a Rendered>) -> &'a str {
+    rendered
+        .and_then(|r| r.text.as_deref())
+        .unwrap_or(&n.event.message)
+}
 
-/// Builds the notifier for a provider type.
-pub fn build(kind: ProviderType, settings: Settings) -> Result<Arc<dyn Notifier>, Unsupported> {
-    match kind {
-        ProviderType::Slack => Ok(Arc::new(slack::Slack::new(settings))),
-        other => Err(Unsupported(other.as_str())),
+/// The metadata chat messages list: none when a text template chooses what
+/// to show, else every merged key, sorted.
+pub fn listed_metadata<'a>(
+    n: &'a Notification,
+    rendered: Option<&Rendered>,
+) -> impl Iterator<Item = (&'a String, &'a String)> {
+    let templated = rendered.is_some_and(|r| r.text.is_some());
+    n.metadata.iter().filter(move |_| !templated)
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! A notification to build requests from in unit tests.
+
+    use std::sync::Arc;
+
+    use crate::api::{ProviderType, Severity};
+    use crate::notification::{Notification, Route};
+    use crate::source::ObjectKey;
+
+    pub fn notification(severity: Severity, metadata: &[(&str, &str)]) -> Notification {
+        let mut event =
+            crate::api::event::sample("Kustomization", "app", severity, "Health check failed", &[]);
+        event.involved_object.namespace = "flux-system".into();
+        Notification {
+            event: Arc::new(event),
+            metadata: metadata
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            route: Arc::new(Route {
+                alert: ObjectKey::new("flux-system", "alert"),
+                alert_channel: None,
+                provider: ObjectKey::new("flux-system", "provider"),
+                provider_type: ProviderType::Generic,
+                provider_channel: None,
+            }),
+        }
     }
 }

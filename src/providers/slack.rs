@@ -1,11 +1,17 @@
 //! Slack: incoming webhooks and the bot API (`chat.postMessage`), with
 //! Flux's message format (DESIGN §3.8).
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
-use super::{BodyVerdict, Endpoint, Notifier, Settings, ThreadAnchor};
+use super::{
+    Auth, Body, Invalid, Notifier, Request, Response, Settings, ThreadAnchor, Verdict,
+    judge_status, listed_metadata, message_text,
+};
 use crate::api::Severity;
-use crate::routing::Notification;
+use crate::mask::SecretString;
+use crate::notification::Notification;
 use crate::template::Rendered;
 
 /// Where `chat.postMessage` lives; used when a Provider has a token and no address.
@@ -16,37 +22,26 @@ pub struct Slack {
     bot_api: bool,
 }
 
-impl Slack {
-    pub fn new(settings: Settings) -> Self {
-        let bot_api = settings.token.is_some()
-            || settings
-                .address
-                .expose()
-                .trim_end_matches('/')
-                .ends_with("/chat.postMessage");
-        Self { settings, bot_api }
+/// A Slack provider. A bot token alone means `chat.postMessage`.
+pub fn new(mut settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
+    if settings.address.is_none() && settings.token.is_some() {
+        settings.address = Some(SecretString::new(POST_MESSAGE_URL));
     }
+    let bot_api = settings.token.is_some()
+        || settings
+            .address()?
+            .expose()
+            .trim_end_matches('/')
+            .ends_with("/chat.postMessage");
+    Ok(Arc::new(Slack { settings, bot_api }))
 }
 
-impl Notifier for Slack {
-    fn endpoint(&self) -> Endpoint<'_> {
-        Endpoint {
-            url: &self.settings.address,
-            bearer: self.settings.token.as_ref(),
-        }
-    }
-
-    fn payload(&self, n: &Notification, rendered: Option<&Rendered>) -> Value {
+impl Slack {
+    fn message(&self, n: &Notification, rendered: Option<&Rendered>) -> Value {
         let event = &n.event;
-        let object = &event.involved_object;
-        let author = format!(
-            "{}/{}.{}",
-            object.kind.to_lowercase(),
-            object.name,
-            object.namespace
-        );
+        let author = n.object_name();
         let rendered_text = rendered.and_then(|r| r.text.as_deref());
-        let text = rendered_text.unwrap_or(&event.message);
+        let text = message_text(n, rendered);
         let first_line = text.lines().next().unwrap_or("");
         let mut attachment = json!({
             "color": color(event.severity),
@@ -64,9 +59,7 @@ impl Notifier for Slack {
         }
         // The default format lists the metadata; a text template chooses what to show.
         if rendered_text.is_none() && !has_blocks && !n.metadata.is_empty() {
-            let fields: Vec<Value> = n
-                .metadata
-                .iter()
+            let fields: Vec<Value> = listed_metadata(n, rendered)
                 .map(|(key, value)| json!({"title": key, "value": value, "short": false}))
                 .collect();
             attachment["fields"] = Value::Array(fields);
@@ -81,15 +74,63 @@ impl Notifier for Slack {
         if has_blocks {
             payload["text"] = Value::from(text);
         }
-        let channel = n
-            .alert
-            .channel
-            .as_deref()
-            .or(self.settings.channel.as_deref());
-        if let Some(channel) = channel.filter(|c| !c.is_empty()) {
+        if let Some(channel) = n.route.channel() {
             payload["channel"] = Value::from(channel);
         }
         payload
+    }
+}
+
+impl Notifier for Slack {
+    fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn request(
+        &self,
+        n: &Notification,
+        rendered: Option<&Rendered>,
+        thread: Option<&ThreadAnchor>,
+    ) -> Result<Request, String> {
+        let mut payload = self.message(n, rendered);
+        if let Some(anchor) = thread {
+            payload["thread_ts"] = Value::from(anchor.ts.as_str());
+            payload["channel"] = Value::from(anchor.channel.as_str());
+        }
+        let body = Body::json_as("application/json; charset=utf-8", &payload)?;
+        let url = self.settings.address().map_err(|_| "no address")?;
+        let auth = self.settings.token.clone().map_or(Auth::None, Auth::Bearer);
+        Ok(Request::post(url, body).auth(auth))
+    }
+
+    fn judge(&self, response: &Response<'_>) -> Verdict {
+        if !self.bot_api || !response.status.is_success() {
+            return judge_status(response);
+        }
+        let reply: Value = match serde_json::from_slice(response.body) {
+            Ok(reply) => reply,
+            Err(_) => {
+                return Verdict::Fail("Slack API answered with a body that is not JSON".into());
+            }
+        };
+        if reply.get("ok").and_then(Value::as_bool) == Some(true) {
+            return Verdict::Delivered;
+        }
+        let error = reply
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown error");
+        match error {
+            "ratelimited"
+            | "rate_limited"
+            | "internal_error"
+            | "fatal_error"
+            | "service_unavailable" => Verdict::Retry {
+                reason: format!("Slack API error: {error}"),
+                after: None,
+            },
+            _ => Verdict::Fail(format!("Slack API error: {error}")),
+        }
     }
 
     fn supports_threads(&self) -> bool {
@@ -102,38 +143,6 @@ impl Notifier for Slack {
             ts: reply.get("ts")?.as_str()?.to_owned(),
             channel: reply.get("channel")?.as_str()?.to_owned(),
         })
-    }
-
-    fn reply_in_thread(&self, payload: &mut Value, anchor: &ThreadAnchor) {
-        payload["thread_ts"] = Value::from(anchor.ts.as_str());
-        payload["channel"] = Value::from(anchor.channel.as_str());
-    }
-
-    fn judge_body(&self, body: &[u8]) -> BodyVerdict {
-        if !self.bot_api {
-            return BodyVerdict::Delivered;
-        }
-        let reply: Value = match serde_json::from_slice(body) {
-            Ok(reply) => reply,
-            Err(_) => {
-                return BodyVerdict::Fail("Slack API answered with a body that is not JSON".into());
-            }
-        };
-        if reply.get("ok").and_then(Value::as_bool) == Some(true) {
-            return BodyVerdict::Delivered;
-        }
-        let error = reply
-            .get("error")
-            .and_then(Value::as_str)
-            .unwrap_or("unknown error");
-        match error {
-            "ratelimited"
-            | "rate_limited"
-            | "internal_error"
-            | "fatal_error"
-            | "service_unavailable" => BodyVerdict::Retry(format!("Slack API error: {error}")),
-            _ => BodyVerdict::Fail(format!("Slack API error: {error}")),
-        }
     }
 
     fn warnings(&self) -> Vec<String> {

@@ -32,7 +32,7 @@ use crate::dispatch::Dispatcher;
 use crate::metrics::Metrics;
 use crate::report::{self, Reporter};
 use crate::routing::RoutingTable;
-use crate::routing::{Labels, Notification, notifications_for};
+use crate::routing::{Delivery, Labels, notifications_for};
 
 /// Largest accepted event body.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -235,7 +235,7 @@ impl Receiver {
 impl Receiver {
     /// Routes an event, fetching its object's labels first when an Alert
     /// needs them. The table is re-read after the fetch (never held across it).
-    async fn route(&self, event: FluxEvent) -> Vec<Notification> {
+    async fn route(&self, event: FluxEvent) -> Vec<Delivery> {
         let needs_labels = self.labels.is_some() && self.table.load().needs_labels(&event);
         let Some(resolver) = self.labels.as_ref().filter(|_| needs_labels) else {
             return self.table.load().notifications(event);

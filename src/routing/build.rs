@@ -2,17 +2,13 @@
 //! controller applies to Alerts and Providers (what `herald check` reports).
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::time::Duration;
 
 use regex::RegexSetBuilder;
 
 use super::goregex::{self, CompileError};
 use super::{CompiledAlert, Destination, PatternList, RoutingTable, SourceRoute, TableOptions};
-use crate::api::{Alert, MessageTemplate, Provider};
-use crate::mask::SecretString;
-use crate::providers::{self, Settings};
+use crate::api::{Alert, MessageTemplate};
 use crate::source::{Kind, Level, ObjectKey, Origin, Problem, Snapshot};
 use crate::template::CompiledTemplate;
 
@@ -31,9 +27,6 @@ const FLUX_KINDS: [&str; 12] = [
     "ArtifactGenerator",
     "ExternalArtifact",
 ];
-
-/// Timeout of a delivery request when the Provider sets none (Flux's default).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Builds the table and lists every problem found on the way. Broken objects
 /// are left out of the table; everything else still routes.
@@ -160,8 +153,11 @@ fn resolve_providers(
                 ));
                 ProviderState::Suspended
             } else {
-                match resolve_provider(provider, &key, snapshot, &hasher) {
-                    Ok((destination, warnings)) => {
+                match super::provider::resolve(provider, &key, snapshot, &hasher) {
+                    Ok(super::provider::Resolved {
+                        destination,
+                        warnings,
+                    }) => {
                         for warning in warnings {
                             problems.push(problem(
                                 &loaded.origin,
@@ -192,149 +188,6 @@ fn resolve_providers(
             (key, state)
         })
         .collect()
-}
-
-type Failure = (&'static str, String);
-
-/// Resolves a Provider to a destination, or lists every problem it has
-/// (not only the first), so one `herald check` run reports them all.
-fn resolve_provider(
-    provider: &Provider,
-    key: &ObjectKey,
-    snapshot: &Snapshot,
-    hasher: &impl BuildHasher,
-) -> Result<(Destination, Vec<String>), Vec<Failure>> {
-    let spec = &provider.spec;
-    let mut failures = Vec::new();
-    let timeout = match spec.timeout.as_deref().map(crate::duration::parse) {
-        Some(Ok(timeout)) => timeout,
-        Some(Err(e)) => {
-            failures.push(("InvalidTimeout", format!("spec.timeout: {e}")));
-            DEFAULT_TIMEOUT
-        }
-        None => DEFAULT_TIMEOUT,
-    };
-    let address = resolve_address(spec, key, snapshot);
-    let (address, token) = match address {
-        Ok(resolved) => resolved,
-        Err(failure) => {
-            failures.push(failure);
-            return Err(failures);
-        }
-    };
-    let queue = hasher.hash_one((
-        spec.type_,
-        &address,
-        token.as_ref().map(SecretString::expose),
-    ));
-    let channel = spec.channel.clone().filter(|c| !c.is_empty());
-    let settings = Settings {
-        address: SecretString::new(address),
-        token,
-        channel: channel.clone(),
-        username: spec.username.clone(),
-    };
-    let notifier = match providers::build(spec.type_, settings) {
-        Ok(notifier) => notifier,
-        Err(e) => {
-            failures.push(("ProviderTypeNotSupported", format!("spec.type: {e}")));
-            return Err(failures);
-        }
-    };
-    if !failures.is_empty() {
-        return Err(failures);
-    }
-    let warnings = notifier.warnings();
-    Ok((
-        Destination {
-            key: key.clone(),
-            kind: spec.type_,
-            channel,
-            notifier,
-            timeout,
-            queue,
-        },
-        warnings,
-    ))
-}
-
-/// The address and token of a Provider: the Secret's `address`, else its
-/// `url`, else `spec.address` (a bot token alone means `chat.postMessage`).
-fn resolve_address(
-    spec: &crate::api::ProviderSpec,
-    key: &ObjectKey,
-    snapshot: &Snapshot,
-) -> Result<(String, Option<SecretString>), Failure> {
-    let secret = match &spec.secret_ref {
-        Some(reference) => {
-            let secret_key = ObjectKey::new(key.namespace.as_str(), reference.name.as_str());
-            let data = snapshot.secrets.get(&secret_key).ok_or_else(|| {
-                (
-                    "SecretNotFound",
-                    format!("spec.secretRef: secret {secret_key} not found"),
-                )
-            })?;
-            Some((secret_key, data))
-        }
-        None => None,
-    };
-    let value = |name: &str| {
-        secret
-            .as_ref()
-            .and_then(|(_, data)| data.get(name))
-            .filter(|v| !v.is_empty())
-            .cloned()
-    };
-    let token = value("token").map(SecretString::new);
-    let address = value("address")
-        .or_else(|| value("url"))
-        .or_else(|| spec.address.clone().filter(|a| !a.is_empty()))
-        .or_else(|| {
-            token
-                .as_ref()
-                .map(|_| providers::slack::POST_MESSAGE_URL.to_owned())
-        });
-    let address = match (address, &secret) {
-        (Some(address), _) => address,
-        (None, Some((secret_key, _))) => {
-            return Err((
-                "SecretKeyMissing",
-                format!(
-                    "secret {secret_key} has neither 'address' nor 'url', and spec.address is empty"
-                ),
-            ));
-        }
-        (None, None) => {
-            return Err((
-                "InvalidAddress",
-                "no address: set spec.address or spec.secretRef to a Secret with 'address' or 'url'".into(),
-            ));
-        }
-    };
-    let source = match &secret {
-        Some((secret_key, _)) if spec.address.as_deref() != Some(address.as_str()) => {
-            format!("secret {secret_key}")
-        }
-        _ => "spec.address".to_owned(),
-    };
-    validate_address(&address)
-        .map_err(|why| ("InvalidAddress", format!("the address in {source} {why}")))?;
-    Ok((address, token))
-}
-
-/// Why an address is unusable, without quoting it (it is a secret).
-fn validate_address(address: &str) -> Result<(), String> {
-    let parsed = url::Url::parse(address).map_err(|e| format!("is not a valid URL ({e})"))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!(
-            "is not an http(s) URL (scheme '{}')",
-            parsed.scheme()
-        ));
-    }
-    if parsed.host_str().is_none_or(str::is_empty) {
-        return Err("has no host".into());
-    }
-    Ok(())
 }
 
 /// Validates an Alert and, when its Provider is ready, compiles it. The
@@ -406,13 +259,14 @@ fn compile_alert(
             options.default_severity,
         ))
         .mask();
+    let channel = spec.channel.clone().filter(|c| !c.is_empty());
     Some(Arc::new(CompiledAlert {
         template,
         inclusion,
         exclusion,
+        route: Arc::new(super::provider::route(key.clone(), channel, &destination)),
         key,
         destination,
-        channel: spec.channel.clone().filter(|c| !c.is_empty()),
         event_metadata: spec.event_metadata.clone().unwrap_or_default(),
         summary: spec.summary.clone(),
         severities,
@@ -542,13 +396,33 @@ fn compile_template(
             return None;
         }
     };
-    let threads_unsupported = destination.is_some_and(|d| !d.notifier.supports_threads());
-    if template.has_thread_key() && threads_unsupported {
+    let kind = destination.map(|d| d.kind);
+    let slack = kind.is_none_or(|k| k == crate::api::ProviderType::Slack);
+    if template.has_thread_key() && !slack {
+        report(
+            Level::Warning,
+            "ThreadsNotSupported",
+            "spec.template.threadKey: only Slack groups notifications into threads; \
+             the key is ignored for this provider type"
+                .into(),
+        );
+    } else if template.has_thread_key()
+        && destination.is_some_and(|d| !d.notifier.supports_threads())
+    {
         report(
             Level::Warning,
             "ThreadsNeedBotToken",
             "spec.template.threadKey: threads need a Slack bot token (chat.postMessage); \
              with an incoming webhook the key is ignored"
+                .into(),
+        );
+    }
+    if template.has_blocks() && !slack {
+        report(
+            Level::Warning,
+            "BlocksNotSupported",
+            "spec.template.blocks: Block Kit is Slack's; the blocks are ignored for this provider type \
+             (spec.template.text is sent)"
                 .into(),
         );
     }

@@ -10,6 +10,7 @@ mod build;
 pub mod explain;
 mod goregex;
 pub mod metadata;
+mod provider;
 pub mod provider_rules;
 #[cfg(test)]
 mod tests;
@@ -23,9 +24,11 @@ use regex::{Regex, RegexSet};
 pub use build::build;
 
 use crate::api::{FluxEvent, ProviderType, Severity, SeverityMask};
+use crate::notification::{Notification, Route};
 use crate::providers::Notifier;
 use crate::source::{LabelIndex, ObjectKey};
 use crate::template::{CompiledTemplate, Rendered};
+use crate::transport::Transport;
 
 /// Choices that change how a snapshot becomes a table.
 #[derive(Clone, Debug)]
@@ -54,6 +57,8 @@ pub struct Destination {
     pub notifier: Arc<dyn Notifier>,
     /// Timeout of one delivery request.
     pub timeout: Duration,
+    /// CA, client certificate and proxy: which HTTP client delivers.
+    pub transport: Arc<Transport>,
     /// Identifies the delivery queue: notifications with the same endpoint
     /// are delivered in order, one at a time.
     pub queue: u64,
@@ -63,7 +68,8 @@ pub struct Destination {
 pub struct CompiledAlert {
     pub key: ObjectKey,
     pub destination: Arc<Destination>,
-    pub channel: Option<String>,
+    /// The Alert and Provider as templates and providers see them.
+    pub route: Arc<Route>,
     pub event_metadata: BTreeMap<String, String>,
     pub summary: Option<String>,
     /// The Alert's message template, when it has one that compiled.
@@ -113,7 +119,7 @@ impl CompiledAlert {
         Self {
             key: self.key.clone(),
             destination,
-            channel: self.channel.clone(),
+            route: self.route.clone(),
             event_metadata: self.event_metadata.clone(),
             summary: self.summary.clone(),
             template: None,
@@ -124,22 +130,28 @@ impl CompiledAlert {
     }
 }
 
-/// One notification to deliver: an event matched by an Alert.
-pub struct Notification {
-    /// The event, metadata cleaned (§3.5).
-    pub event: Arc<FluxEvent>,
+/// One notification to deliver: what it says and whom it is for, with the
+/// Alert it came through (its destination and template).
+pub struct Delivery {
     pub alert: Arc<CompiledAlert>,
-    /// The merged, prefix-stripped metadata for this Alert.
-    pub metadata: BTreeMap<String, String>,
+    pub notification: Notification,
 }
 
-impl Notification {
+impl std::ops::Deref for Delivery {
+    type Target = Notification;
+
+    fn deref(&self) -> &Notification {
+        &self.notification
+    }
+}
+
+impl Delivery {
     /// Renders the Alert's template for this notification: `Ok(None)` when
     /// the Alert has none, `Err` when rendering failed (the caller then
     /// sends the default format).
     pub fn render(&self) -> Result<Option<Rendered>, String> {
         match &self.alert.template {
-            Some(template) => template.render(self).map(Some),
+            Some(template) => template.render(&self.notification).map(Some),
             None => Ok(None),
         }
     }
@@ -241,7 +253,7 @@ impl RoutingTable {
 
     /// Routes an event and builds its notifications: the one call the
     /// receiver and `herald route` make. Cleans the event's metadata.
-    pub fn notifications(&self, event: FluxEvent) -> Vec<Notification> {
+    pub fn notifications(&self, event: FluxEvent) -> Vec<Delivery> {
         let alerts = self.route(&event);
         notifications_for(event, alerts)
     }
@@ -301,10 +313,7 @@ pub struct Routed {
 
 /// The notifications of one event for the Alerts it matched. Cleans the
 /// event's metadata (§3.5) once, then merges it per Alert.
-pub fn notifications_for(
-    mut event: FluxEvent,
-    alerts: Vec<Arc<CompiledAlert>>,
-) -> Vec<Notification> {
+pub fn notifications_for(mut event: FluxEvent, alerts: Vec<Arc<CompiledAlert>>) -> Vec<Delivery> {
     if alerts.is_empty() {
         return Vec::new();
     }
@@ -312,9 +321,12 @@ pub fn notifications_for(
     let event = Arc::new(event);
     alerts
         .into_iter()
-        .map(|alert| Notification {
-            metadata: metadata::merge(&event, &alert.event_metadata, alert.summary.as_deref()),
-            event: event.clone(),
+        .map(|alert| Delivery {
+            notification: Notification {
+                metadata: metadata::merge(&event, &alert.event_metadata, alert.summary.as_deref()),
+                event: event.clone(),
+                route: alert.route.clone(),
+            },
             alert,
         })
         .collect()

@@ -456,7 +456,7 @@ spec: {type: slack, address: 'ftp://example.com/secret-path'}
 apiVersion: notification.toolkit.fluxcd.io/v1beta3
 kind: Provider
 metadata: {name: teams, namespace: ns}
-spec: {type: msteams, address: 'https://example.com/hook'}
+spec: {type: nats, address: 'https://example.com/hook'}
 ";
     let (_, problems) = table_with(manifests, &TableOptions::default());
     let reasons: Vec<_> = problems

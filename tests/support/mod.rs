@@ -4,7 +4,9 @@
 
 pub mod apiserver;
 pub mod herald;
+pub mod proxy;
 pub mod sink;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 

@@ -15,9 +15,15 @@ use axum::response::{IntoResponse, Response};
 #[derive(Clone, Debug)]
 pub struct Received {
     pub at: Instant,
+    pub method: String,
     pub path: String,
+    /// The query string, when there is one.
+    pub query: Option<String>,
     pub headers: HeaderMap,
+    /// The body as JSON (`Null` when it is not JSON).
     pub body: serde_json::Value,
+    /// The body's bytes as received.
+    pub raw: Vec<u8>,
 }
 
 impl Received {
@@ -85,6 +91,16 @@ pub struct Sink {
 impl Sink {
     /// Starts a sink on its own runtime thread, so tests may be sync or async.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Starts an HTTPS sink with this server certificate (and, when the
+    /// config asks for one, a required client certificate).
+    pub fn start_tls(config: Arc<rustls::ServerConfig>) -> Self {
+        Self::start_with(Some(config))
+    }
+
+    fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -96,14 +112,29 @@ impl Sink {
             .expect("bind sink");
         let address = listener.local_addr().expect("sink address");
         let app = Router::new().fallback(record).with_state(inner.clone());
-        runtime.spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let scheme = match tls {
+            None => {
+                runtime.spawn(async move {
+                    let _ = axum::serve(listener, app).await;
+                });
+                "http"
+            }
+            Some(config) => {
+                runtime.spawn(serve_tls(listener, app, config));
+                "https"
+            }
+        };
         Self {
             inner,
-            url: format!("http://{address}/services/T000/B000/secret-webhook-path"),
+            url: format!("{scheme}://{address}/services/T000/B000/secret-webhook-path"),
             _runtime: Arc::new(runtime),
         }
+    }
+
+    /// `host:port` the sink listens on.
+    pub fn authority(&self) -> String {
+        let rest = self.url.split_once("://").map_or("", |(_, rest)| rest);
+        rest.split('/').next().unwrap_or_default().to_owned()
     }
 
     /// Answers the next requests with these, in order.
@@ -144,8 +175,35 @@ impl Sink {
     }
 }
 
+/// Serves HTTPS: a TLS handshake per connection (failed handshakes, such
+/// as a client without the required certificate, end that connection).
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    config: Arc<rustls::ServerConfig>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let Ok(stream) = acceptor.accept(stream).await else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
 async fn record(
     State(inner): State<Arc<Mutex<Inner>>>,
+    method: axum::http::Method,
     uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -154,9 +212,12 @@ async fn record(
         let mut inner = inner.lock().expect("sink");
         inner.received.push(Received {
             at: Instant::now(),
+            method: method.to_string(),
             path: uri.path().to_owned(),
+            query: uri.query().map(str::to_owned),
             headers,
             body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+            raw: body.to_vec(),
         });
         let default = if inner.slack_api {
             let ts = format!("1000.{:06}", inner.received.len() - 1);

@@ -1,0 +1,59 @@
+//! What one notification says and whom it is for: the value routing
+//! produces and templates and providers read.
+//!
+//! It holds plain data only (the event, the merged metadata, the names of
+//! the Alert and Provider), so templates and providers can read it without
+//! knowing the routing table, and the routing table can hold providers and
+//! templates without a circle of imports.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::api::{FluxEvent, ProviderType};
+use crate::source::ObjectKey;
+
+/// The Alert and Provider a notification goes through, as templates and
+/// providers see them. Built once per Alert when the table is built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub alert: ObjectKey,
+    /// The Alert's own channel (`spec.channel`), overriding the Provider's.
+    pub alert_channel: Option<String>,
+    pub provider: ObjectKey,
+    pub provider_type: ProviderType,
+    /// The Provider's `spec.channel`.
+    pub provider_channel: Option<String>,
+}
+
+impl Route {
+    /// The channel to post to: the Alert's, else the Provider's.
+    pub fn channel(&self) -> Option<&str> {
+        self.alert_channel
+            .as_deref()
+            .or(self.provider_channel.as_deref())
+            .filter(|c| !c.is_empty())
+    }
+}
+
+/// One notification: an event matched by an Alert.
+#[derive(Clone, Debug)]
+pub struct Notification {
+    /// The event, metadata cleaned (DESIGN §3.5).
+    pub event: Arc<FluxEvent>,
+    /// The merged, prefix-stripped metadata for this Alert.
+    pub metadata: BTreeMap<String, String>,
+    pub route: Arc<Route>,
+}
+
+impl Notification {
+    /// `<lowercase kind>/<name>.<namespace>`: how Flux's messages name the object.
+    pub fn object_name(&self) -> String {
+        let object = &self.event.involved_object;
+        format!(
+            "{}/{}.{}",
+            object.kind.to_lowercase(),
+            object.name,
+            object.namespace
+        )
+    }
+}

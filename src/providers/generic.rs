@@ -1,0 +1,203 @@
+//! `generic` and `generic-hmac`: Flux's forwarder. POSTs the event as JSON
+//! (`Content-Type: application/json`) with a `gotk-component` header naming
+//! the reporting controller; `generic-hmac` adds `X-Signature:
+//! sha256=<hex HMAC-SHA256 of the body>` keyed by the Secret's `token`.
+//! A text template replaces the event's `message`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use reqwest::header::{HeaderName, HeaderValue};
+use serde::Serialize;
+
+use super::{Body, Invalid, Notifier, Request, Settings, ThreadAnchor, message_text};
+use crate::notification::Notification;
+use crate::template::Rendered;
+
+/// The header Flux's forwarder names the reporting controller in.
+const COMPONENT_HEADER: &str = "gotk-component";
+const SIGNATURE_HEADER: &str = "x-signature";
+
+pub struct Generic {
+    settings: Settings,
+    /// `generic-hmac`: the signing key.
+    hmac: Option<ring::hmac::Key>,
+}
+
+pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
+    settings.address()?;
+    Ok(Arc::new(Generic {
+        settings,
+        hmac: None,
+    }))
+}
+
+pub fn new_hmac(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
+    settings.address()?;
+    let key = settings
+        .token
+        .as_ref()
+        .filter(|t| !t.expose().is_empty())
+        .ok_or_else(|| Invalid::Setting {
+            reason: "SecretKeyMissing",
+            message: "generic-hmac signs with the 'token' key of spec.secretRef's Secret, and there is none".into(),
+        })?;
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.expose().as_bytes());
+    Ok(Arc::new(Generic {
+        settings,
+        hmac: Some(key),
+    }))
+}
+
+/// The event as Flux marshals it (`fluxcd/pkg/apis/event/v1beta1.Event`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Event<'a> {
+    involved_object: ObjectReference<'a>,
+    severity: &'a str,
+    /// `null` when the event had none, as Go marshals a zero time.
+    timestamp: Option<&'a str>,
+    message: &'a str,
+    reason: &'a str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    metadata: &'a BTreeMap<String, String>,
+    reporting_controller: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    reporting_instance: &'a str,
+}
+
+/// `corev1.ObjectReference`: every field omitted when empty.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ObjectReference<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
+    kind: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    namespace: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    name: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    uid: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    api_version: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    resource_version: &'a str,
+}
+
+impl Notifier for Generic {
+    fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn request(
+        &self,
+        n: &Notification,
+        rendered: Option<&Rendered>,
+        _thread: Option<&ThreadAnchor>,
+    ) -> Result<Request, String> {
+        let event = &n.event;
+        let object = &event.involved_object;
+        let body = Event {
+            involved_object: ObjectReference {
+                kind: &object.kind,
+                namespace: &object.namespace,
+                name: &object.name,
+                uid: &object.uid,
+                api_version: &object.api_version,
+                resource_version: &object.resource_version,
+            },
+            severity: event.severity.as_str(),
+            timestamp: Some(event.timestamp.as_str()).filter(|t| !t.is_empty()),
+            message: message_text(n, rendered),
+            reason: &event.reason,
+            metadata: &n.metadata,
+            reporting_controller: &event.reporting_controller,
+            reporting_instance: &event.reporting_instance,
+        };
+        let body = Body::json(&body)?;
+        let url = self.settings.address().map_err(|_| "no address")?;
+        let mut request = Request::post(url, body);
+        if let Ok(component) = HeaderValue::from_str(&event.reporting_controller) {
+            request = request.header(HeaderName::from_static(COMPONENT_HEADER), component);
+        }
+        if let Some(key) = &self.hmac {
+            let signature = format!(
+                "sha256={}",
+                hex(ring::hmac::sign(key, &request.body.bytes).as_ref())
+            );
+            let value = HeaderValue::from_str(&signature).map_err(|e| e.to_string())?;
+            request = request.header(HeaderName::from_static(SIGNATURE_HEADER), value);
+        }
+        Ok(request)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Severity;
+    use crate::mask::SecretString;
+    use crate::providers::testing::notification;
+
+    fn settings(token: Option<&str>) -> Settings {
+        Settings {
+            address: Some(SecretString::new("https://example.com/hook")),
+            token: token.map(SecretString::new),
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn the_body_is_the_event_as_flux_marshals_it() {
+        let generic = new(settings(None)).expect("generic");
+        let n = notification(Severity::Info, &[("revision", "main@sha1:abc")]);
+        let request = generic.request(&n, None, None).expect("request");
+        assert_eq!(
+            std::str::from_utf8(&request.body.bytes).expect("utf-8"),
+            r#"{"involvedObject":{"kind":"Kustomization","namespace":"flux-system","name":"app","apiVersion":"kustomize.toolkit.fluxcd.io/v1"},"severity":"info","timestamp":null,"message":"Health check failed","reason":"Reason","metadata":{"revision":"main@sha1:abc"},"reportingController":"kustomize-controller"}"#
+        );
+        assert_eq!(request.headers.len(), 1);
+        assert_eq!(request.headers[0].0, "gotk-component");
+        assert_eq!(request.headers[0].1, "kustomize-controller");
+    }
+
+    #[test]
+    fn the_signature_is_hmac_sha256_of_the_body() {
+        let hmac = new_hmac(settings(Some("key"))).expect("generic-hmac");
+        let n = notification(Severity::Error, &[]);
+        let request = hmac.request(&n, None, None).expect("request");
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"key");
+        let expected = format!(
+            "sha256={}",
+            hex(ring::hmac::sign(&key, &request.body.bytes).as_ref())
+        );
+        let signature = request
+            .headers
+            .iter()
+            .find(|(name, _)| name == "x-signature")
+            .map(|(_, value)| value.to_str().expect("ascii").to_owned());
+        assert_eq!(signature, Some(expected));
+        assert_eq!(hex(&[0x00, 0xab, 0xff]), "00abff");
+    }
+
+    #[test]
+    fn generic_hmac_needs_a_token() {
+        assert!(matches!(
+            new_hmac(settings(None)).err(),
+            Some(Invalid::Setting {
+                reason: "SecretKeyMissing",
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,427 @@
+//! Resolving a Provider: its Secrets (`secretRef`, `certSecretRef`,
+//! `proxySecretRef`), address, credentials, headers, transport and timeout,
+//! read the way Flux v1.9.3 reads them. Every problem is collected, so one
+//! `herald check` run reports them all; none quotes a secret value.
+
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{HeaderName, HeaderValue};
+use serde_json::Value;
+
+use super::Destination;
+use crate::api::alert::LocalReference;
+use crate::api::{Provider, ProviderSpec};
+use crate::mask::SecretString;
+use crate::notification::Route;
+use crate::providers::{self, BuildError, Invalid, Settings};
+use crate::source::{ObjectKey, SecretData, Snapshot};
+use crate::transport::{self, Identity, Transport};
+
+/// Timeout of a delivery request when the Provider sets none (Flux's default).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Longest address Flux accepts in a Secret.
+const MAX_ADDRESS: usize = 2048;
+
+/// A `Ready=False` reason and its message.
+pub type Failure = (&'static str, String);
+
+/// A resolved Provider: its destination and the warnings `check` shows.
+pub struct Resolved {
+    pub destination: Destination,
+    pub warnings: Vec<String>,
+}
+
+/// Resolves a Provider to a destination, or lists every problem it has.
+pub fn resolve(
+    provider: &Provider,
+    key: &ObjectKey,
+    snapshot: &Snapshot,
+    hasher: &impl BuildHasher,
+) -> Result<Resolved, Vec<Failure>> {
+    let spec = &provider.spec;
+    let mut failures = Vec::new();
+    let mut warnings = Vec::new();
+    let timeout = match spec.timeout.as_deref().map(crate::duration::parse) {
+        Some(Ok(timeout)) => timeout,
+        Some(Err(e)) => {
+            failures.push(("InvalidTimeout", format!("spec.timeout: {e}")));
+            DEFAULT_TIMEOUT
+        }
+        None => DEFAULT_TIMEOUT,
+    };
+    let secret = lookup(spec.secret_ref.as_ref(), "spec.secretRef", key, snapshot);
+    let secret = match secret {
+        Ok(secret) => secret,
+        Err(failure) => {
+            failures.push(failure);
+            None
+        }
+    };
+    let secret_missing = spec.secret_ref.is_some() && secret.is_none();
+    let value = |name: &str| {
+        secret
+            .as_ref()
+            .and_then(|s| s.data.get(name))
+            .filter(|v| !v.is_empty())
+            .cloned()
+    };
+    let address = resolve_address(spec, secret.as_ref());
+    // A missing Secret or an unusable address already explains why there is none.
+    let address_explained = secret_missing || address.is_err();
+    let address = address.unwrap_or_else(|failure| {
+        failures.push(failure);
+        None
+    });
+    let headers = match secret.as_ref().map(parse_headers) {
+        Some(Ok(headers)) => headers,
+        Some(Err(failure)) => {
+            failures.push(failure);
+            Vec::new()
+        }
+        None => Vec::new(),
+    };
+    let transport = match resolve_transport(spec, key, snapshot, secret.as_ref(), &mut warnings) {
+        Ok(transport) => transport,
+        Err(more) => {
+            failures.extend(more);
+            Transport::default()
+        }
+    };
+    // As in Flux, the Secret's username wins over spec.username when the
+    // Secret has basic auth (username and password).
+    let password = value("password");
+    let username = match (value("username"), &password) {
+        (Some(username), Some(_)) => Some(username),
+        _ => spec.username.clone().filter(|u| !u.is_empty()),
+    };
+    let channel = spec.channel.clone().filter(|c| !c.is_empty());
+    let settings = Settings {
+        address: address.clone().map(SecretString::new),
+        token: value("token").map(SecretString::new),
+        username,
+        password: password.map(SecretString::new),
+        channel: channel.clone(),
+        headers,
+    };
+    // One queue per endpoint and way of reaching it: a Provider behind
+    // another proxy or CA fails (or not) on its own.
+    let queue = hasher.hash_one((
+        spec.type_,
+        &address,
+        settings.token.as_ref().map(SecretString::expose),
+        &transport,
+    ));
+    let notifier = match providers::build(spec.type_, settings) {
+        Ok(notifier) => Some(notifier),
+        Err(BuildError::Unsupported(kind)) => {
+            failures.push((
+                "ProviderTypeNotSupported",
+                format!("spec.type: provider type '{kind}' is not supported by herald yet"),
+            ));
+            None
+        }
+        Err(BuildError::Invalid(Invalid::NoAddress)) if address_explained => None,
+        Err(BuildError::Invalid(Invalid::NoAddress)) => {
+            failures.push(no_address(secret.as_ref()));
+            None
+        }
+        Err(BuildError::Invalid(Invalid::Setting { reason, message })) => {
+            failures.push((reason, message));
+            None
+        }
+    };
+    let Some(notifier) = notifier.filter(|_| failures.is_empty()) else {
+        return Err(failures);
+    };
+    warnings.extend(notifier.warnings());
+    Ok(Resolved {
+        destination: Destination {
+            key: key.clone(),
+            kind: spec.type_,
+            channel: channel.clone(),
+            notifier,
+            timeout,
+            transport: Arc::new(transport),
+            queue,
+        },
+        warnings,
+    })
+}
+
+/// The route (Alert and Provider names) of an Alert through a destination.
+pub fn route(alert: ObjectKey, channel: Option<String>, destination: &Destination) -> Route {
+    Route {
+        alert,
+        alert_channel: channel,
+        provider: destination.key.clone(),
+        provider_type: destination.kind,
+        provider_channel: destination.channel.clone(),
+    }
+}
+
+/// A referenced Secret and its data.
+struct Found<'a> {
+    key: ObjectKey,
+    data: &'a SecretData,
+}
+
+impl Found<'_> {
+    /// The first non-empty value among `names` (a key and its legacy name).
+    fn get(&self, names: &[&str]) -> Option<&str> {
+        names
+            .iter()
+            .find_map(|name| self.data.get(*name).filter(|v| !v.is_empty()))
+            .map(String::as_str)
+    }
+}
+
+/// The Secret a field references, if it does; a failure when it is missing.
+fn lookup<'a>(
+    reference: Option<&LocalReference>,
+    field: &str,
+    key: &ObjectKey,
+    snapshot: &'a Snapshot,
+) -> Result<Option<Found<'a>>, Failure> {
+    let Some(reference) = reference else {
+        return Ok(None);
+    };
+    let secret_key = ObjectKey::new(key.namespace.as_str(), reference.name.as_str());
+    match snapshot.secrets.get(&secret_key) {
+        Some(data) => Ok(Some(Found {
+            key: secret_key,
+            data,
+        })),
+        None => Err((
+            "SecretNotFound",
+            format!("{field}: secret {secret_key} not found"),
+        )),
+    }
+}
+
+/// The address: the Secret's `address`, else its `url`, else
+/// `spec.address`; `None` when there is none (the provider decides whether
+/// it needs one). An unusable address is a failure that does not quote it.
+fn resolve_address(
+    spec: &ProviderSpec,
+    secret: Option<&Found<'_>>,
+) -> Result<Option<String>, Failure> {
+    let from_secret = secret.and_then(|s| {
+        let address = s.get(&["address"]).or_else(|| s.get(&["url"]))?;
+        Some((address, format!("secret {}", s.key)))
+    });
+    let (address, source) = match from_secret {
+        Some(found) => found,
+        None => match spec.address.as_deref().filter(|a| !a.is_empty()) {
+            Some(address) => (address, "spec.address".to_owned()),
+            None => return Ok(None),
+        },
+    };
+    validate_address(address)
+        .map_err(|why| ("InvalidAddress", format!("the address in {source} {why}")))?;
+    Ok(Some(address.to_owned()))
+}
+
+/// Why there is no address, pointing at where herald looked.
+fn no_address(secret: Option<&Found<'_>>) -> Failure {
+    match secret {
+        Some(secret) => (
+            "SecretKeyMissing",
+            format!(
+                "secret {} has neither 'address' nor 'url', and spec.address is empty",
+                secret.key
+            ),
+        ),
+        None => (
+            "InvalidAddress",
+            "no address: set spec.address or spec.secretRef to a Secret with 'address' or 'url'"
+                .into(),
+        ),
+    }
+}
+
+/// Why an address is unusable, without quoting it (it is a secret).
+fn validate_address(address: &str) -> Result<(), String> {
+    if address.len() > MAX_ADDRESS {
+        return Err(format!("is longer than {MAX_ADDRESS} characters"));
+    }
+    let parsed = url::Url::parse(address).map_err(|e| format!("is not a valid URL ({e})"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!(
+            "is not an http(s) URL (scheme '{}')",
+            parsed.scheme()
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("has no host".into());
+    }
+    Ok(())
+}
+
+/// The Secret's `headers`: a YAML map of header names to values.
+fn parse_headers(secret: &Found<'_>) -> Result<Vec<(HeaderName, SecretString)>, Failure> {
+    let Some(text) = secret.get(&["headers"]) else {
+        return Ok(Vec::new());
+    };
+    let invalid = |why: String| {
+        (
+            "InvalidHeaders",
+            format!("secret {}: 'headers' {why}", secret.key),
+        )
+    };
+    let map = match crate::yaml::parse_document(text)
+        .map_err(|e| invalid(format!("is not YAML: {e}")))?
+    {
+        Value::Object(map) => map,
+        Value::Null => return Ok(Vec::new()),
+        _ => {
+            return Err(invalid(
+                "must be a YAML map of header names to values".into(),
+            ));
+        }
+    };
+    let mut headers = Vec::with_capacity(map.len());
+    for (name, value) in map {
+        let value = match value {
+            Value::String(value) => value,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            _ => return Err(invalid(format!("value of {name:?} must be a string"))),
+        };
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| invalid(format!("{name:?} is not a valid header name")))?;
+        HeaderValue::from_str(&value)
+            .map_err(|_| invalid(format!("value of {name:?} is not a valid header value")))?;
+        headers.push((header, SecretString::new(value)));
+    }
+    Ok(headers)
+}
+
+/// The transport: `certSecretRef` (CA and client certificate) and the
+/// proxy — `proxySecretRef`, else the Secret's legacy `proxy` key, else the
+/// deprecated `spec.proxy` (Flux's precedence) — checked by building a client.
+fn resolve_transport(
+    spec: &ProviderSpec,
+    key: &ObjectKey,
+    snapshot: &Snapshot,
+    secret: Option<&Found<'_>>,
+    warnings: &mut Vec<String>,
+) -> Result<Transport, Vec<Failure>> {
+    let mut failures = Vec::new();
+    let mut transport = Transport::default();
+    let mut cert_source = String::new();
+    match lookup(
+        spec.cert_secret_ref.as_ref(),
+        "spec.certSecretRef",
+        key,
+        snapshot,
+    ) {
+        Ok(Some(certs)) => match tls_material(&certs) {
+            Ok((ca, identity)) => {
+                transport.ca = ca;
+                transport.identity = identity;
+                cert_source = format!("spec.certSecretRef: secret {}", certs.key);
+            }
+            Err(failure) => failures.push(failure),
+        },
+        Ok(None) => {}
+        Err(failure) => failures.push(failure),
+    }
+    let mut proxy = None;
+    if let Some(address) = spec.proxy.as_deref().filter(|p| !p.is_empty()) {
+        warnings.push("spec.proxy is deprecated (as in Flux): use spec.proxySecretRef".into());
+        proxy = Some(("spec.proxy".to_owned(), address.to_owned(), None, None));
+    }
+    if let Some(secret) = secret
+        && let Some(address) = secret.get(&["proxy"])
+    {
+        warnings.push(format!(
+            "the 'proxy' key of secret {} is deprecated (as in Flux): use spec.proxySecretRef",
+            secret.key
+        ));
+        proxy = Some((
+            format!("the 'proxy' key of secret {}", secret.key),
+            address.to_owned(),
+            None,
+            None,
+        ));
+    }
+    match lookup(
+        spec.proxy_secret_ref.as_ref(),
+        "spec.proxySecretRef",
+        key,
+        snapshot,
+    ) {
+        Ok(Some(proxy_secret)) => match proxy_secret.get(&["address"]) {
+            Some(address) => {
+                proxy = Some((
+                    format!("secret {}", proxy_secret.key),
+                    address.to_owned(),
+                    proxy_secret.get(&["username"]).map(str::to_owned),
+                    proxy_secret.get(&["password"]).map(str::to_owned),
+                ));
+            }
+            None => failures.push((
+                "SecretKeyMissing",
+                format!(
+                    "spec.proxySecretRef: secret {} has no 'address' key",
+                    proxy_secret.key
+                ),
+            )),
+        },
+        Ok(None) => {}
+        Err(failure) => failures.push(failure),
+    }
+    if let Some((source, address, username, password)) = proxy {
+        match transport::proxy_url(&address, username.as_deref(), password.as_deref()) {
+            Ok(url) => transport.proxy = Some(url),
+            Err(why) => failures.push((
+                "InvalidProxy",
+                format!("the proxy address in {source} {why}"),
+            )),
+        }
+    }
+    if failures.is_empty()
+        && !transport.is_default()
+        && let Err(why) = transport.client()
+    {
+        let certificates = transport.ca.is_some() || transport.identity.is_some();
+        failures.push(match certificates {
+            true => ("InvalidCertificate", format!("{cert_source}: {why}")),
+            false => ("InvalidProxy", format!("the proxy: {why}")),
+        });
+    }
+    if failures.is_empty() {
+        Ok(transport)
+    } else {
+        Err(failures)
+    }
+}
+
+/// The CA (`ca.crt`, legacy `caFile`) and client certificate (`tls.crt` +
+/// `tls.key`, legacy `certFile` + `keyFile`) of a `certSecretRef` Secret.
+fn tls_material(secret: &Found<'_>) -> Result<(Option<String>, Option<Identity>), Failure> {
+    let ca = secret.get(&["ca.crt", "caFile"]).map(str::to_owned);
+    let cert = secret.get(&["tls.crt", "certFile"]);
+    let key = secret.get(&["tls.key", "keyFile"]);
+    let missing = |what: &str| {
+        (
+            "SecretKeyMissing",
+            format!("spec.certSecretRef: secret {} {what}", secret.key),
+        )
+    };
+    let identity = match (cert, key) {
+        (Some(cert), Some(key)) => Some(Identity {
+            cert: cert.to_owned(),
+            key: SecretString::new(key),
+        }),
+        (Some(_), None) => return Err(missing("has 'tls.crt' but no 'tls.key'")),
+        (None, Some(_)) => return Err(missing("has 'tls.key' but no 'tls.crt'")),
+        (None, None) => None,
+    };
+    if ca.is_none() && identity.is_none() {
+        return Err(missing("has neither 'ca.crt' nor 'tls.crt' and 'tls.key'"));
+    }
+    Ok((ca, identity))
+}

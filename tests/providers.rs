@@ -1,0 +1,931 @@
+//! Every provider against a local lookalike of its service (a real HTTPS
+//! server on 127.0.0.1 with certificates made by the test): the exact
+//! method, path, headers and body Flux sends; retries on 5xx and 429 with
+//! `Retry-After`; failure on other 4xx; secrets never in logs, metrics or
+//! `herald route` output. Then the transport settings: `certSecretRef` (a
+//! custom CA, a client certificate), proxies, the Secret's `headers`, and
+//! what `herald check` and the controller report about them.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::event_file;
+use support::herald::{Herald, binary, client};
+use support::proxy::Proxy;
+use support::sink::{Answer, Received, Sink};
+use support::tls::Pki;
+
+const WAIT: Duration = Duration::from_secs(15);
+/// The object of `kustomization-error.json`, as Flux's messages name it.
+const OBJECT: &str = "kustomization/my-app-kustomization.flux-system";
+const MESSAGE: &str = "Deployment/my-app/my-app-deployment dry-run failed: spec.replicas: Invalid value: -1: must be greater than or equal to 0";
+const REVISION: &str = "main@sha1:731f7eaddfb6af01cb2173e18f0f75b0ba780ef1";
+
+/// A YAML double-quoted scalar (JSON strings are valid YAML).
+fn quoted(value: &str) -> String {
+    serde_json::to_string(value).expect("string")
+}
+
+fn secret(name: &str, pairs: &[(&str, &str)]) -> String {
+    let data: String = pairs
+        .iter()
+        .map(|(k, v)| format!("  {}: {}\n", quoted(k), quoted(v)))
+        .collect();
+    format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: flux-system}}\nstringData:\n{data}"
+    )
+}
+
+/// A Provider named `name` of type `kind` with extra spec lines, and an
+/// Alert routing every Kustomization and HelmRelease event to it.
+fn provider(name: &str, kind: &str, spec: &str) -> String {
+    format!(
+        "---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {{name: {name}, namespace: flux-system}}
+spec:
+  type: {kind}
+{spec}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {{name: {name}, namespace: flux-system}}
+spec:
+  providerRef: {{name: {name}}}
+  eventSeverity: info
+  eventSources: [{{kind: Kustomization, name: '*'}}, {{kind: HelmRelease, name: '*'}}]
+"
+    )
+}
+
+fn write(manifests: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("manifests.yaml"), manifests).expect("write");
+    dir
+}
+
+fn header<'a>(received: &'a Received, name: &str) -> Option<&'a str> {
+    received.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn metrics(herald: &Herald) -> String {
+    client::get(&format!("{}/metrics", herald.metrics)).1
+}
+
+fn route(dir: &Path, event: &str) -> String {
+    let output = Command::new(binary())
+        .args(["route", "--manifests"])
+        .arg(dir)
+        .arg(event_file(event))
+        .output()
+        .expect("herald route");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
+fn route_lines(dir: &Path, event: &str) -> Vec<Value> {
+    route(dir, event)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
+fn assert_absent(what: &str, text: &str, secrets: &[&str]) {
+    for secret in secrets {
+        assert!(
+            !text.contains(secret),
+            "{secret:?} leaked into {what}: {text}"
+        );
+    }
+}
+
+/// One provider type against an HTTPS lookalike trusted through
+/// `certSecretRef`.
+struct Case {
+    kind: &'static str,
+    /// Extra spec lines of the Provider.
+    spec: &'static str,
+    /// Appended to the lookalike's URL to make the address.
+    address_suffix: &'static str,
+    /// Secret keys besides `address`.
+    secret: Vec<(&'static str, &'static str)>,
+}
+
+/// Delivers one event through three attempts (503, then 429 with
+/// `Retry-After: 1`, then 200) and a second one refused with 400; checks
+/// retries, metrics and that no secret leaks. Returns the requests of the
+/// first event.
+fn deliver(case: &Case) -> Vec<Received> {
+    let pki = Pki::new();
+    let sink = Sink::start_tls(pki.server_config(false));
+    let address = format!("{}{}", sink.url, case.address_suffix);
+    let mut pairs = vec![("address", address.as_str())];
+    pairs.extend(case.secret.iter().copied());
+    let spec = format!(
+        "  secretRef: {{name: lookalike}}\n  certSecretRef: {{name: lookalike-ca}}\n{}",
+        case.spec
+    );
+    let dir = write(&format!(
+        "{}{}{}",
+        provider("lookalike", case.kind, &spec),
+        secret("lookalike", &pairs),
+        secret("lookalike-ca", &[("ca.crt", &pki.ca)]),
+    ));
+    sink.script([
+        Answer::status(503),
+        Answer::status(429).header("retry-after", "1"),
+    ]);
+    let herald = Herald::serve(dir.path(), &[]);
+    assert_eq!(
+        herald.post_file(&event_file("kustomization-error.json")),
+        202
+    );
+    let received = sink.wait_for(3, WAIT);
+    assert_eq!(received.len(), 3, "{:#?}", herald.logs());
+    assert!(received.iter().all(|r| r.raw == received[0].raw));
+    assert!(
+        received[2].at - received[1].at >= Duration::from_secs(1),
+        "retried before Retry-After"
+    );
+    assert!(herald.wait_for_log("\"delivered\"", WAIT).is_some());
+
+    sink.script([Answer::status(400).body("invalid payload")]);
+    assert_eq!(herald.post_file(&event_file("helmrelease-error.json")), 202);
+    let line = herald
+        .wait_for_log("not retrying", WAIT)
+        .expect("failure logged");
+    assert!(line.contains("400"), "{line}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sink.received().len(), 4, "a 400 was retried");
+
+    let metrics = metrics(&herald);
+    let kind = case.kind;
+    for expected in [
+        format!("herald_notifications_total{{provider_type=\"{kind}\",result=\"delivered\"}} 1"),
+        format!("herald_notifications_total{{provider_type=\"{kind}\",result=\"failed\"}} 1"),
+        format!("herald_delivery_retries_total{{provider_type=\"{kind}\"}} 2"),
+    ] {
+        assert!(metrics.contains(&expected), "{expected} not in {metrics}");
+    }
+    let mut secrets = vec!["secret-webhook-path"];
+    secrets.extend(case.secret.iter().map(|(_, v)| *v));
+    let routed = route(dir.path(), "kustomization-error.json");
+    assert!(
+        routed.contains(&format!("\"address\":\"https://{}/***\"", sink.authority())),
+        "{routed}"
+    );
+    for (what, text) in [
+        ("logs", herald.logs().join("\n")),
+        ("metrics", metrics),
+        ("route", routed),
+    ] {
+        assert_absent(what, &text, &secrets);
+    }
+    received
+}
+
+fn assert_post(received: &Received, path: &str, content_type: &str) {
+    assert_eq!(received.method, "POST");
+    assert_eq!(received.path, path);
+    assert_eq!(header(received, "content-type"), Some(content_type));
+}
+
+const PATH: &str = "/services/T000/B000/secret-webhook-path";
+
+fn flux_event() -> Value {
+    json!({
+        "involvedObject": {
+            "kind": "Kustomization",
+            "namespace": "flux-system",
+            "name": "my-app-kustomization",
+            "uid": "7d0cdc51-ddcf-4743-b223-83ca5c699632",
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+            "resourceVersion": "48213",
+        },
+        "severity": "error",
+        "timestamp": "2026-11-20T07:26:19Z",
+        "message": MESSAGE,
+        "reason": "ReconciliationFailed",
+        "metadata": {"revision": REVISION},
+        "reportingController": "kustomize-controller",
+        "reportingInstance": "kustomize-controller-7f5c9d8b6-x2x9k",
+    })
+}
+
+#[test]
+fn generic_forwards_the_event_with_its_component_header() {
+    let received = deliver(&Case {
+        kind: "generic",
+        spec: "",
+        address_suffix: "?key=secret-webhook-path-query",
+        secret: vec![],
+    });
+    let r = &received[0];
+    assert_post(r, PATH, "application/json");
+    assert_eq!(r.query.as_deref(), Some("key=secret-webhook-path-query"));
+    assert_eq!(header(r, "gotk-component"), Some("kustomize-controller"));
+    assert_eq!(header(r, "authorization"), None);
+    assert_eq!(r.body, flux_event());
+}
+
+#[test]
+fn generic_hmac_signs_the_body_with_the_token() {
+    let token = "hmac-key-secret-0123";
+    let received = deliver(&Case {
+        kind: "generic-hmac",
+        spec: "",
+        address_suffix: "",
+        secret: vec![("token", token)],
+    });
+    let r = &received[0];
+    assert_post(r, PATH, "application/json");
+    assert_eq!(header(r, "gotk-component"), Some("kustomize-controller"));
+    assert_eq!(r.body, flux_event());
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, token.as_bytes());
+    let digest = ring::hmac::sign(&key, &r.raw);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        header(r, "x-signature"),
+        Some(format!("sha256={hex}").as_str())
+    );
+}
+
+#[test]
+fn msteams_workflows_get_an_adaptive_card() {
+    let received = deliver(&Case {
+        kind: "msteams",
+        spec: "",
+        address_suffix: "",
+        secret: vec![],
+    });
+    let r = &received[0];
+    assert_post(r, PATH, "application/json");
+    assert_eq!(
+        r.body,
+        json!({
+            "type": "message",
+            "attachments": [{
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "content": {
+                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                    "type": "AdaptiveCard",
+                    "version": "1.4",
+                    "body": [{
+                        "type": "Container",
+                        "items": [
+                            {"type": "TextBlock", "text": OBJECT, "size": "large", "weight": "bolder", "wrap": true},
+                            {"type": "TextBlock", "text": MESSAGE, "wrap": true, "color": "attention"},
+                            {"type": "FactSet", "facts": [{"title": "revision", "value": REVISION}]},
+                        ],
+                    }],
+                    "msteams": {"width": "Full"},
+                },
+            }],
+        })
+    );
+}
+
+#[test]
+fn discord_posts_slack_format_to_the_slack_endpoint() {
+    let received = deliver(&Case {
+        kind: "discord",
+        spec: "",
+        address_suffix: "",
+        secret: vec![],
+    });
+    let r = &received[0];
+    assert_post(r, &format!("{PATH}/slack"), "application/json");
+    assert_eq!(
+        r.body,
+        json!({
+            "channel": "",
+            "username": "kustomize-controller",
+            "icon_url": "",
+            "icon_emoji": "",
+            "attachments": [{
+                "fallback": "",
+                "color": "danger",
+                "author_name": OBJECT,
+                "text": MESSAGE,
+                "mrkdwn_in": ["text"],
+                "fields": [{"title": "revision", "value": REVISION, "short": false}],
+            }],
+        })
+    );
+}
+
+#[test]
+fn rocket_posts_slack_format_with_channel_and_username() {
+    let received = deliver(&Case {
+        kind: "rocket",
+        spec: "  channel: '#ops'\n  username: flux",
+        address_suffix: "",
+        secret: vec![],
+    });
+    let r = &received[0];
+    assert_post(r, PATH, "application/json");
+    assert_eq!(
+        r.body,
+        json!({
+            "channel": "#ops",
+            "username": "flux",
+            "icon_url": "",
+            "icon_emoji": "",
+            "attachments": [{
+                "fallback": "",
+                "color": "#FF0000",
+                "author_name": OBJECT,
+                "text": MESSAGE,
+                "mrkdwn_in": ["text"],
+                "fields": [{"title": "revision", "value": REVISION, "short": false}],
+            }],
+        })
+    );
+}
+
+#[test]
+fn googlechat_posts_a_card() {
+    let received = deliver(&Case {
+        kind: "googlechat",
+        spec: "",
+        address_suffix: "?key=secret-webhook-path-key&token=t",
+        secret: vec![],
+    });
+    let r = &received[0];
+    assert_post(r, PATH, "application/json");
+    assert_eq!(
+        r.query.as_deref(),
+        Some("key=secret-webhook-path-key&token=t")
+    );
+    assert_eq!(
+        r.body,
+        json!({
+            "cards": [{
+                "header": {
+                    "title": OBJECT,
+                    "subtitle": "kustomize-controller",
+                    "imageUrl": null,
+                    "imageStyle": null,
+                },
+                "sections": [
+                    {"header": "", "widgets": [
+                        {"textParagraph": {"text": format!("<font color=\"#ff0000\">{MESSAGE}</font>")}, "keyValue": null},
+                    ]},
+                    {"header": "", "widgets": [
+                        {"textParagraph": null, "keyValue": {
+                            "topLabel": "revision",
+                            "content": REVISION,
+                            "contentMultiline": false,
+                            "bottomLabel": null,
+                            "icon": null,
+                        }},
+                    ]},
+                ],
+            }],
+        })
+    );
+}
+
+/// `herald route` shows each provider's payload, with the text template in
+/// the field the README names, and the legacy Teams MessageCard for an
+/// Office 365 connector address.
+#[test]
+fn route_prints_every_payload_with_the_template_text() {
+    let template = "  template:\n    text: \"{{ object.name }}: {{ reason }}\"\n";
+    let mut manifests = String::new();
+    for (name, kind, address) in [
+        (
+            "generic",
+            "generic",
+            "https://hooks.example.com/secret-webhook-path",
+        ),
+        (
+            "generic-hmac",
+            "generic-hmac",
+            "https://hooks.example.com/secret-webhook-path",
+        ),
+        (
+            "teams",
+            "msteams",
+            "https://prod.westeurope.logic.azure.com/workflows/secret-webhook-path",
+        ),
+        (
+            "teams-legacy",
+            "msteams",
+            "https://acme.webhook.office.com/webhookb2/secret-webhook-path",
+        ),
+        (
+            "discord",
+            "discord",
+            "https://discord.com/api/webhooks/1/secret-webhook-path",
+        ),
+        (
+            "rocket",
+            "rocket",
+            "https://rocket.example.com/hooks/secret-webhook-path",
+        ),
+        (
+            "googlechat",
+            "googlechat",
+            "https://chat.googleapis.com/v1/spaces/X/messages?key=secret-webhook-path",
+        ),
+    ] {
+        manifests.push_str(&provider(
+            name,
+            kind,
+            &format!("  secretRef: {{name: {name}}}"),
+        ));
+        manifests.push_str(template);
+        manifests.push_str(&secret(
+            name,
+            &[("address", address), ("token", "hmac-key-secret-0123")],
+        ));
+    }
+    let dir = write(&manifests);
+    let text = "my-app-kustomization: ReconciliationFailed";
+    let lines = route_lines(dir.path(), "kustomization-error.json");
+    let payload = |provider: &str| -> Value {
+        lines
+            .iter()
+            .find(|l| l["provider"] == format!("flux-system/{provider}"))
+            .unwrap_or_else(|| panic!("no line for {provider}: {lines:#?}"))["payload"]
+            .clone()
+    };
+    assert_eq!(lines.len(), 7, "{lines:#?}");
+    assert_eq!(payload("generic")["message"], text);
+    assert_eq!(payload("generic")["metadata"]["revision"], REVISION);
+    assert_eq!(payload("generic-hmac")["message"], text);
+    let card = payload("teams");
+    let items = &card["attachments"][0]["content"]["body"][0]["items"];
+    assert_eq!(items[1]["text"], text);
+    assert_eq!(items[2], json!({"type": "FactSet"}));
+    assert_eq!(
+        payload("teams-legacy"),
+        json!({
+            "@type": "MessageCard",
+            "@context": "http://schema.org/extensions",
+            "themeColor": "FF0000",
+            "summary": OBJECT,
+            "sections": [{"activityTitle": text, "activitySubtitle": OBJECT, "facts": []}],
+        })
+    );
+    for chat in ["discord", "rocket"] {
+        let attachment = &payload(chat)["attachments"][0];
+        assert_eq!(attachment["text"], text, "{chat}");
+        assert_eq!(attachment["fields"], json!([]), "{chat}");
+    }
+    let card = payload("googlechat");
+    assert_eq!(
+        card["cards"][0]["sections"][0]["widgets"][0]["textParagraph"]["text"],
+        format!("<font color=\"#ff0000\">{text}</font>")
+    );
+    assert_eq!(
+        card["cards"][0]["sections"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let output = route(dir.path(), "kustomization-error.json");
+    assert_absent(
+        "route",
+        &output,
+        &["secret-webhook-path", "hmac-key-secret"],
+    );
+    assert!(output.contains("\"address\":\"https://acme.webhook.office.com/***\""));
+}
+
+/// A Provider trusting only the lookalike's CA delivers; one with another
+/// CA, or none (the built-in roots), cannot connect and retries.
+#[test]
+fn cert_secret_ref_ca_is_what_makes_tls_succeed() {
+    let pki = Pki::new();
+    let sink = Sink::start_tls(pki.server_config(false));
+    let address = [("address", sink.url.as_str())];
+    let dir = write(&format!(
+        "{}{}{}{}{}{}{}",
+        provider(
+            "trusted",
+            "generic",
+            "  secretRef: {name: hook}\n  certSecretRef: {name: ca}"
+        ),
+        provider(
+            "other-ca",
+            "generic",
+            "  secretRef: {name: hook}\n  certSecretRef: {name: other-ca}"
+        ),
+        provider("no-ca", "generic", "  secretRef: {name: hook}"),
+        secret("hook", &address),
+        secret("ca", &[("ca.crt", &pki.ca)]),
+        // The legacy key name Flux still reads.
+        secret("other-ca", &[("caFile", &pki.other_ca)]),
+        "",
+    ));
+    let herald = Herald::serve(dir.path(), &["--max-delivery-age=3s"]);
+    assert_eq!(
+        herald.post_file(&event_file("kustomization-error.json")),
+        202
+    );
+    let received = sink.wait_for(1, WAIT);
+    assert_eq!(received.len(), 1);
+    let retry = herald
+        .wait_for_log("will retry", WAIT)
+        .expect("untrusted provider retried");
+    assert!(retry.to_lowercase().contains("certificate"), "{retry}");
+    assert!(herald.wait_for_log("giving up", WAIT).is_some());
+    std::thread::sleep(Duration::from_millis(300));
+    // Only the trusted Provider ever got through the handshake.
+    assert_eq!(sink.received().len(), 1);
+    let metrics = metrics(&herald);
+    assert!(
+        metrics.contains(
+            "herald_notifications_total{provider_type=\"generic\",result=\"delivered\"} 1"
+        ),
+        "{metrics}"
+    );
+    herald.assert_no_secret_in_logs();
+}
+
+/// A lookalike that requires a client certificate: only the Provider with
+/// `tls.crt`/`tls.key` in its certSecretRef Secret gets through.
+#[test]
+fn cert_secret_ref_client_certificate_does_mutual_tls() {
+    let pki = Pki::new();
+    let sink = Sink::start_tls(pki.server_config(true));
+    let dir = write(&format!(
+        "{}{}{}{}{}",
+        provider(
+            "mtls",
+            "generic",
+            "  secretRef: {name: hook}\n  certSecretRef: {name: client}"
+        ),
+        provider(
+            "ca-only",
+            "generic",
+            "  secretRef: {name: hook}\n  certSecretRef: {name: ca}"
+        ),
+        secret("hook", &[("address", sink.url.as_str())]),
+        secret(
+            "client",
+            &[
+                ("ca.crt", &pki.ca),
+                ("tls.crt", &pki.client_cert),
+                ("tls.key", &pki.client_key),
+            ],
+        ),
+        secret("ca", &[("ca.crt", &pki.ca)]),
+    ));
+    let herald = Herald::serve(dir.path(), &["--max-delivery-age=3s"]);
+    assert_eq!(
+        herald.post_file(&event_file("kustomization-error.json")),
+        202
+    );
+    assert_eq!(sink.wait_for(1, WAIT).len(), 1);
+    assert!(herald.wait_for_log("will retry", WAIT).is_some());
+    assert!(herald.wait_for_log("giving up", WAIT).is_some());
+    assert_eq!(sink.received().len(), 1);
+    let logs = herald.logs().join("\n");
+    assert_absent(
+        "logs",
+        &logs,
+        &[pki.client_key.lines().nth(1).expect("key line")],
+    );
+    herald.assert_no_secret_in_logs();
+}
+
+/// `proxySecretRef` (address, username, password): HTTPS goes through a
+/// CONNECT tunnel that carries the proxy credentials.
+#[test]
+fn proxy_secret_ref_tunnels_https_with_credentials() {
+    let pki = Pki::new();
+    let sink = Sink::start_tls(pki.server_config(false));
+    let proxy = Proxy::start(None);
+    let dir = write(&format!(
+        "{}{}{}{}",
+        provider(
+            "proxied",
+            "generic",
+            "  secretRef: {name: hook}\n  certSecretRef: {name: ca}\n  proxySecretRef: {name: proxy}"
+        ),
+        secret("hook", &[("address", sink.url.as_str())]),
+        secret("ca", &[("ca.crt", &pki.ca)]),
+        secret(
+            "proxy",
+            &[
+                ("address", proxy.url.as_str()),
+                ("username", "herald"),
+                ("password", "proxy-secret-password"),
+            ],
+        ),
+    ));
+    let herald = Herald::serve(dir.path(), &[]);
+    assert_eq!(
+        herald.post_file(&event_file("kustomization-error.json")),
+        202
+    );
+    assert_eq!(sink.wait_for(1, WAIT).len(), 1);
+    let seen = proxy.wait_for(1, WAIT);
+    assert_eq!(
+        seen[0].request_line,
+        format!("CONNECT {} HTTP/1.1", sink.authority())
+    );
+    use base64::Engine;
+    let credentials =
+        base64::engine::general_purpose::STANDARD.encode("herald:proxy-secret-password");
+    assert_eq!(
+        seen[0].proxy_authorization.as_deref(),
+        Some(format!("Basic {credentials}").as_str())
+    );
+    let logs = herald.logs().join("\n");
+    assert_absent("logs", &logs, &["proxy-secret-password", &credentials]);
+    assert_absent(
+        "route",
+        &route(dir.path(), "kustomization-error.json"),
+        &["proxy-secret-password"],
+    );
+}
+
+/// The deprecated `spec.proxy` forwards plain HTTP; with the proxy sending
+/// everything to the lookalike, a real Office 365 connector host name can
+/// be used, and Teams gets the legacy MessageCard.
+#[test]
+fn spec_proxy_forwards_http_and_connector_addresses_get_a_message_card() {
+    let sink = Sink::start();
+    let proxy = Proxy::start(Some(sink.authority()));
+    let address = "http://acme.webhook.office.com/webhookb2/secret-webhook-path";
+    let dir = write(&format!(
+        "{}{}",
+        provider(
+            "teams",
+            "msteams",
+            &format!("  secretRef: {{name: hook}}\n  proxy: {}", proxy.url)
+        ),
+        secret("hook", &[("address", address)]),
+    ));
+    let herald = Herald::serve(dir.path(), &[]);
+    assert_eq!(
+        herald.post_file(&event_file("kustomization-error.json")),
+        202
+    );
+    let received = sink.wait_for(1, WAIT);
+    assert_eq!(received.len(), 1, "{:#?}", herald.logs());
+    assert_eq!(
+        proxy.seen()[0].request_line,
+        format!("POST {address} HTTP/1.1")
+    );
+    assert_post(
+        &received[0],
+        "/webhookb2/secret-webhook-path",
+        "application/json",
+    );
+    assert_eq!(
+        received[0].body,
+        json!({
+            "@type": "MessageCard",
+            "@context": "http://schema.org/extensions",
+            "themeColor": "FF0000",
+            "summary": OBJECT,
+            "sections": [{
+                "activityTitle": MESSAGE,
+                "activitySubtitle": OBJECT,
+                "facts": [{"name": "revision", "value": REVISION}],
+            }],
+        })
+    );
+    herald.assert_no_secret_in_logs();
+}
+
+/// The Secret's `headers` (a YAML map) go with every request and win over
+/// the provider's own; their values are never logged.
+#[test]
+fn secret_headers_are_sent_and_stay_secret() {
+    let sink = Sink::start();
+    sink.default_answer(Answer::status(401).body("unauthorized"));
+    let headers = "X-Api-Key: header-secret-value\ngotk-component: overridden\nX-Count: 5\n";
+    let dir = write(&format!(
+        "{}{}",
+        provider("hook", "generic", "  secretRef: {name: hook}"),
+        secret(
+            "hook",
+            &[("address", sink.url.as_str()), ("headers", headers)]
+        ),
+    ));
+    let herald = Herald::serve(dir.path(), &[]);
+    assert_eq!(
+        herald.post_file(&event_file("kustomization-error.json")),
+        202
+    );
+    let received = sink.wait_for(1, WAIT);
+    assert_eq!(received.len(), 1);
+    assert_eq!(
+        header(&received[0], "x-api-key"),
+        Some("header-secret-value")
+    );
+    assert_eq!(header(&received[0], "gotk-component"), Some("overridden"));
+    assert_eq!(header(&received[0], "x-count"), Some("5"));
+    assert!(herald.wait_for_log("not retrying", WAIT).is_some());
+    assert_absent("logs", &herald.logs().join("\n"), &["header-secret-value"]);
+    herald.assert_no_secret_in_logs();
+}
+
+/// Every unusable transport setting is an error `check` reports with a
+/// reason (and `Ready=False` in a cluster), never quoting a secret.
+#[test]
+fn check_reports_unusable_transport_settings() {
+    let manifests = [
+        provider(
+            "missing-cert-secret",
+            "generic",
+            "  address: https://hooks.example.com/x\n  certSecretRef: {name: nope}",
+        ),
+        provider(
+            "bad-ca",
+            "generic",
+            "  address: https://hooks.example.com/x\n  certSecretRef: {name: bad-ca}",
+        ),
+        secret("bad-ca", &[("ca.crt", "not a certificate")]),
+        provider(
+            "cert-without-key",
+            "generic",
+            "  address: https://hooks.example.com/x\n  certSecretRef: {name: half}",
+        ),
+        secret("half", &[("tls.crt", "-----BEGIN CERTIFICATE-----")]),
+        provider(
+            "proxy-without-address",
+            "discord",
+            "  address: https://hooks.example.com/x\n  proxySecretRef: {name: no-address}",
+        ),
+        secret("no-address", &[("username", "u")]),
+        provider(
+            "socks",
+            "rocket",
+            "  address: https://hooks.example.com/x\n  proxySecretRef: {name: socks}",
+        ),
+        secret("socks", &[("address", "socks5://proxy-secret-host:1080")]),
+        provider("bad-headers", "generic", "  secretRef: {name: bad-headers}"),
+        secret(
+            "bad-headers",
+            &[
+                ("address", "https://hooks.example.com/secret-webhook-path"),
+                ("headers", "- a list\n"),
+            ],
+        ),
+        provider(
+            "hmac-without-token",
+            "generic-hmac",
+            "  secretRef: {name: no-token}",
+        ),
+        secret(
+            "no-token",
+            &[("address", "https://hooks.example.com/secret-webhook-path")],
+        ),
+        provider(
+            "unsupported",
+            "nats",
+            "  address: https://hooks.example.com/x",
+        ),
+        provider(
+            "threads",
+            "googlechat",
+            "  address: https://chat.example.com/x",
+        ),
+        "  template: {threadKey: '{{ object.name }}', blocks: '[]'}\n".to_owned(),
+    ];
+    let dir = write(&manifests.concat());
+    let output = Command::new(binary())
+        .args(["check", "--manifests"])
+        .arg(dir.path())
+        .output()
+        .expect("herald check");
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    for (object, reason) in [
+        (
+            "Provider flux-system/missing-cert-secret",
+            "(SecretNotFound)",
+        ),
+        ("Provider flux-system/bad-ca", "(InvalidCertificate)"),
+        (
+            "Provider flux-system/cert-without-key",
+            "(SecretKeyMissing)",
+        ),
+        (
+            "Provider flux-system/proxy-without-address",
+            "(SecretKeyMissing)",
+        ),
+        ("Provider flux-system/socks", "(InvalidProxy)"),
+        ("Provider flux-system/bad-headers", "(InvalidHeaders)"),
+        (
+            "Provider flux-system/hmac-without-token",
+            "(SecretKeyMissing)",
+        ),
+        (
+            "Provider flux-system/unsupported",
+            "(ProviderTypeNotSupported)",
+        ),
+        ("Alert flux-system/threads", "(ThreadsNotSupported)"),
+        ("Alert flux-system/threads", "(BlocksNotSupported)"),
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(object) && l.contains(reason)),
+            "no {reason} for {object} in:\n{text}"
+        );
+    }
+    assert_absent(
+        "check",
+        &text,
+        &["secret-webhook-path", "proxy-secret-host"],
+    );
+    for supported in ["generic", "msteams", "discord", "rocket", "googlechat"] {
+        assert!(
+            !text.contains(&format!("provider type '{supported}'")),
+            "{text}"
+        );
+    }
+}
+
+/// In a cluster, the Secrets named by certSecretRef are read like the
+/// address Secret: the Provider turns ready and delivers over TLS; a
+/// missing certSecretRef Secret is `Ready=False`.
+#[test]
+fn controller_reads_cert_secret_ref_secrets() {
+    use support::apiserver::{TestApiServer, create_yaml};
+    let pki = Pki::new();
+    let sink = Sink::start_tls(pki.server_config(false));
+    let api = TestApiServer::start();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let kube = rt.block_on(async { api.client() });
+    let manifests = format!(
+        "{}{}{}{}",
+        provider(
+            "tls",
+            "generic",
+            "  secretRef: {name: hook}\n  certSecretRef: {name: ca}"
+        ),
+        provider(
+            "missing",
+            "generic",
+            "  secretRef: {name: hook}\n  certSecretRef: {name: nope}"
+        ),
+        secret("hook", &[("address", sink.url.as_str())]),
+        secret("ca", &[("ca.crt", &pki.ca)]),
+    );
+    rt.block_on(create_yaml(&kube, &manifests))
+        .expect("create objects");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let herald = Herald::controller(
+        &api.kubeconfig(dir.path()),
+        &[],
+        &[("POD_NAME", "herald-test-0")],
+    );
+    let ready = |name: &str| -> Option<Value> {
+        let object = api.object(
+            "notification.toolkit.fluxcd.io",
+            "providers",
+            "flux-system",
+            name,
+        )?;
+        object["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .cloned()
+    };
+    let deadline = Instant::now() + WAIT;
+    while ready("tls").is_none_or(|c| c["status"] != "True")
+        || ready("missing").is_none_or(|c| c["status"] != "False")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "tls: {:?}, missing: {:?}",
+            ready("tls"),
+            ready("missing")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        ready("missing").expect("condition")["reason"],
+        "SecretNotFound"
+    );
+    // Distinct events (an identical one would be refused as a duplicate)
+    // until one is delivered.
+    let event = std::fs::read_to_string(event_file("kustomization-error.json")).expect("event");
+    let deadline = Instant::now() + WAIT;
+    let mut n = 0;
+    while sink.received().is_empty() {
+        assert!(Instant::now() < deadline, "{:#?}", herald.logs());
+        n += 1;
+        let body = event.replace("dry-run failed", &format!("dry-run failed #{n}"));
+        assert_eq!(herald.post(body).0, 202);
+        sink.wait_for(1, Duration::from_millis(200));
+    }
+    herald.assert_no_secret_in_logs();
+}
