@@ -5,6 +5,7 @@
 pub mod apiserver;
 pub mod herald;
 pub mod kubeapi;
+pub mod proxy;
 pub mod sink;
 
 use std::path::{Path, PathBuf};
