@@ -860,6 +860,35 @@ fn match_labels_reads_labels_from_the_server() {
         })
         .count();
     assert_eq!(gets, 3);
+    // ...metadata only...
+    let kinds: Vec<Value> = cluster
+        .api
+        .audit()
+        .into_iter()
+        .filter(|r| {
+            r["stage"] == "ResponseComplete"
+                && r["objectRef"]["resource"] == "helmreleases"
+                && r["objectRef"]["namespace"] == cluster.namespace.as_str()
+        })
+        .map(|r| r["responseObject"]["kind"].clone())
+        .collect();
+    assert!(
+        kinds.iter().all(|k| k == "PartialObjectMetadata"),
+        "labels must be read metadata-only: {kinds:?}"
+    );
+    // ...after asking discovery once for the kind.
+    let discovery = cluster
+        .api
+        .audit()
+        .into_iter()
+        .filter(|r| {
+            r["stage"] == "ResponseComplete"
+                && r["requestURI"]
+                    .as_str()
+                    .is_some_and(|u| u.split('?').next() == Some("/apis/helm.toolkit.fluxcd.io/v2"))
+        })
+        .count();
+    assert_eq!(discovery, 1, "discovery must be asked once per kind");
 
     // An object that does not exist: no match, and a Warning Event on the
     // Alert, read back through the API.
@@ -1171,6 +1200,25 @@ fn unrelated_secrets_are_never_read() {
         .collect();
     assert!(!gets.is_empty());
     assert!(gets.iter().all(|n| n == "slack-url"), "read {gets:?}");
+    // Secrets are listed (and so watched: same request headers) metadata
+    // only: the server answered with metadata, never Secret data.
+    let lists: Vec<Value> = cluster
+        .api
+        .audit()
+        .into_iter()
+        .filter(|r| {
+            r["stage"] == "ResponseComplete"
+                && r["verb"] == "list"
+                && r["objectRef"]["resource"] == "secrets"
+                && r["objectRef"]["namespace"] == cluster.namespace.as_str()
+        })
+        .map(|r| r["responseObject"]["kind"].clone())
+        .collect();
+    assert!(!lists.is_empty(), "no list of Secrets");
+    assert!(
+        lists.iter().all(|k| k == "PartialObjectMetadataList"),
+        "Secret lists must be metadata-only: {lists:?}"
+    );
 }
 
 /// Two replicas with leader election: one holds the Lease and writes

@@ -147,7 +147,11 @@ pub fn shared() -> &'static KubeApi {
         let running = std::fs::read_to_string(&state)
             .ok()
             .and_then(|text| serde_json::from_str::<Endpoints>(&text).ok())
-            .filter(|e| Path::new(&format!("/proc/{}", e.pid)).exists());
+            // Alive, and running the binary just built (a rebuilt harness
+            // shows as "… (deleted)").
+            .filter(|e| {
+                std::fs::read_link(format!("/proc/{}/exe", e.pid)).is_ok_and(|exe| exe == binary)
+            });
         let endpoints = match running {
             Some(endpoints) => endpoints,
             None => {
