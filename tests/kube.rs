@@ -819,9 +819,13 @@ spec:
       matchLabels: {team: web}
 "#;
 
+/// matchLabels reads the labels of the object an event is about: metadata
+/// only, discovery asked once per kind.
 #[test]
 fn match_labels_reads_labels_from_the_server() {
-    let cluster = Cluster::shared("match-labels");
+    // A server of its own: discovery requests carry no namespace, so only
+    // here are all of them this herald's.
+    let cluster = Cluster::dedicated("flux-system", &[]);
     let sink = Sink::start();
     cluster.create_seed(&["02-provider.yaml", "04-secret.yaml"], &sink.url);
     cluster.create(HELM_SETUP);
