@@ -1314,7 +1314,10 @@ fn leader_election_survives_a_killed_leader() {
     }
     while holder() != follower_name {
         assert!(
-            killed.elapsed() < lease_duration + Duration::from_secs(3),
+            // The lease runs out `lease_duration` after the last renewal
+            // (at most a retry period before the kill); some slack for a
+            // busy machine.
+            killed.elapsed() < lease_duration + Duration::from_secs(2),
             "{follower_name} did not take the lease within {:?}",
             killed.elapsed()
         );

@@ -150,7 +150,8 @@ pub fn shared() -> &'static KubeApi {
             // Alive, and running the binary just built (a rebuilt harness
             // shows as "… (deleted)").
             .filter(|e| {
-                std::fs::read_link(format!("/proc/{}/exe", e.pid)).is_ok_and(|exe| exe == binary)
+                let exe = std::fs::read_link(format!("/proc/{}/exe", e.pid));
+                exe.is_ok_and(|exe| Some(exe) == std::fs::canonicalize(binary).ok())
             });
         let endpoints = match running {
             Some(endpoints) => endpoints,
