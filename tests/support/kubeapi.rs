@@ -610,8 +610,7 @@ pub async fn api_for(
     let (resource, capabilities) = loop {
         match kube::discovery::pinned_kind(client, &gvk).await {
             Ok(found) => break found,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
+            Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => return Err(e).with_context(|| format!("discover {api_version} {kind}")),
