@@ -1461,3 +1461,57 @@ fn alert_lists(cluster: &Cluster) -> usize {
         })
         .count()
 }
+
+fn channels(sink: &Sink) -> Vec<String> {
+    let mut channels: Vec<String> = sink
+        .received()
+        .iter()
+        .map(|r| r.body["channel"].as_str().unwrap_or("(none)").to_owned())
+        .collect();
+    channels.sort();
+    channels
+}
+
+/// Every seed manifest through the API: the two-channel routing example
+/// splits errors and info as in standalone mode.
+#[test]
+fn seed_two_channels_split_errors_and_info() {
+    let cluster = Cluster::shared("two-channels");
+    let sink = Sink::start();
+    let mut files = SEED_IN_NAMESPACE.to_vec();
+    files.push("05-two-channels.yaml");
+    cluster.create_seed(&files, &sink.url);
+    let herald = cluster.start_herald(&[]);
+    for alert in ["flux-alerts", "devops-errors", "gitops-updates"] {
+        cluster.wait_ready("Alert", alert, "True");
+    }
+
+    assert_eq!(
+        herald
+            .post(cluster.event("kustomization-info.json", "info"))
+            .0,
+        202
+    );
+    sink.wait_for(1, WAIT);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(channels(&sink), ["#gitops-updates"]);
+
+    assert_eq!(
+        herald
+            .post(cluster.event("kustomization-error.json", "error"))
+            .0,
+        202
+    );
+    sink.wait_for(4, WAIT);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        channels(&sink),
+        [
+            "#devops-alerts",
+            "#gitops-updates",
+            "#gitops-updates",
+            "(none)"
+        ]
+    );
+    herald.assert_no_secret_in_logs();
+}
