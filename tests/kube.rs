@@ -1515,3 +1515,65 @@ fn seed_two_channels_split_errors_and_info() {
     );
     herald.assert_no_secret_in_logs();
 }
+
+/// `kubectl apply -k deploy/` as the real server sees it: every install
+/// manifest (CRDs, ServiceAccount, RBAC, Deployment, Service) passes the
+/// server's own validation, unknown fields refused (server-side dry run).
+#[test]
+fn install_manifests_pass_the_servers_validation() {
+    let cluster = Cluster::shared("install");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let kustomization: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(root.join("deploy/kustomization.yaml")).expect("kustomization"),
+    )
+    .expect("kustomization YAML");
+    let mut objects = Vec::new();
+    for resource in kustomization["resources"].as_array().expect("resources") {
+        let path = root.join("deploy").join(resource.as_str().expect("path"));
+        let files = if path.is_dir() {
+            vec![path.join("crds.yaml")]
+        } else {
+            vec![path]
+        };
+        for file in files {
+            let text = std::fs::read_to_string(&file).expect("manifest");
+            objects.extend(kubeapi::documents(&text).expect("manifest YAML"));
+        }
+    }
+    assert!(objects.len() >= 8, "{} objects", objects.len());
+    let params = PatchParams {
+        dry_run: true,
+        force: true,
+        field_manager: Some("herald-tests".into()),
+        field_validation: Some(kube::api::ValidationDirective::Strict),
+    };
+    for object in &objects {
+        let mut object = object.clone();
+        if object["metadata"]["namespace"].is_null() {
+            // kustomize's `namespace:` for namespaced kinds.
+            object["metadata"]["namespace"] = json!(cluster.namespace);
+        }
+        let (api, name) = cluster
+            .rt
+            .block_on(kubeapi::api_for(
+                &cluster.client,
+                &object,
+                Some(&cluster.namespace),
+            ))
+            .expect("discover");
+        if object["kind"] == "CustomResourceDefinition"
+            || object["kind"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("Cluster"))
+        {
+            object["metadata"]
+                .as_object_mut()
+                .expect("metadata")
+                .remove("namespace");
+        }
+        cluster
+            .rt
+            .block_on(api.patch(&name, &params, &Patch::Apply(&object)))
+            .unwrap_or_else(|e| panic!("the server refused {} {name}: {e}", object["kind"]));
+    }
+}
