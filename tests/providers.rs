@@ -10,7 +10,7 @@ mod support;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::event_file;
@@ -846,86 +846,4 @@ fn check_reports_unusable_transport_settings() {
             "{text}"
         );
     }
-}
-
-/// In a cluster, the Secrets named by certSecretRef are read like the
-/// address Secret: the Provider turns ready and delivers over TLS; a
-/// missing certSecretRef Secret is `Ready=False`.
-#[test]
-fn controller_reads_cert_secret_ref_secrets() {
-    use support::apiserver::{TestApiServer, create_yaml};
-    let pki = Pki::new();
-    let sink = Sink::start_tls(pki.server_config(false));
-    let api = TestApiServer::start();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let kube = rt.block_on(async { api.client() });
-    let manifests = format!(
-        "{}{}{}{}",
-        provider(
-            "tls",
-            "generic",
-            "  secretRef: {name: hook}\n  certSecretRef: {name: ca}"
-        ),
-        provider(
-            "missing",
-            "generic",
-            "  secretRef: {name: hook}\n  certSecretRef: {name: nope}"
-        ),
-        secret("hook", &[("address", sink.url.as_str())]),
-        secret("ca", &[("ca.crt", &pki.ca)]),
-    );
-    rt.block_on(create_yaml(&kube, &manifests))
-        .expect("create objects");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let herald = Herald::controller(
-        &api.kubeconfig(dir.path()),
-        &[],
-        &[("POD_NAME", "herald-test-0")],
-    );
-    let ready = |name: &str| -> Option<Value> {
-        let object = api.object(
-            "notification.toolkit.fluxcd.io",
-            "providers",
-            "flux-system",
-            name,
-        )?;
-        object["status"]["conditions"]
-            .as_array()?
-            .iter()
-            .find(|c| c["type"] == "Ready")
-            .cloned()
-    };
-    let deadline = Instant::now() + WAIT;
-    while ready("tls").is_none_or(|c| c["status"] != "True")
-        || ready("missing").is_none_or(|c| c["status"] != "False")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "tls: {:?}, missing: {:?}",
-            ready("tls"),
-            ready("missing")
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert_eq!(
-        ready("missing").expect("condition")["reason"],
-        "SecretNotFound"
-    );
-    // Distinct events (an identical one would be refused as a duplicate)
-    // until one is delivered.
-    let event = std::fs::read_to_string(event_file("kustomization-error.json")).expect("event");
-    let deadline = Instant::now() + WAIT;
-    let mut n = 0;
-    while sink.received().is_empty() {
-        assert!(Instant::now() < deadline, "{:#?}", herald.logs());
-        n += 1;
-        let body = event.replace("dry-run failed", &format!("dry-run failed #{n}"));
-        assert_eq!(herald.post(body).0, 202);
-        sink.wait_for(1, Duration::from_millis(200));
-    }
-    herald.assert_no_secret_in_logs();
 }

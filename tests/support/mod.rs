@@ -1,9 +1,11 @@
-//! Shared test support: a recording webhook sink, a `herald serve` process
-//! and an in-process Kubernetes API server.
+//! Shared test support: a recording webhook sink, a `herald serve` process,
+//! a real kube-apiserver (`kubeapi`), a TCP proxy that cuts connections
+//! (`cutter`), a recording HTTP proxy (`proxy`) and test certificates (`tls`).
 #![allow(dead_code)]
 
-pub mod apiserver;
+pub mod cutter;
 pub mod herald;
+pub mod kubeapi;
 pub mod proxy;
 pub mod sink;
 pub mod tls;
