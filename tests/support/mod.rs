@@ -1,9 +1,10 @@
-//! Shared test support: a recording webhook sink, a `herald serve` process
-//! and an in-process Kubernetes API server.
+//! Shared test support: a recording webhook sink, a `herald serve` process,
+//! a real kube-apiserver (`kubeapi`) and an in-process stand-in for one.
 #![allow(dead_code)]
 
 pub mod apiserver;
 pub mod herald;
+pub mod kubeapi;
 pub mod sink;
 
 use std::path::{Path, PathBuf};
