@@ -535,8 +535,9 @@ pub fn rbac_for_herald() -> (Vec<Value>, Vec<Value>) {
 /// Every document of `yaml` (a `kind: List` is expanded), in order.
 pub fn documents(yaml: &str) -> anyhow::Result<Vec<Value>> {
     let mut out = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(yaml) {
-        let value = Value::deserialize(document).context("parse YAML document")?;
+    let parsed =
+        herald::yaml::parse_stream(yaml).map_err(|e| anyhow::anyhow!("parse YAML: {e}"))?;
+    for value in parsed {
         if value.is_null() {
             continue;
         }
