@@ -21,4 +21,5 @@ pub mod routing;
 pub mod runtime;
 pub mod source;
 pub mod template;
+pub mod webhook;
 pub mod yaml;

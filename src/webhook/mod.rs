@@ -1,0 +1,7 @@
+//! Flux's incoming webhooks (`Receiver`, DESIGN §3.13): the webhook path,
+//! each type's verification, CEL filters, and the server on `--receiverAddr`
+//! that annotates the targets of a verified request.
+
+pub mod cel;
+pub mod oidc;
+pub mod verify;
