@@ -1,4 +1,5 @@
-//! `Ready` conditions on Alerts and Providers (DESIGN §3.1), written through
+//! `Ready` conditions on Alerts, Providers and Receivers (DESIGN §3.1,
+//! §3.13; Receivers also get `status.webhookPath`), written through
 //! the status subresource, only by the leader, and only when they change —
 //! so writing status never causes another watch event and rebuild.
 
@@ -11,8 +12,9 @@ use kube::{Api, Client, Resource};
 use serde_json::json;
 
 use super::events::EventReporter;
-use crate::api::{Alert, Provider};
+use crate::api::{Alert, Provider, Receiver};
 use crate::source::{Kind, Level, ObjectKey, Problem};
+use crate::webhook::table::ReceiverStatus;
 
 /// The condition herald maintains.
 pub const READY: &str = "Ready";
@@ -67,7 +69,7 @@ impl StatusWriter {
                 .status
                 .as_ref()
                 .map(|s| (&s.conditions, s.observed_generation));
-            self.write(alert.as_ref(), current, wanted).await;
+            self.write(alert.as_ref(), current, wanted, None).await;
         }
         for provider in providers {
             let wanted = readiness(Kind::Provider, key_of(provider.as_ref()), problems);
@@ -75,7 +77,45 @@ impl StatusWriter {
                 .status
                 .as_ref()
                 .map(|s| (&s.conditions, s.observed_generation));
-            self.write(provider.as_ref(), current, wanted).await;
+            self.write(provider.as_ref(), current, wanted, None).await;
+        }
+    }
+
+    /// Brings every Receiver's `Ready` condition and `webhookPath` in line
+    /// with the last build (a suspended Receiver's status is left alone, as
+    /// Flux leaves it). Does nothing unless this replica leads.
+    pub async fn update_receivers(&self, receivers: &[Arc<Receiver>], statuses: &[ReceiverStatus]) {
+        if !self.leader.load(Ordering::Acquire) {
+            return;
+        }
+        for receiver in receivers {
+            let key = key_of(receiver.as_ref());
+            let Some(wanted) = statuses.iter().find(|s| s.key == key) else {
+                continue;
+            };
+            if wanted.untouched {
+                continue;
+            }
+            let current = receiver
+                .status
+                .as_ref()
+                .map(|s| (&s.conditions, s.observed_generation));
+            let current_path = receiver
+                .status
+                .as_ref()
+                .and_then(|s| s.webhook_path.clone());
+            let readiness = Readiness {
+                ready: wanted.ready,
+                reason: wanted.reason.clone(),
+                message: wanted.message.clone(),
+                failed: wanted.failed,
+            };
+            let path = WebhookPath {
+                current: current_path,
+                wanted: wanted.webhook_path.clone(),
+            };
+            self.write(receiver.as_ref(), current, readiness, Some(path))
+                .await;
         }
     }
 
@@ -84,6 +124,7 @@ impl StatusWriter {
         object: &K,
         current: Option<(&Vec<Condition>, Option<i64>)>,
         wanted: Readiness,
+        webhook_path: Option<WebhookPath>,
     ) where
         K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
             + Clone
@@ -97,7 +138,8 @@ impl StatusWriter {
         let status = if wanted.ready { "True" } else { "False" };
         let unchanged = existing.is_some_and(|c| {
             c.status == status && c.reason == wanted.reason && c.message == wanted.message
-        }) && observed == generation;
+        }) && observed == generation
+            && webhook_path.as_ref().is_none_or(|p| p.current == p.wanted);
         if unchanged {
             return;
         }
@@ -106,7 +148,7 @@ impl StatusWriter {
             .filter(|c| c.status == status)
             .map(|c| c.last_transition_time.clone())
             .unwrap_or_else(|| Time(k8s_openapi::jiff::Timestamp::now()));
-        let patch = json!({
+        let mut patch = json!({
             "status": {
                 "observedGeneration": generation,
                 "conditions": [{
@@ -119,6 +161,10 @@ impl StatusWriter {
                 }]
             }
         });
+        if let Some(path) = &webhook_path {
+            // A merge patch removes the field with null.
+            patch["status"]["webhookPath"] = json!(path.wanted);
+        }
         let meta = object.meta();
         let (namespace, name) = (
             meta.namespace.as_deref().unwrap_or("default"),
@@ -148,6 +194,12 @@ impl StatusWriter {
             }
         }
     }
+}
+
+/// A Receiver's `status.webhookPath`: as it is, and as it should be.
+struct WebhookPath {
+    current: Option<String>,
+    wanted: Option<String>,
 }
 
 fn key_of<K: Resource>(object: &K) -> ObjectKey {

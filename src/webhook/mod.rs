@@ -2,6 +2,10 @@
 //! each type's verification, CEL filters, and the server on `--receiverAddr`
 //! that annotates the targets of a verified request.
 
+pub mod annotate;
 pub mod cel;
 pub mod oidc;
+pub mod replay;
+pub mod server;
+pub mod table;
 pub mod verify;

@@ -14,9 +14,9 @@ use crate::api::ReceiverType;
 
 /// The webhook path of a Receiver: `/hook/` and the hex sha256 of token,
 /// name and namespace concatenated (Flux's `GetWebhookPath`).
-pub fn webhook_path(token: &str, name: &str, namespace: &str) -> String {
+pub fn webhook_path(token: &[u8], name: &str, namespace: &str) -> String {
     let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-    context.update(token.as_bytes());
+    context.update(token);
     context.update(name.as_bytes());
     context.update(namespace.as_bytes());
     format!(
@@ -72,8 +72,6 @@ pub struct Verified {
     /// request body (gcr: the unwrapped Pub/Sub message; github form posts:
     /// the `payload` field).
     pub filter_body: Option<Vec<u8>>,
-    /// The body is JSON whatever the Content-Type (gcr's unwrapped message).
-    pub filter_body_is_json: bool,
     /// Claims of a verified OIDC token (generic-oidc), for CEL filters.
     pub claims: Option<Value>,
 }
@@ -116,21 +114,21 @@ pub fn verify(
     kind: ReceiverType,
     headers: &HeaderMap,
     body: &[u8],
-    token: &str,
+    token: impl AsRef<[u8]>,
     events: &[String],
 ) -> Result<Verified, Rejection> {
+    let token = token.as_ref();
     match kind {
         ReceiverType::Generic => Ok(Verified::default()),
         ReceiverType::GenericHmac => {
-            validate_signature(header(headers, "X-Signature"), body, token.as_bytes())
+            validate_signature(header(headers, "X-Signature"), body, token)
                 .map_err(|e| Rejection(format!("unable to validate HMAC signature: {e}")))?;
             Ok(Verified::default())
         }
         ReceiverType::Github => {
-            let payload =
-                validate_github_payload(headers, body, token.as_bytes()).map_err(|e| {
-                    Rejection(format!("the GitHub signature header is invalid, err: {e}"))
-                })?;
+            let payload = validate_github_payload(headers, body, token).map_err(|e| {
+                Rejection(format!("the GitHub signature header is invalid, err: {e}"))
+            })?;
             let event = header(headers, "X-GitHub-Event");
             allowed(event, events, "GitHub")?;
             Ok(Verified {
@@ -140,10 +138,7 @@ pub fn verify(
             })
         }
         ReceiverType::Gitlab => {
-            if !constant_time_eq(
-                header(headers, "X-Gitlab-Token").as_bytes(),
-                token.as_bytes(),
-            ) {
+            if !constant_time_eq(header(headers, "X-Gitlab-Token").as_bytes(), token) {
                 return reject("the X-Gitlab-Token header value does not match the receiver token");
             }
             let event = header(headers, "X-Gitlab-Event");
@@ -154,7 +149,7 @@ pub fn verify(
             })
         }
         ReceiverType::Bitbucket => {
-            validate_github_payload(headers, body, token.as_bytes()).map_err(|e| {
+            validate_github_payload(headers, body, token).map_err(|e| {
                 Rejection(format!(
                     "the Bitbucket server signature header is invalid, err: {e}"
                 ))
@@ -182,10 +177,7 @@ pub fn verify(
             Ok(Verified::default())
         }
         ReceiverType::Harbor => {
-            if !constant_time_eq(
-                header(headers, "Authorization").as_bytes(),
-                token.as_bytes(),
-            ) {
+            if !constant_time_eq(header(headers, "Authorization").as_bytes(), token) {
                 return reject(
                     "the Harbor Authorization header value does not match the receiver token",
                 );
@@ -202,7 +194,7 @@ pub fn verify(
             if signature.is_empty() {
                 return reject("the Nexus signature is missing from header");
             }
-            let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, token.as_bytes());
+            let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, token);
             let expected = hex(hmac::sign(&key, body).as_ref());
             // Flux compares the hex strings: lowercase only.
             if !constant_time_eq(signature.as_bytes(), expected.as_bytes()) {
@@ -517,11 +509,11 @@ mod tests {
     fn webhook_path_is_fluxs_digest() {
         // sha256("token" + "test-receiver" + "default"), as Flux's
         // GetWebhookPath computes it.
-        let path = webhook_path("token", "test-receiver", "default");
+        let path = webhook_path(b"token", "test-receiver", "default");
         let digest = ring::digest::digest(&ring::digest::SHA256, b"tokentest-receiverdefault");
         assert_eq!(path, format!("/hook/{}", hex(digest.as_ref())));
         assert_eq!(path.len(), "/hook/".len() + 64);
-        assert_ne!(path, webhook_path("token", "test-receive", "rdefault2"));
+        assert_ne!(path, webhook_path(b"token", "test-receive", "rdefault2"));
     }
 
     #[test]
