@@ -13,10 +13,17 @@ pub struct Herald {
     pub events: String,
     pub metrics: String,
     pub health: String,
+    /// The webhook receiver server (`herald controller` only).
+    pub webhooks: String,
 }
 
+/// The herald binary: Cargo's build of it, or `HERALD_BIN` when set (a copy
+/// kept aside while other builds share the target directory).
 pub fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_herald")
+    static BINARY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BINARY.get_or_init(|| {
+        std::env::var("HERALD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_herald").to_owned())
+    })
 }
 
 impl Herald {
@@ -81,6 +88,7 @@ impl Herald {
             events: String::new(),
             metrics: String::new(),
             health: String::new(),
+            webhooks: String::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline
@@ -98,6 +106,7 @@ impl Herald {
                     Some("events") => herald.events = url,
                     Some("metrics") => herald.metrics = url,
                     Some("health") => herald.health = url,
+                    Some("webhooks") => herald.webhooks = url,
                     _ => {}
                 }
             }
