@@ -142,10 +142,6 @@ async fn handle(
         count("shutting_down");
         return unavailable("herald is shutting down\n");
     }
-    let Ok(_permit) = server.in_flight.clone().try_acquire_owned() else {
-        count("busy");
-        return unavailable("too many webhook requests are being handled\n");
-    };
     let (parts, body) = request.into_parts();
     let mut reservation = server.body_budget.reservation();
     let body = match read_body(body, &mut reservation, server.body_timeout).await {
@@ -178,6 +174,12 @@ async fn handle(
             count(result);
             return response;
         }
+    };
+    // Bodies being read are bounded by the memory budget; what follows
+    // (fetching keys, API calls) by the number of requests at once.
+    let Ok(_permit) = server.in_flight.clone().try_acquire_owned() else {
+        count("busy");
+        return unavailable("too many webhook requests are being handled\n");
     };
     let headers = parts.headers;
     let verified = match verify_request(&server.keys, &entry, &headers, &body).await {
@@ -481,4 +483,198 @@ async fn reconcile_one(
         tracing::info!(receiver = %entry.key, target = %format!("{}/{}.{}", target.kind, target.name, target.namespace), "resource annotated");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::webhook::table::{self, ReceiverSecret, SecretLookup};
+    use axum::body::Body;
+    use futures::future::BoxFuture;
+    use ring::hmac;
+    use serde_json::json;
+    use std::sync::Mutex;
+    use tower::ServiceExt as _;
+
+    /// Targets that exist only in memory: every name resolves, `*` to two.
+    #[derive(Default)]
+    struct FakeTargets {
+        annotated: Mutex<Vec<String>>,
+    }
+
+    impl Targets for FakeTargets {
+        fn resolve<'a>(
+            &'a self,
+            reference: &'a ReceiverResource,
+            namespace: &'a str,
+            api_version: &'a str,
+        ) -> BoxFuture<'a, Result<Vec<Target>, String>> {
+            let names: Vec<String> = if reference.name == "*" {
+                vec!["one".into(), "two".into()]
+            } else {
+                vec![reference.name.clone()]
+            };
+            let targets = names
+                .into_iter()
+                .map(|name| Target {
+                    api_version: api_version.into(),
+                    kind: reference.kind.clone(),
+                    namespace: namespace.into(),
+                    object: json!({"metadata": {"name": name, "namespace": namespace}}),
+                    name,
+                })
+                .collect();
+            Box::pin(async move { Ok(targets) })
+        }
+
+        fn annotate<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<(), String>> {
+            self.annotated.lock().unwrap().push(target.name.clone());
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    const TOKEN: &str = "t0ken";
+
+    fn server(spec: serde_json::Value) -> (Arc<WebhookServer>, Arc<FakeTargets>, String) {
+        let receiver: crate::api::Receiver = serde_json::from_value(json!({
+            "apiVersion": "notification.toolkit.fluxcd.io/v1", "kind": "Receiver",
+            "metadata": {"name": "hook", "namespace": "apps"},
+            "spec": spec,
+        }))
+        .unwrap();
+        let secret = ReceiverSecret {
+            token: Some(TOKEN.as_bytes().to_vec()),
+            ..Default::default()
+        };
+        let (built, statuses) =
+            table::build(&[Arc::new(receiver)], |_| SecretLookup::Found(&secret));
+        let path = statuses[0].webhook_path.clone().unwrap();
+        let targets = Arc::new(FakeTargets::default());
+        let server = Arc::new(WebhookServer::new(
+            Arc::new(ArcSwap::from_pointee(built)),
+            targets.clone(),
+            Arc::new(KeyCache::new("http://127.0.0.1:9/".into())),
+            Arc::new(Metrics::default()),
+            Duration::from_secs(5),
+            true,
+        ));
+        (server, targets, path)
+    }
+
+    async fn call(
+        server: &Arc<WebhookServer>,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> (StatusCode, String) {
+        let mut request = axum::http::Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = router(server.clone())
+            .oneshot(request.body(Body::from(body.to_vec())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn signature(body: &[u8]) -> String {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, TOKEN.as_bytes());
+        format!("sha256={}", verify::hex(hmac::sign(&key, body).as_ref()))
+    }
+
+    #[tokio::test]
+    async fn verified_requests_annotate_once_and_refused_ones_never() {
+        let (server, targets, path) = server(json!({
+            "type": "generic-hmac", "secretRef": {"name": "s"},
+            "resources": [{"kind": "GitRepository", "name": "app"}],
+        }));
+        let body = br#"{"a":1}"#;
+        let (status, _) = call(
+            &server,
+            "POST",
+            &path,
+            &[("X-Signature", "sha256=00".into())],
+            body,
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            call(&server, "GET", &path, &[], b"").await.0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            call(&server, "POST", "/hook/nope", &[], b"").await.0,
+            StatusCode::NOT_FOUND
+        );
+        assert!(targets.annotated.lock().unwrap().is_empty());
+        let signed = [("X-Signature", signature(body))];
+        assert_eq!(
+            call(&server, "POST", &path, &signed, body).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(*targets.annotated.lock().unwrap(), ["app"]);
+        let (status, text) = call(&server, "POST", &path, &signed, body).await;
+        assert_eq!(
+            (status, text.as_str()),
+            (StatusCode::OK, "already handled\n")
+        );
+        assert_eq!(targets.annotated.lock().unwrap().len(), 1);
+        let metrics = server.metrics.encode();
+        assert!(metrics.contains(r#"herald_webhook_requests_total{receiver="apps/hook",receiver_type="generic-hmac",result="accepted"} 1"#), "{metrics}");
+        assert!(!metrics.contains(TOKEN));
+    }
+
+    #[tokio::test]
+    async fn filters_select_and_errors_are_500_without_stopping_the_rest() {
+        let (server, targets, path) = server(json!({
+            "type": "generic", "secretRef": {"name": "s"},
+            "resourceFilter": "res.metadata.name != 'two'",
+            "resources": [
+                {"kind": "GitRepository", "name": "*", "matchLabels": {"a": "b"}},
+                {"kind": "GitRepository", "name": "picked", "filter": "req.pick == res.metadata.name"},
+                {"kind": "Kustomization", "name": "no-version"},
+                {"kind": "GitRepository", "name": "elsewhere", "namespace": "other"},
+                {"kind": "GitRepository", "name": "last"},
+            ],
+        }));
+        let json_type = ("Content-Type", "application/json".to_owned());
+        let (status, _) = call(
+            &server,
+            "POST",
+            &path,
+            std::slice::from_ref(&json_type),
+            br#"{"pick":"picked"}"#,
+        )
+        .await;
+        // No default apiVersion for Kustomization, and no cross-namespace refs.
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            *targets.annotated.lock().unwrap(),
+            ["one", "picked", "last"]
+        );
+        // A body that is not JSON cannot feed the filters.
+        let (status, _) = call(&server, "POST", &path, &[json_type], b"[1]").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(targets.annotated.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn suspended_receivers_answer_503() {
+        let (server, targets, path) = server(json!({
+            "type": "generic", "secretRef": {"name": "s"}, "suspend": true,
+            "resources": [{"kind": "GitRepository", "name": "app"}],
+        }));
+        assert_eq!(
+            call(&server, "POST", &path, &[], b"").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert!(targets.annotated.lock().unwrap().is_empty());
+    }
 }
