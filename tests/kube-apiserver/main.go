@@ -9,7 +9,7 @@
 //	{"ready":true,"server":"https://127.0.0.1:PORT","admin":"...","herald":"...","etcd":"http://..."}
 //
 // "audit" in that line is the API server's audit log (JSON lines, level
-// Metadata) of every request the "herald" user makes.
+// RequestResponse) of every request the "herald" user makes.
 //
 // It runs until SIGTERM/SIGINT, or until its standard input closes (so a
 // test process that dies takes the server with it; -stdin=false turns that
@@ -551,12 +551,14 @@ func writePKI(dir string) (*pki, error) {
 	return p, nil
 }
 
-// auditPolicy records every request of the herald user, without bodies.
+// auditPolicy records every request of the herald user with its request
+// and response bodies (watch streams excepted), so that tests can see what
+// herald wrote and in which form it read (e.g. metadata only).
 const auditPolicy = `apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: ["RequestReceived"]
 rules:
-  - level: Metadata
+  - level: RequestResponse
     users: ["` + heraldUser + `"]
   - level: None
 `

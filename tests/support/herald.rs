@@ -176,6 +176,12 @@ impl Herald {
         self.post(std::fs::read(path).expect("event file")).0
     }
 
+    /// SIGKILL: no shutdown, no lease released.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
         let _ = Command::new("kill")

@@ -147,7 +147,12 @@ pub fn shared() -> &'static KubeApi {
         let running = std::fs::read_to_string(&state)
             .ok()
             .and_then(|text| serde_json::from_str::<Endpoints>(&text).ok())
-            .filter(|e| Path::new(&format!("/proc/{}", e.pid)).exists());
+            // Alive, and running the binary just built (a rebuilt harness
+            // shows as "… (deleted)").
+            .filter(|e| {
+                let exe = std::fs::read_link(format!("/proc/{}/exe", e.pid));
+                exe.is_ok_and(|exe| Some(exe) == std::fs::canonicalize(binary).ok())
+            });
         let endpoints = match running {
             Some(endpoints) => endpoints,
             None => {
@@ -304,6 +309,24 @@ impl KubeApi {
         &self.endpoints.herald
     }
 
+    /// `127.0.0.1:PORT` of the API server.
+    pub fn address(&self) -> &str {
+        self.endpoints
+            .server
+            .strip_prefix("https://")
+            .unwrap_or(&self.endpoints.server)
+    }
+
+    /// herald's kubeconfig pointed at `address` (a proxy) instead, written
+    /// into `dir`. The serving certificate is for 127.0.0.1, any port.
+    pub fn herald_kubeconfig_via(&self, address: &str, dir: &Path) -> PathBuf {
+        let text = std::fs::read_to_string(&self.endpoints.herald).expect("herald kubeconfig");
+        let text = text.replace(&self.endpoints.server, &format!("https://{address}"));
+        let path = dir.join("herald-via-proxy.kubeconfig");
+        std::fs::write(&path, text).expect("write kubeconfig");
+        path
+    }
+
     /// The harness's log (kube-apiserver's and etcd's output).
     pub fn log(&self) -> String {
         tail(&self.log)
@@ -371,9 +394,21 @@ impl KubeApi {
     /// Fails if the server refused any request of herald's (RBAC), naming
     /// the requests.
     pub fn assert_no_forbidden(&self) {
+        self.assert_no_forbidden_in(None);
+    }
+
+    /// Fails if the server refused a request of herald's in one of
+    /// `namespaces` (all when None) or outside any namespace.
+    pub fn assert_no_forbidden_in(&self, namespaces: Option<&[String]>) {
         let refused: Vec<String> = self
             .forbidden()
             .iter()
+            .filter(
+                |r| match (namespaces, r["objectRef"]["namespace"].as_str()) {
+                    (Some(list), Some(ns)) => list.iter().any(|n| n == ns),
+                    _ => true,
+                },
+            )
             .map(|r| format!("{} {}", r["verb"], r["requestURI"]))
             .collect();
         assert!(
@@ -576,8 +611,7 @@ pub async fn api_for(
     let (resource, capabilities) = loop {
         match kube::discovery::pinned_kind(client, &gvk).await {
             Ok(found) => break found,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
+            Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => return Err(e).with_context(|| format!("discover {api_version} {kind}")),

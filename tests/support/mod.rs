@@ -1,10 +1,10 @@
 //! Shared test support: a recording webhook sink, a `herald serve` process,
-//! a real kube-apiserver (`kubeapi`) and an in-process stand-in for one.
+//! a real kube-apiserver (`kubeapi`) and a TCP proxy that cuts connections.
 #![allow(dead_code)]
 
-pub mod apiserver;
 pub mod herald;
 pub mod kubeapi;
+pub mod proxy;
 pub mod sink;
 
 use std::path::{Path, PathBuf};
