@@ -378,6 +378,23 @@ fn status_has_fluxs_webhook_path_and_ready_with_reasons() {
     });
     eventually("the old path to go", || post(&old_url, &[], b"{}") == 404);
 
+    // `flux reconcile receiver` annotates the Receiver and waits for the
+    // status to echo the value.
+    let api = cluster.dynamic(NOTIFICATION, "v1", "Receiver");
+    let patch = json!({"metadata": {"annotations": {REQUESTED_AT: "2024-01-01T00:00:00Z"}}});
+    cluster
+        .rt
+        .block_on(api.patch(
+            "late",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        ))
+        .expect("annotate the Receiver");
+    eventually("lastHandledReconcileAt", || {
+        cluster.get(NOTIFICATION, "v1", "Receiver", "late")["status"]["lastHandledReconcileAt"]
+            == "2024-01-01T00:00:00Z"
+    });
+
     // A resourceFilter that is not boolean is a terminal configuration error.
     cluster.receiver(
         "badcel",

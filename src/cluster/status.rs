@@ -69,7 +69,7 @@ impl StatusWriter {
                 .status
                 .as_ref()
                 .map(|s| (&s.conditions, s.observed_generation));
-            self.write(alert.as_ref(), current, wanted, None).await;
+            self.write(alert.as_ref(), current, wanted, &[]).await;
         }
         for provider in providers {
             let wanted = readiness(Kind::Provider, key_of(provider.as_ref()), problems);
@@ -77,7 +77,7 @@ impl StatusWriter {
                 .status
                 .as_ref()
                 .map(|s| (&s.conditions, s.observed_generation));
-            self.write(provider.as_ref(), current, wanted, None).await;
+            self.write(provider.as_ref(), current, wanted, &[]).await;
         }
     }
 
@@ -100,21 +100,35 @@ impl StatusWriter {
                 .status
                 .as_ref()
                 .map(|s| (&s.conditions, s.observed_generation));
-            let current_path = receiver
-                .status
+            let status = receiver.status.as_ref();
+            let current_path = status.and_then(|s| s.webhook_path.clone());
+            // `flux reconcile receiver` waits for this to echo the annotation.
+            let current_handled = status.and_then(|s| s.last_handled_reconcile_at.clone());
+            let requested = receiver
+                .metadata
+                .annotations
                 .as_ref()
-                .and_then(|s| s.webhook_path.clone());
+                .and_then(|a| a.get(crate::webhook::annotate::REQUESTED_AT))
+                .cloned();
             let readiness = Readiness {
                 ready: wanted.ready,
                 reason: wanted.reason.clone(),
                 message: wanted.message.clone(),
                 failed: wanted.failed,
             };
-            let path = WebhookPath {
-                current: current_path,
-                wanted: wanted.webhook_path.clone(),
-            };
-            self.write(receiver.as_ref(), current, readiness, Some(path))
+            let fields = vec![
+                StatusField {
+                    name: "webhookPath",
+                    current: current_path,
+                    wanted: wanted.webhook_path.clone(),
+                },
+                StatusField {
+                    name: "lastHandledReconcileAt",
+                    wanted: requested.or_else(|| current_handled.clone()),
+                    current: current_handled,
+                },
+            ];
+            self.write(receiver.as_ref(), current, readiness, &fields)
                 .await;
         }
     }
@@ -124,7 +138,7 @@ impl StatusWriter {
         object: &K,
         current: Option<(&Vec<Condition>, Option<i64>)>,
         wanted: Readiness,
-        webhook_path: Option<WebhookPath>,
+        fields: &[StatusField],
     ) where
         K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
             + Clone
@@ -139,7 +153,7 @@ impl StatusWriter {
         let unchanged = existing.is_some_and(|c| {
             c.status == status && c.reason == wanted.reason && c.message == wanted.message
         }) && observed == generation
-            && webhook_path.as_ref().is_none_or(|p| p.current == p.wanted);
+            && fields.iter().all(|f| f.current == f.wanted);
         if unchanged {
             return;
         }
@@ -161,9 +175,9 @@ impl StatusWriter {
                 }]
             }
         });
-        if let Some(path) = &webhook_path {
+        for field in fields {
             // A merge patch removes the field with null.
-            patch["status"]["webhookPath"] = json!(path.wanted);
+            patch["status"][field.name] = json!(field.wanted);
         }
         let meta = object.meta();
         let (namespace, name) = (
@@ -196,8 +210,10 @@ impl StatusWriter {
     }
 }
 
-/// A Receiver's `status.webhookPath`: as it is, and as it should be.
-struct WebhookPath {
+/// A status field besides `Ready` (Receivers' `webhookPath` and
+/// `lastHandledReconcileAt`): as it is, and as it should be.
+struct StatusField {
+    name: &'static str,
     current: Option<String>,
     wanted: Option<String>,
 }
