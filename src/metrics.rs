@@ -38,7 +38,7 @@ pub struct Metrics {
     registry: Registry,
     /// Events received, by result (accepted, invalid, duplicate, rejected_full, ...).
     pub events: Family<ResultLabel, Counter>,
-    /// Notifications, by provider type and result (delivered, failed, expired, abandoned).
+    /// Notifications, by provider type and result (delivered, failed, expired, queue_full, abandoned).
     pub notifications: Family<NotificationLabels, Counter>,
     /// Seconds from event accepted to notification delivered.
     pub delivery_latency: Family<ProviderLabel, Histogram>,
@@ -46,6 +46,8 @@ pub struct Metrics {
     pub retries: Family<ProviderLabel, Counter>,
     /// Notifications accepted and not yet delivered or given up.
     pub queue_depth: Gauge,
+    /// Destinations whose circuit is open (failing: probed, not hammered).
+    pub destinations_open: Gauge,
     /// Alerts in the routing table.
     pub alerts: Gauge,
     /// Problems found in the last snapshot.
@@ -96,6 +98,12 @@ impl Default for Metrics {
             "Notifications accepted and not yet finished",
             queue_depth.clone(),
         );
+        let destinations_open = Gauge::default();
+        registry.register(
+            "destinations_open",
+            "Destinations whose circuit breaker is open: failing, probed one request at a time",
+            destinations_open.clone(),
+        );
         let alerts = Gauge::default();
         registry.register("alerts", "Alerts in the routing table", alerts.clone());
         let config_problems = Gauge::default();
@@ -132,6 +140,7 @@ impl Default for Metrics {
             delivery_latency,
             retries,
             queue_depth,
+            destinations_open,
             alerts,
             config_problems,
         }

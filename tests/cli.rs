@@ -305,3 +305,49 @@ fn route_survives_a_closed_stdout() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// The README's `route --explain` example, run as written: its output is
+/// the README's, line for line.
+#[test]
+fn explain_prints_the_readme_example() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let section = readme
+        .split("#### Why didn't my Alert fire?")
+        .nth(1)
+        .expect("explain section");
+    let mut blocks = section.split("```").skip(1).step_by(2);
+    let command = blocks.next().expect("command block");
+    let expected = blocks.next().expect("output block");
+    let args: Vec<&str> = command
+        .trim_start_matches("sh")
+        .split_whitespace()
+        .filter(|w| *w != "\\" && *w != "herald")
+        .collect();
+    assert_eq!(args[..2], ["route", "--explain"], "{command}");
+    let output = Command::new(binary())
+        .args(&args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run herald");
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        expected.trim(),
+        "the README's example output is stale"
+    );
+    let json = Command::new(binary())
+        .args(["route", "--explain", "--output", "json"])
+        .args(&args[2..])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run herald");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&json.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 6);
+    assert_eq!(lines[2]["alert"], "flux-system/gitops-updates");
+    assert_eq!(lines[2]["matched"], true);
+    assert_eq!(lines[0]["rule"], "severity");
+}

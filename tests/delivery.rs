@@ -5,7 +5,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::herald::Herald;
-use support::sink::{Answer, Sink};
+use support::sink::{Answer, BlackHole, Sink};
 use support::{event_file, seed_copy};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -270,5 +270,267 @@ fn sigterm_past_the_deadline_logs_each_undelivered_notification() {
         .collect();
     assert_eq!(undelivered.len(), 3, "{undelivered:#?}");
     assert!(undelivered.iter().all(|l| l.contains("http://127.0.0.1:")));
+    herald.assert_no_secret_in_logs();
+}
+
+/// A Slack webhook Provider named `name` (its address in a Secret, its
+/// request `timeout`) and an Alert of the same name sending it every
+/// Kustomization error.
+fn destination(name: &str, address: &str, timeout: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {{name: {name}-url, namespace: flux-system}}
+stringData: {{address: "{address}"}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {{name: {name}, namespace: flux-system}}
+spec: {{type: slack, timeout: {timeout}, secretRef: {{name: {name}-url}}}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {{name: {name}, namespace: flux-system}}
+spec:
+  providerRef: {{name: {name}}}
+  eventSeverity: error
+  eventSources:
+    - {{kind: Kustomization, name: "*"}}
+"#
+    )
+}
+
+fn manifests(destinations: &[String]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (i, text) in destinations.iter().enumerate() {
+        std::fs::write(dir.path().join(format!("{i}.yaml")), text).expect("write");
+    }
+    dir
+}
+
+fn metrics(herald: &Herald) -> String {
+    support::herald::client::get(&format!("{}/metrics", herald.metrics)).1
+}
+
+/// Waits until at least `count` log lines contain `text`; returns them.
+fn wait_for_logs(herald: &Herald, text: &str, count: usize, timeout: Duration) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let lines: Vec<String> = herald
+            .logs()
+            .into_iter()
+            .filter(|l| l.contains(text))
+            .collect();
+        if lines.len() >= count || Instant::now() >= deadline {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until the metrics contain `line`.
+fn wait_for_metric(herald: &Herald, line: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = metrics(herald);
+        if text.contains(line) || Instant::now() >= deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One Provider's address accepts connections and never answers; another
+/// is healthy. The dead one's queue fills up to its own bound, its further
+/// notifications are given up, and every event still gets 202 and reaches
+/// the healthy Provider, in order.
+#[test]
+fn a_black_hole_destination_never_blocks_a_healthy_one() {
+    let dead = BlackHole::start();
+    let sink = Sink::start();
+    let dir = manifests(&[
+        destination("dead", &dead.url, "2s"),
+        destination("healthy", &sink.url, "2s"),
+    ]);
+    // Without a bound per destination, the dead one would take all 100
+    // slots. The healthy one's bound leaves room for a slow moment.
+    let herald = Herald::serve(
+        dir.path(),
+        &["--queue-capacity=100", "--destination-queue-capacity=40"],
+    );
+    let events = 120;
+    for n in 0..events {
+        assert_eq!(herald.post(error_event(n)).0, 202, "event {n}");
+        // Events arrive no faster than the healthy destination takes them
+        // (one request at a time); bursts beyond its bound are given up.
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let received = sink.wait_for(events, Duration::from_secs(30));
+    assert_eq!(received.len(), events, "{:#?}", herald.logs());
+    let expected: Vec<String> = (0..events)
+        .map(|n| {
+            format!(
+                "Deployment/my-app/my-app-deployment dry-run failed #{n:03}: spec.replicas: Invalid value: -1: must be greater than or equal to 0"
+            )
+        })
+        .collect();
+    assert_eq!(sink.texts(), expected);
+    // The dead destination holds 40; the other 80 were given up at once, each logged.
+    let refused = wait_for_logs(&herald, "the destination's queue is full", 80, WAIT);
+    assert_eq!(refused.len(), 80);
+    assert!(
+        refused
+            .iter()
+            .all(|l| l.contains("\"alert\":\"flux-system/dead\""))
+    );
+    assert!(refused[0].contains("http://127.0.0.1:"), "{}", refused[0]);
+    let metrics = metrics(&herald);
+    for line in [
+        "herald_notifications_total{provider_type=\"slack\",result=\"queue_full\"} 80",
+        "herald_events_received_total{result=\"accepted\"} 120",
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
+    herald.assert_no_secret_in_logs();
+}
+
+/// Notifications queued behind a request that will never be answered are
+/// given up when they pass --max-delivery-age, without an attempt of their
+/// own and without waiting for that request's timeout.
+#[test]
+fn expired_notifications_are_given_up_without_another_attempt() {
+    let dead = BlackHole::start();
+    // The first request hangs for 10 s; the others expire after 1 s.
+    let dir = manifests(&[destination("dead", &dead.url, "10s")]);
+    let herald = Herald::serve(dir.path(), &["--max-delivery-age=1s"]);
+    for n in 0..5 {
+        assert_eq!(herald.post(error_event(n)).0, 202);
+    }
+    let given_up = wait_for_logs(&herald, "giving up", 5, Duration::from_secs(30));
+    assert_eq!(given_up.len(), 5, "{given_up:#?}");
+    assert_eq!(
+        dead.connections(),
+        1,
+        "only the first notification was sent"
+    );
+    // The four waiting ones went first, while the first was still in flight.
+    for line in &given_up[..4] {
+        assert!(line.contains("\"attempt\":0"), "{line}");
+    }
+    assert!(given_up[4].contains("\"attempt\":1"), "{}", given_up[4]);
+    assert!(given_up[4].contains("timed out"), "{}", given_up[4]);
+    let metrics = wait_for_metric(&herald, "herald_queue_depth 0", WAIT);
+    assert!(
+        metrics
+            .contains("herald_notifications_total{provider_type=\"slack\",result=\"expired\"} 5"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("herald_queue_depth 0"), "{metrics}");
+    herald.assert_no_secret_in_logs();
+}
+
+/// A destination that keeps failing gets one probe at a time at a growing
+/// interval, not a fresh series of retries for every notification; once it
+/// answers again, the circuit closes and delivery resumes.
+#[test]
+fn a_failing_destination_is_probed_not_hammered() {
+    let sink = Sink::start();
+    sink.default_answer(Answer::status(503));
+    let dir = manifests(&[destination("flaky", &sink.url, "2s")]);
+    let herald = Herald::serve(dir.path(), &["--max-delivery-age=2s"]);
+    let notifications = 20;
+    for n in 0..notifications {
+        assert_eq!(herald.post(error_event(n)).0, 202);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let requests = sink.received().len();
+    // Without the breaker each notification gets its own series of retries
+    // (about four each here); with it, five failures open the circuit and
+    // probes then double their interval.
+    assert!(
+        requests < notifications,
+        "{requests} requests for {notifications} notifications"
+    );
+    assert!(
+        herald.wait_for_log("circuit open", WAIT).is_some(),
+        "circuit opened"
+    );
+    assert!(metrics(&herald).contains("herald_destinations_open 1"));
+
+    // The destination recovers; events keep coming (each lives 2s, less
+    // than the probe interval may be by now): a probe gets through.
+    sink.default_answer(Answer::status(200));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut n = 100;
+    while herald
+        .wait_for_log("circuit closed", Duration::ZERO)
+        .is_none()
+        && Instant::now() < deadline
+    {
+        assert_eq!(herald.post(error_event(n)).0, 202);
+        n += 1;
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let line = herald
+        .wait_for_log("circuit closed", WAIT)
+        .unwrap_or_else(|| panic!("circuit closed after a probe: {:#?}", herald.logs()));
+    assert!(line.contains("http://127.0.0.1:"), "{line}");
+    assert_eq!(herald.post(error_event(n)).0, 202);
+    let last = format!("#{n:03}");
+    let deadline = Instant::now() + WAIT;
+    while !sink.texts().iter().any(|t| t.contains(&last)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        sink.texts().iter().any(|t| t.contains(&last)),
+        "delivered at once with the circuit closed"
+    );
+    let metrics = wait_for_metric(&herald, "herald_queue_depth 0", WAIT);
+    assert!(metrics.contains("herald_destinations_open 0"), "{metrics}");
+    herald.assert_no_secret_in_logs();
+}
+
+/// `Retry-After: 18446744073709551615` used to overflow the worker's time
+/// arithmetic: it panicked, and the notifications queued behind were lost
+/// without a trace. Now the pause is capped at the remaining max age.
+#[test]
+fn an_absurd_retry_after_is_capped_and_later_notifications_still_deliver() {
+    let sink = Sink::start();
+    sink.script([Answer::status(429)
+        .header("retry-after", u64::MAX.to_string())
+        .delay(Duration::from_millis(1500))]);
+    let dir = seed_copy(&SEED_SLACK, &sink.url);
+    let herald = Herald::serve(dir.path(), &["--max-delivery-age=3s"]);
+    assert_eq!(herald.post(error_event(1)).0, 202);
+    sink.wait_for(1, WAIT);
+    std::thread::sleep(Duration::from_millis(500));
+    // Queued behind the request that will be answered 429.
+    assert_eq!(herald.post(error_event(2)).0, 202);
+    assert_eq!(herald.post(error_event(3)).0, 202);
+    let given_up = herald
+        .wait_for_log("giving up", WAIT)
+        .unwrap_or_else(|| panic!("the first notification is given up: {:#?}", herald.logs()));
+    assert!(given_up.contains("\"attempt\":1"), "{given_up}");
+    assert!(given_up.contains("429"), "{given_up}");
+    let received = sink.wait_for(3, Duration::from_secs(30));
+    let texts: Vec<String> = received.iter().map(|r| r.text()).collect();
+    assert_eq!(texts.len(), 3, "{texts:#?}");
+    assert!(
+        texts[1].contains("#002") && texts[2].contains("#003"),
+        "{texts:#?}"
+    );
+    let metrics = wait_for_metric(&herald, "herald_queue_depth 0", WAIT);
+    for line in [
+        "herald_queue_depth 0",
+        "herald_notifications_total{provider_type=\"slack\",result=\"expired\"} 1",
+        "herald_notifications_total{provider_type=\"slack\",result=\"delivered\"} 2",
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
+    assert!(
+        !herald.logs().iter().any(|l| l.contains("panicked")),
+        "{:#?}",
+        herald.logs()
+    );
     herald.assert_no_secret_in_logs();
 }

@@ -273,3 +273,107 @@ fn a_slow_body_flood_keeps_memory_bounded_and_small_events_flowing() {
     );
     assert_eq!(sink.wait_for(5, Duration::from_secs(10)).len(), 5);
 }
+
+/// A minimal info event (the seed's Alert routes errors only, so nothing is
+/// queued) with a distinct message.
+fn burst_event(n: usize) -> String {
+    format!(
+        r#"{{"involvedObject":{{"kind":"Kustomization","name":"app","namespace":"flux-system"}},"severity":"info","message":"burst {n}","reason":"Progressing"}}"#
+    )
+}
+
+/// POSTs `bodies` pipelined on one connection (all written before any answer
+/// is read); returns the status codes in order.
+fn pipelined(address: &str, bodies: Vec<String>) -> Vec<u16> {
+    use std::io::{BufRead, BufReader, BufWriter};
+    let stream = TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let count = bodies.len();
+    let writer = stream.try_clone().expect("clone");
+    let writing = std::thread::spawn(move || {
+        let mut writer = BufWriter::with_capacity(1 << 16, writer);
+        for body in bodies {
+            write!(
+                writer,
+                "POST / HTTP/1.1\r\nHost: herald\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .expect("write");
+        }
+        writer.flush().expect("flush");
+    });
+    let mut reader = BufReader::with_capacity(1 << 16, stream);
+    let mut statuses = Vec::with_capacity(count);
+    let mut line = String::new();
+    while statuses.len() < count {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).expect("status line") > 0,
+            "closed"
+        );
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("status line {line:?}"));
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            reader.read_line(&mut line).expect("header");
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().expect("content-length");
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).expect("body");
+        statuses.push(status);
+    }
+    writing.join().expect("writer");
+    statuses
+}
+
+/// The duplicate filter used to stop remembering new events for good once
+/// it held 200,000 keys within the interval; a recent event's repeat then
+/// went through again. It now forgets the oldest keys instead.
+#[test]
+fn duplicate_suppression_survives_a_burst_of_distinct_events() {
+    let sink = Sink::start();
+    let (herald, _dir) = herald(&sink, &["--log-level=info"]);
+    let address = herald.events.trim_start_matches("http://").to_owned();
+    let total = 201_000;
+    let connections = 2;
+    let senders: Vec<_> = (0..connections)
+        .map(|c| {
+            let address = address.clone();
+            std::thread::spawn(move || {
+                let bodies = (c..total).step_by(connections).map(burst_event).collect();
+                pipelined(&address, bodies)
+            })
+        })
+        .collect();
+    for sender in senders {
+        let statuses = sender.join().expect("sender");
+        assert!(
+            statuses.iter().all(|s| *s == 202),
+            "every distinct event accepted"
+        );
+    }
+    for recent in [total - 1, total - 2, total - 1000] {
+        assert_eq!(
+            herald.post(burst_event(recent)).0,
+            429,
+            "event {recent} was sent moments ago"
+        );
+    }
+    let fresh = burst_event(total);
+    assert_eq!(herald.post(fresh.clone()).0, 202);
+    assert_eq!(herald.post(fresh).0, 429);
+}

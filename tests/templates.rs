@@ -398,3 +398,77 @@ fn the_readme_template_examples_render() {
         "HelmRelease podinfo: InstallFailed"
     );
 }
+
+/// Two Alerts share one bot Provider, post to different channels and render
+/// the same thread key: each keeps its own thread in its own channel (the
+/// second Alert's messages used to land as replies in the first's thread).
+#[test]
+fn two_channels_through_one_provider_keep_two_threads() {
+    let sink = Sink::start();
+    sink.answer_like_slack_api();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let address = sink.url.replace(
+        "/services/T000/B000/secret-webhook-path",
+        "/api/chat.postMessage",
+    );
+    let alert = |name: &str, channel: &str| {
+        format!(
+            r#"apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {{name: {name}, namespace: flux-system}}
+spec:
+  providerRef: {{name: slack}}
+  channel: "{channel}"
+  eventSeverity: info
+  eventSources:
+    - {{kind: Kustomization, name: "*"}}
+  template:
+    text: "{{{{ alert.name }}}}: {{{{ message }}}}"
+    threadKey: "{{{{ object.name }}}}"
+"#
+        )
+    };
+    let manifests = format!(
+        r##"apiVersion: v1
+kind: Secret
+metadata: {{name: slack-bot, namespace: flux-system}}
+stringData: {{address: "{address}", token: xoxb-thread-test}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {{name: slack, namespace: flux-system}}
+spec: {{type: slack, channel: "#deploys", secretRef: {{name: slack-bot}}}}
+---
+{}---
+{}"##,
+        alert("team-a", "#team-a"),
+        alert("team-b", "#team-b")
+    );
+    std::fs::write(dir.path().join("manifests.yaml"), manifests).expect("write");
+    let herald = Herald::serve(dir.path(), &[]);
+    assert_eq!(herald.post(event_for("app", "main@sha1:aaa", 1)).0, 202);
+    assert_eq!(herald.post(event_for("app", "main@sha1:aaa", 2)).0, 202);
+    let received = sink.wait_for(4, WAIT);
+    assert_eq!(received.len(), 4);
+    for team in ["team-a", "team-b"] {
+        let mine: Vec<(usize, &support::sink::Received)> = received
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.text().starts_with(&format!("{team}: ")))
+            .collect();
+        assert_eq!(mine.len(), 2, "{team}: {received:#?}");
+        let (first_index, first) = mine[0];
+        assert!(
+            first.body.get("thread_ts").is_none(),
+            "{team}'s first message starts its own thread: {:#?}",
+            first.body
+        );
+        assert_eq!(first.body["channel"], format!("#{team}").as_str());
+        let reply = mine[1].1;
+        assert_eq!(
+            reply.body["thread_ts"],
+            format!("1000.{first_index:06}").as_str(),
+            "{team}'s reply is in {team}'s thread"
+        );
+    }
+}

@@ -39,11 +39,13 @@ pub struct AlertSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_severity: Option<SeverityFilter>,
 
-    /// Regular expressions; when any are given, an event's message must match one.
+    /// Go regular expressions (RE2 syntax, as Flux compiles them); when any
+    /// are given, an event's message must match one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inclusion_list: Option<Vec<String>>,
 
-    /// Regular expressions; an event whose message matches one is dropped.
+    /// Go regular expressions (RE2 syntax, as Flux compiles them); an event
+    /// whose message matches one is dropped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclusion_list: Option<Vec<String>>,
 

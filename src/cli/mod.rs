@@ -181,6 +181,13 @@ pub struct DeliveryArgs {
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub queue_capacity: usize,
 
+    /// Notifications accepted and not yet delivered, per destination. When
+    /// one destination is full, its new notifications are given up (logged,
+    /// counted, Warning Event) and the events' other notifications are still
+    /// accepted: a dead destination never blocks another.
+    #[arg(long, value_name = "N", default_value_t = 1_000)]
+    pub destination_queue_capacity: usize,
+
     /// How long a Slack thread (`spec.template.threadKey`) is remembered;
     /// a later notification with the same key then starts a new thread.
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = crate::duration::parse)]
@@ -191,6 +198,7 @@ impl DeliveryArgs {
     pub fn dispatch_config(&self) -> DispatchConfig {
         DispatchConfig {
             queue_capacity: self.queue_capacity.max(1),
+            destination_queue_capacity: self.destination_queue_capacity.max(1),
             max_delivery_age: self.max_delivery_age,
             initial_backoff: self.retry_backoff,
             max_backoff: Duration::from_secs(60).max(self.retry_backoff),
@@ -353,6 +361,30 @@ mod tests {
             panic!("expected the controller command");
         };
         assert_eq!(controller.log.log_level, "debug");
+    }
+
+    #[test]
+    fn out_of_range_durations_are_refused_naming_the_flag() {
+        for flag in [
+            "--rate-limit-interval",
+            "--max-delivery-age",
+            "--retry-backoff",
+            "--thread-ttl",
+            "--shutdown-timeout",
+        ] {
+            let error = Cli::try_parse_from([
+                "herald",
+                "serve",
+                "--manifests",
+                "dir",
+                flag,
+                "3000000000000000h",
+            ])
+            .expect_err(flag)
+            .to_string();
+            assert!(error.contains(flag), "{error}");
+            assert!(error.contains("out of range"), "{error}");
+        }
     }
 
     #[test]

@@ -6,19 +6,56 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::RoutingArgs;
+use super::MatchingArgs;
 use crate::api::FluxEvent;
 use crate::routing::{self, Notification};
 use crate::source::{Level, manifests};
 
 #[derive(Debug, Args)]
 pub struct RouteArgs {
+    /// Directory of YAML manifests (Alert, Provider, Secret; other kinds
+    /// supply labels for matchLabels). Read recursively, multi-document files allowed.
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "cluster",
+        conflicts_with = "cluster"
+    )]
+    pub manifests: Option<PathBuf>,
+
+    /// Read Alerts, Providers and their Secrets from a cluster instead
+    /// (read-only: list and get, within the controller's RBAC).
+    #[arg(long)]
+    pub cluster: bool,
+
+    /// With `--cluster`: the kubeconfig (default: `KUBECONFIG`, then in-cluster).
+    #[arg(long, value_name = "PATH", requires = "cluster")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// With `--cluster`: only this namespace's Alerts and Providers (default: all).
+    #[arg(long, value_name = "NAMESPACE", requires = "cluster")]
+    pub namespace: Option<String>,
+
     #[command(flatten)]
-    pub routing: RoutingArgs,
+    pub matching: MatchingArgs,
 
     /// Event files (JSON, as Flux's controllers POST them).
     #[arg(value_name = "EVENT.json", required = true)]
     pub events: Vec<PathBuf>,
+
+    /// Instead of the payloads, print for each event every Alert in scope
+    /// and the first rule that kept it from matching, or "matched".
+    #[arg(long)]
+    pub explain: bool,
+
+    /// Output of `--explain`: `text` (for people) or `json` (one object per line).
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub output: String,
+
+    /// Window in which a repeated event is a duplicate (as `serve`'s flag),
+    /// for `--explain` over several event files.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = crate::duration::parse)]
+    pub rate_limit_interval: std::time::Duration,
 }
 
 /// One line of `herald route` output.
@@ -37,18 +74,51 @@ struct Line<'a> {
 }
 
 pub fn run(args: &RouteArgs) -> i32 {
-    let (snapshot, mut problems) = manifests::load(&args.routing.manifests);
-    let (table, more) = routing::build(&snapshot, &args.routing.table_options());
+    let source = match &args.manifests {
+        Some(dir) => Source::Manifests(dir.clone()),
+        None => {
+            let connect = async {
+                let client = crate::cluster::snapshot::client(args.kubeconfig.as_deref()).await?;
+                let snapshot =
+                    crate::cluster::snapshot::read(&client, args.namespace.as_deref()).await?;
+                Ok((client, snapshot))
+            };
+            match runtime().and_then(|rt| rt.block_on(connect)) {
+                Ok((client, snapshot)) => Source::Cluster(Box::new((client, snapshot))),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return 1;
+                }
+            }
+        }
+    };
+    let (snapshot, mut problems) = match &source {
+        Source::Manifests(dir) => manifests::load(dir),
+        Source::Cluster(cluster) => (cluster.1.clone(), Vec::new()),
+    };
+    let (table, more) = routing::build(&snapshot, &args.matching.table_options());
     problems.extend(more);
     for problem in problems.iter().filter(|p| p.level == Level::Error) {
         eprintln!("{problem}");
     }
+    if args.explain {
+        let options = args.matching.table_options();
+        let explainer = Explainer {
+            snapshot,
+            problems: &problems,
+            options: &options,
+            json: args.output == "json",
+            dedup: crate::receiver::dedup::Dedup::new(args.rate_limit_interval),
+            cluster: match &source {
+                Source::Cluster(cluster) => Some(&cluster.0),
+                Source::Manifests(_) => None,
+            },
+        };
+        return explainer.run(&args.events);
+    }
     let mut status = 0;
     for path in &args.events {
-        let event = match std::fs::read(path)
-            .map_err(|e| e.to_string())
-            .and_then(|body| FluxEvent::from_json(&body).map_err(|e| e.to_string()))
-        {
+        let event = match read_event(path) {
             Ok(event) => event,
             Err(e) => {
                 eprintln!("{}: {e}", path.display());
@@ -83,4 +153,111 @@ fn render(n: &Notification) -> String {
         thread_key,
     };
     serde_json::to_string(&line).unwrap_or_default()
+}
+
+fn read_event(path: &std::path::Path) -> Result<FluxEvent, String> {
+    std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|body| FluxEvent::from_json(&body).map_err(|e| e.to_string()))
+}
+
+/// Where `route` reads Alerts and Providers from.
+enum Source {
+    Manifests(PathBuf),
+    Cluster(Box<(kube::Client, crate::source::Snapshot)>),
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// `herald route --explain`.
+struct Explainer<'a> {
+    snapshot: crate::source::Snapshot,
+    /// With `--cluster`: where an involved object's labels are read.
+    cluster: Option<&'a kube::Client>,
+    problems: &'a [crate::source::Problem],
+    options: &'a routing::TableOptions,
+    json: bool,
+    /// Events seen so far in this run, as the receiver's duplicate filter sees them.
+    dedup: crate::receiver::dedup::Dedup,
+}
+
+/// One line of `herald route --explain --output json`.
+#[derive(Serialize)]
+struct ExplainLine<'a> {
+    event: String,
+    severity: &'static str,
+    #[serde(flatten)]
+    explanation: &'a routing::explain::Explanation,
+}
+
+impl Explainer<'_> {
+    fn run(mut self, events: &[PathBuf]) -> i32 {
+        let mut status = 0;
+        for path in events {
+            let event = match read_event(path) {
+                Ok(event) => event,
+                Err(e) => {
+                    eprintln!("{}: {e}", path.display());
+                    status = 1;
+                    continue;
+                }
+            };
+            let duplicate = matches!(
+                self.dedup.admit(&event, std::time::Instant::now()),
+                crate::receiver::dedup::Admission::Duplicate
+            );
+            if let Some(client) = self.cluster {
+                let labels =
+                    crate::cluster::snapshot::add_labels(client, &mut self.snapshot, &event);
+                if let Ok(rt) = runtime() {
+                    rt.block_on(labels);
+                }
+            }
+            let explanations = routing::explain::explain(
+                &self.snapshot,
+                self.problems,
+                self.options,
+                &event,
+                duplicate,
+            );
+            if super::emit(&self.format(&event, &explanations)).is_err() {
+                return status;
+            }
+        }
+        status
+    }
+
+    fn format(&self, event: &FluxEvent, explanations: &[routing::explain::Explanation]) -> String {
+        let object = event.object_ref();
+        let severity = event.severity.as_str();
+        if self.json {
+            return explanations
+                .iter()
+                .map(|explanation| {
+                    let line = ExplainLine {
+                        event: object.clone(),
+                        severity,
+                        explanation,
+                    };
+                    serde_json::to_string(&line).unwrap_or_default() + "\n"
+                })
+                .collect();
+        }
+        let mut text = format!("event {object} ({severity}):\n");
+        if explanations.is_empty() {
+            text.push_str(&format!(
+                "  no Alert in namespace {} or naming it\n",
+                event.involved_object.namespace
+            ));
+        }
+        for e in explanations {
+            let verdict = if e.matched { "matched" } else { e.rule };
+            text.push_str(&format!("  {}: {verdict}: {}\n", e.alert, e.detail));
+        }
+        text
+    }
 }

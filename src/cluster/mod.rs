@@ -6,5 +6,6 @@
 pub mod events;
 pub mod labels;
 pub mod leader;
+pub mod snapshot;
 pub mod source;
 pub mod status;

@@ -1,22 +1,46 @@
-//! The dispatcher: per-destination FIFO queues, retries and delivery metrics.
+//! The dispatcher: per-destination FIFO queues, retries, a circuit breaker
+//! per destination, and delivery metrics (DESIGN §3.9).
 //!
 //! The receiver hands notifications over with [`Dispatcher::try_enqueue`] and
 //! never waits for a provider. Each destination (provider endpoint) has one
-//! worker task delivering its notifications one at a time, in the order
-//! accepted, so retries never reorder them. A semaphore bounds everything
-//! accepted and not finished; when it is exhausted the receiver answers 503.
+//! queue and one worker task delivering its notifications one at a time, in
+//! the order accepted, so retries never reorder them.
+//!
+//! Destinations are isolated from each other:
+//! * Two bounds: a global one on everything accepted and not finished (when
+//!   it is exhausted the receiver answers 503) and one per destination. A
+//!   notification whose own destination is full is given up at once (logged,
+//!   counted `queue_full`, Warning Event) while the event's other
+//!   notifications are queued and the event is accepted: see
+//!   [`Dispatcher::try_enqueue`].
+//! * A notification past `--max-delivery-age` is given up without another
+//!   attempt, also while it waits behind a request in flight.
+//! * After [`BREAKER_THRESHOLD`] consecutive failures a destination's circuit
+//!   opens: one request (the oldest notification) probes it at a growing
+//!   interval, up to [`PROBE_MAX`], until one succeeds. Its backlog then ages
+//!   out at max age, not at request timeout × backlog.
+//!
+//! Every accepted notification ends delivered, failed or given up (logged,
+//! counted, Warning Event), or is still queued; a panic while delivering one
+//! is caught, logged and counted like a failure.
 
 pub mod retry;
+#[cfg(test)]
+mod tests;
 pub mod threads;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
+use futures::FutureExt;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::duration::after;
 use crate::mask;
 use crate::metrics::{Metrics, ProviderLabel};
 use crate::providers::BodyVerdict;
@@ -30,12 +54,21 @@ use self::threads::ThreadStore;
 const MAX_RESPONSE_BODY: usize = 64 * 1024;
 /// A destination's worker exits after this long without work.
 const WORKER_IDLE: Duration = Duration::from_secs(300);
+/// Consecutive failed attempts after which a destination's circuit opens.
+pub const BREAKER_THRESHOLD: u32 = 5;
+/// Longest interval between two probes of a destination whose circuit is open.
+pub const PROBE_MAX: Duration = Duration::from_secs(30);
+/// How often a busy worker with an empty queue looks again for expired
+/// notifications (with a queue, it wakes exactly when the oldest expires).
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Delivery settings.
 #[derive(Clone, Debug)]
 pub struct DispatchConfig {
     /// Notifications accepted and not finished, across all destinations.
     pub queue_capacity: usize,
+    /// Notifications accepted and not finished, per destination.
+    pub destination_queue_capacity: usize,
     /// Give up on a notification this long after it was accepted.
     pub max_delivery_age: Duration,
     /// First retry delay; doubles on each attempt.
@@ -50,6 +83,7 @@ impl Default for DispatchConfig {
     fn default() -> Self {
         Self {
             queue_capacity: 10_000,
+            destination_queue_capacity: 1_000,
             max_delivery_age: Duration::from_secs(15 * 60),
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
@@ -58,10 +92,20 @@ impl Default for DispatchConfig {
     }
 }
 
-/// The dispatcher could not take the notifications: the queue is full.
+/// The dispatcher could not take the notifications: the global queue is full.
 #[derive(Debug, thiserror::Error)]
 #[error("the delivery queue is full")]
 pub struct QueueFull;
+
+/// What [`Dispatcher::try_enqueue`] did with an event's notifications.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Enqueued {
+    /// Queued for delivery.
+    pub queued: usize,
+    /// Given up at once (logged, counted, Warning Event): their
+    /// destination's own queue was full.
+    pub refused: usize,
+}
 
 /// A cheap handle; clones share the queues.
 #[derive(Clone)]
@@ -73,7 +117,7 @@ struct Inner {
     client: reqwest::Client,
     config: DispatchConfig,
     permits: Arc<Semaphore>,
-    queues: Mutex<HashMap<u64, mpsc::UnboundedSender<Job>>>,
+    lanes: Mutex<HashMap<u64, Arc<Lane>>>,
     metrics: Arc<Metrics>,
     /// Cancelled when the shutdown deadline passes: workers log what is left.
     abandon: CancellationToken,
@@ -81,10 +125,143 @@ struct Inner {
     reporter: Option<Arc<dyn Reporter>>,
 }
 
+/// One destination's queue, served by one worker.
+struct Lane {
+    /// Waiting notifications, oldest first (so also soonest to expire).
+    jobs: Mutex<VecDeque<Job>>,
+    /// This destination's share: accepted and not finished.
+    permits: Arc<Semaphore>,
+    /// Wakes the worker when a notification is queued.
+    wake: Notify,
+}
+
+impl Lane {
+    fn new(capacity: usize) -> Self {
+        Self {
+            jobs: Mutex::new(VecDeque::new()),
+            permits: Arc::new(Semaphore::new(capacity.clamp(1, Semaphore::MAX_PERMITS))),
+            wake: Notify::new(),
+        }
+    }
+
+    fn jobs(&self) -> MutexGuard<'_, VecDeque<Job>> {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, job: Job) {
+        self.jobs().push_back(job);
+        self.wake.notify_one();
+    }
+
+    fn pop(&self) -> Option<Job> {
+        self.jobs().pop_front()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.jobs().is_empty()
+    }
+
+    /// When the oldest queued notification passes its max age.
+    fn next_expiry(&self) -> Option<Instant> {
+        self.jobs().front().map(|job| job.deadline)
+    }
+
+    /// Takes the queued notifications past their max age. They were queued
+    /// in the order accepted, so they are the front of the queue.
+    fn take_expired(&self, now: Instant) -> Vec<Job> {
+        let mut jobs = self.jobs();
+        let mut expired = Vec::new();
+        while jobs.front().is_some_and(|job| job.expired(now)) {
+            expired.extend(jobs.pop_front());
+        }
+        expired
+    }
+}
+
 struct Job {
     notification: Notification,
     accepted: Instant,
+    /// `accepted` + `--max-delivery-age`.
+    deadline: Instant,
     _permit: Option<OwnedSemaphorePermit>,
+    _lane_permit: OwnedSemaphorePermit,
+}
+
+impl Job {
+    fn expired(&self, now: Instant) -> bool {
+        now >= self.deadline
+    }
+
+    fn remaining(&self, now: Instant) -> Duration {
+        self.deadline.saturating_duration_since(now)
+    }
+}
+
+/// A destination's health, kept by its worker: consecutive failures and
+/// when the next request may go.
+#[derive(Debug, Default)]
+struct Breaker {
+    /// Failed attempts in a row, across notifications.
+    failures: u32,
+    /// No request before this (backoff, `Retry-After` or probe interval).
+    next_attempt: Option<Instant>,
+    /// The last failure (masked), quoted when queued notifications expire.
+    last_error: Option<String>,
+}
+
+impl Breaker {
+    fn is_open(&self) -> bool {
+        self.failures >= BREAKER_THRESHOLD
+    }
+
+    /// When the next request may go, if that is later than `now`.
+    fn wait_until(&self, now: Instant) -> Option<Instant> {
+        self.next_attempt.filter(|at| *at > now)
+    }
+
+    /// The destination answered; returns whether the circuit was open.
+    fn answered(&mut self) -> bool {
+        let was_open = self.is_open();
+        *self = Self::default();
+        was_open
+    }
+
+    /// A retryable failure of a notification's `attempt`-th attempt, with
+    /// `remaining` before its max age: the delay before the destination's
+    /// next request. `Retry-After` is obeyed up to `remaining`; with the
+    /// circuit open, requests are at least a probe interval apart.
+    fn failed(
+        &mut self,
+        now: Instant,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        remaining: Duration,
+        config: &DispatchConfig,
+        error: String,
+    ) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        self.last_error = Some(error);
+        let mut delay = match retry_after {
+            Some(after) => after.min(remaining),
+            None => retry::backoff(attempt, config.initial_backoff, config.max_backoff),
+        };
+        if self.is_open() {
+            let probes = self.failures - BREAKER_THRESHOLD + 1;
+            let probe = retry::backoff(
+                probes,
+                config.initial_backoff,
+                PROBE_MAX.max(config.initial_backoff),
+            );
+            delay = delay.max(probe);
+        }
+        self.next_attempt = Some(after(now, delay));
+        delay
+    }
+
+    /// Whether the last failure is the one that opened the circuit.
+    fn just_opened(&self) -> bool {
+        self.failures == BREAKER_THRESHOLD
+    }
 }
 
 /// How one delivery attempt ended.
@@ -96,6 +273,25 @@ enum Attempt {
         after: Option<Duration>,
     },
     Fail(String),
+}
+
+/// How a notification is named in logs and Events: Alert, Provider, event
+/// and the masked address.
+struct Described {
+    alert: String,
+    provider: String,
+    event: String,
+    address: String,
+}
+
+fn describe_notification(n: &Notification) -> Described {
+    let destination = &n.alert.destination;
+    Described {
+        alert: n.alert.key.to_string(),
+        provider: destination.key.to_string(),
+        event: n.event.object_ref(),
+        address: destination.notifier.masked_address(),
+    }
 }
 
 impl Dispatcher {
@@ -120,7 +316,7 @@ impl Dispatcher {
                 threads: ThreadStore::new(config.thread_ttl, threads::MAX_THREADS),
                 config,
                 permits,
-                queues: Mutex::new(HashMap::new()),
+                lanes: Mutex::new(HashMap::new()),
                 metrics,
                 reporter,
                 abandon: CancellationToken::new(),
@@ -128,45 +324,88 @@ impl Dispatcher {
         }
     }
 
-    /// Queues every notification of one event, or none of them.
-    pub fn try_enqueue(&self, notifications: Vec<Notification>) -> Result<(), QueueFull> {
+    /// Queues the notifications of one event.
+    ///
+    /// A notification whose destination already holds
+    /// `destination_queue_capacity` notifications is given up at once
+    /// (logged, counted `queue_full`, Warning Event on its Alert); the
+    /// others are queued and the event is accepted. Answering 503 instead
+    /// would make Flux post the whole event again and, with the other
+    /// destinations already served, deliver it twice there — and a
+    /// destination that full is failing or far behind, so a retry within
+    /// Flux's few attempts would not fit either.
+    ///
+    /// When the global bound cannot take the rest, nothing is queued or
+    /// given up and `QueueFull` is returned: the receiver answers 503 and
+    /// Flux retries the event.
+    pub fn try_enqueue(&self, notifications: Vec<Notification>) -> Result<Enqueued, QueueFull> {
         if notifications.is_empty() {
-            return Ok(());
+            return Ok(Enqueued::default());
         }
-        let count = u32::try_from(notifications.len()).map_err(|_| QueueFull)?;
-        let mut permits = self
-            .inner
-            .permits
-            .clone()
-            .try_acquire_many_owned(count)
-            .map_err(|_| QueueFull)?;
-        let accepted = Instant::now();
-        let mut queues = self.inner.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = &self.inner;
+        let mut lanes = inner.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut created = Vec::new();
+        let mut queued = Vec::with_capacity(notifications.len());
+        let mut refused = Vec::new();
         for notification in notifications {
-            // `permits` holds one permit per notification, so each split succeeds.
-            let permit = permits.split(1);
             let queue = notification.alert.destination.queue;
-            let job = Job {
+            let lane = lanes
+                .entry(queue)
+                .or_insert_with(|| {
+                    created.push(queue);
+                    Arc::new(Lane::new(inner.config.destination_queue_capacity))
+                })
+                .clone();
+            match lane.permits.clone().try_acquire_owned() {
+                Ok(permit) => queued.push((notification, lane, permit)),
+                Err(_) => refused.push(notification),
+            }
+        }
+        let global = match u32::try_from(queued.len()) {
+            Ok(0) => None,
+            Ok(count) => inner.permits.clone().try_acquire_many_owned(count).ok(),
+            Err(_) => None,
+        };
+        if global.is_none() && !queued.is_empty() {
+            for queue in created {
+                lanes.remove(&queue);
+            }
+            return Err(QueueFull);
+        }
+        let mut global = global;
+        let accepted = Instant::now();
+        let deadline = after(accepted, inner.config.max_delivery_age);
+        let enqueued = Enqueued {
+            queued: queued.len(),
+            refused: refused.len(),
+        };
+        for (notification, lane, lane_permit) in queued {
+            // `global` holds one permit per queued notification.
+            let permit = global.as_mut().and_then(|p| p.split(1));
+            lane.push(Job {
                 notification,
                 accepted,
+                deadline,
                 _permit: permit,
-            };
-            let job = match queues.get(&queue) {
-                Some(tx) => match tx.send(job) {
-                    Ok(()) => continue,
-                    // The worker just exited idle: start a new one.
-                    Err(mpsc::error::SendError(job)) => job,
-                },
-                None => job,
-            };
-            let (tx, rx) = mpsc::unbounded_channel();
-            // A fresh channel with a live receiver accepts the job.
-            let _ = tx.send(job);
-            queues.insert(queue, tx);
-            tokio::spawn(worker(self.inner.clone(), queue, rx));
+                _lane_permit: lane_permit,
+            });
         }
-        self.inner.update_depth();
-        Ok(())
+        for queue in created {
+            let Some(lane) = lanes.get(&queue).cloned() else {
+                continue;
+            };
+            if lane.is_empty() {
+                lanes.remove(&queue);
+            } else {
+                tokio::spawn(worker(inner.clone(), queue, lane));
+            }
+        }
+        drop(lanes);
+        for notification in refused {
+            inner.refuse(&notification);
+        }
+        inner.update_depth();
+        Ok(enqueued)
     }
 
     /// Notifications accepted and not finished.
@@ -178,7 +417,7 @@ impl Dispatcher {
     /// passes; then abandons the rest, logging each one (masked). Returns
     /// how many were abandoned.
     pub async fn drain(&self, timeout: Duration) -> usize {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = tokio::time::Instant::from_std(after(Instant::now(), timeout));
         while self.pending() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -213,42 +452,197 @@ impl Inner {
             .queue_depth
             .set(i64::try_from(self.pending()).unwrap_or(i64::MAX));
     }
+
+    /// Gives up a notification whose destination's queue is full.
+    fn refuse(&self, n: &Notification) {
+        let Described {
+            alert,
+            provider,
+            event,
+            address,
+        } = describe_notification(n);
+        let capacity = self.config.destination_queue_capacity;
+        tracing::error!(%alert, %provider, %event, %address, capacity,
+            "notification not delivered: the destination's queue is full (--destination-queue-capacity)");
+        self.metrics
+            .notification(n.alert.destination.kind.as_str(), "queue_full");
+        self.warn(
+            &n.alert.key,
+            report::DISPATCH_FAILED,
+            format!(
+                "event {event}: not delivered to provider {provider} ({address}): its queue is full \
+                 ({capacity} notifications waiting); the destination is failing or slower than its events"
+            ),
+        );
+    }
+
+    /// Gives up a notification past its max age after `attempts` attempts.
+    fn expire(&self, job: &Job, attempts: u32, error: Option<&str>) {
+        let n = &job.notification;
+        let Described {
+            alert,
+            provider,
+            event,
+            address,
+        } = describe_notification(n);
+        let error = match error {
+            Some(error) => error.to_owned(),
+            None if attempts == 0 => {
+                "no attempt: it waited behind earlier notifications of a failing destination"
+                    .to_owned()
+            }
+            None => "no answer in time".to_owned(),
+        };
+        tracing::error!(%alert, %provider, %event, %address, attempt = attempts, %error,
+            "notification failed, giving up: older than --max-delivery-age");
+        self.metrics
+            .notification(n.alert.destination.kind.as_str(), "expired");
+        self.warn(
+            &n.alert.key,
+            report::DISPATCH_FAILED,
+            format!(
+                "event {event}: delivery to provider {provider} ({address}) given up after {attempts} attempts \
+                 (--max-delivery-age {:?}): {error}",
+                self.config.max_delivery_age
+            ),
+        );
+    }
+
+    fn abandoned(&self, n: &Notification) {
+        let Described {
+            alert,
+            provider,
+            event,
+            address,
+        } = describe_notification(n);
+        tracing::error!(%alert, %provider, %event, %address, "shutting down: notification not delivered");
+        self.metrics
+            .notification(n.alert.destination.kind.as_str(), "abandoned");
+    }
 }
 
-async fn worker(inner: Arc<Inner>, queue: u64, mut rx: mpsc::UnboundedReceiver<Job>) {
+async fn worker(inner: Arc<Inner>, queue: u64, lane: Arc<Lane>) {
+    let mut breaker = Breaker::default();
     loop {
-        let job = tokio::select! {
-            job = rx.recv() => job,
+        if let Some(job) = lane.pop() {
+            deliver_guarded(&inner, &lane, &mut breaker, job).await;
+            inner.update_depth();
+            continue;
+        }
+        tokio::select! {
+            () = lane.wake.notified() => {}
             () = tokio::time::sleep(WORKER_IDLE) => {
-                let mut queues = inner.queues.lock().unwrap_or_else(|e| e.into_inner());
-                if rx.is_empty() {
-                    queues.remove(&queue);
+                let mut lanes = inner.lanes.lock().unwrap_or_else(|e| e.into_inner());
+                if lane.is_empty() {
+                    if lanes.get(&queue).is_some_and(|l| Arc::ptr_eq(l, &lane)) {
+                        lanes.remove(&queue);
+                    }
+                    if breaker.is_open() {
+                        inner.metrics.destinations_open.dec();
+                    }
                     return;
                 }
-                continue;
             }
-        };
-        let Some(job) = job else { return };
-        deliver(&inner, job).await;
-        inner.update_depth();
+        }
+    }
+}
+
+/// Delivers one notification; a panic on the way is caught, logged (masked)
+/// and counted as a failure, and the worker goes on with the next one.
+async fn deliver_guarded(inner: &Inner, lane: &Lane, breaker: &mut Breaker, job: Job) {
+    let delivery = AssertUnwindSafe(deliver(inner, lane, breaker, &job)).catch_unwind();
+    let Err(panic) = delivery.await else {
+        return;
+    };
+    let n = &job.notification;
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned());
+    let secrets = n.alert.destination.notifier.secrets();
+    let error = mask::redact(&what, &secrets);
+    let Described {
+        alert,
+        provider,
+        event,
+        address,
+    } = describe_notification(n);
+    tracing::error!(%alert, %provider, %event, %address, %error,
+        "internal error while delivering: notification not delivered");
+    inner
+        .metrics
+        .notification(n.alert.destination.kind.as_str(), "failed");
+    inner.warn(
+        &n.alert.key,
+        report::DISPATCH_FAILED,
+        format!(
+            "event {event}: delivery to provider {provider} ({address}) failed on an internal error: {error}"
+        ),
+    );
+}
+
+/// Runs `work` (a request or a pause) while giving up the queued
+/// notifications that pass their max age meanwhile: none waits for its
+/// turn behind a request that will not be answered in time.
+async fn sweeping<T>(
+    inner: &Inner,
+    lane: &Lane,
+    last_error: Option<&str>,
+    work: impl Future<Output = T>,
+) -> T {
+    let mut work = std::pin::pin!(work);
+    loop {
+        let wake = lane
+            .next_expiry()
+            .unwrap_or_else(|| after(Instant::now(), SWEEP_EVERY));
+        tokio::select! {
+            biased;
+            out = &mut work => return out,
+            () = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
+                let expired = lane.take_expired(Instant::now());
+                for job in &expired {
+                    inner.expire(job, 0, last_error);
+                }
+                drop(expired);
+                inner.update_depth();
+            }
+        }
     }
 }
 
 /// Delivers one notification, retrying until it is delivered, fails for
 /// good, grows older than `max_delivery_age`, or shutdown abandons it.
-async fn deliver(inner: &Inner, job: Job) {
+async fn deliver(inner: &Inner, lane: &Lane, breaker: &mut Breaker, job: &Job) {
     let n = &job.notification;
+    if inner.abandon.is_cancelled() {
+        inner.abandoned(n);
+        return;
+    }
+    if job.expired(Instant::now()) {
+        inner.expire(job, 0, breaker.last_error.as_deref());
+        return;
+    }
     let destination = &n.alert.destination;
     let notifier = &destination.notifier;
     let provider_type = destination.kind.as_str();
     let rendered = render_or_default(inner, n);
     let mut payload = notifier.payload(n, rendered.as_ref());
-    let thread_key = rendered
+    // Threads are per destination, channel and key (DESIGN §3.11).
+    let thread = rendered
         .and_then(|r| r.thread_key)
-        .filter(|_| notifier.supports_threads());
-    let anchored = thread_key
+        .filter(|_| notifier.supports_threads())
+        .map(|key| {
+            let channel = payload
+                .get("channel")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            (channel, key)
+        });
+    let anchored = thread
         .as_ref()
-        .and_then(|key| inner.threads.get(destination.queue, key, Instant::now()));
+        .and_then(|(channel, key)| inner.threads.get(destination.queue, channel, key));
     if let Some(anchor) = &anchored {
         notifier.reply_in_thread(&mut payload, anchor);
     }
@@ -256,39 +650,64 @@ async fn deliver(inner: &Inner, job: Job) {
         Ok(body) => body,
         Err(e) => {
             tracing::error!(alert = %n.alert.key, error = %e, "cannot encode the notification");
+            inner.metrics.notification(provider_type, "failed");
             return;
         }
     };
     let secrets = notifier.secrets();
-    let log_context = || {
-        (
-            n.alert.key.to_string(),
-            destination.key.to_string(),
-            n.event.object_ref(),
-            notifier.masked_address(),
-        )
-    };
     let mut attempt = 0u32;
     loop {
         if inner.abandon.is_cancelled() {
-            let (alert, provider, event, address) = log_context();
-            tracing::error!(%alert, %provider, %event, %address, "shutting down: notification not delivered");
-            inner.metrics.notification(provider_type, "abandoned");
+            inner.abandoned(n);
             return;
         }
-        attempt += 1;
-        let outcome = tokio::select! {
-            outcome = attempt_once(inner, n, &body) => outcome,
-            () = inner.abandon.cancelled() => continue,
+        let now = Instant::now();
+        if job.expired(now) {
+            inner.expire(job, attempt, breaker.last_error.as_deref());
+            return;
+        }
+        // The destination asked for a pause, or its circuit is open: wait
+        // for the next request slot, or until this notification expires.
+        if let Some(at) = breaker.wait_until(now) {
+            let until = tokio::time::Instant::from_std(at.min(job.deadline));
+            let pause = async {
+                tokio::select! {
+                    () = tokio::time::sleep_until(until) => {}
+                    () = inner.abandon.cancelled() => {}
+                }
+            };
+            sweeping(inner, lane, breaker.last_error.as_deref(), pause).await;
+            continue;
+        }
+        attempt = attempt.saturating_add(1);
+        let request = async {
+            tokio::select! {
+                outcome = attempt_once(inner, n, &body) => Some(outcome),
+                () = inner.abandon.cancelled() => None,
+            }
         };
+        let Some(outcome) = sweeping(inner, lane, breaker.last_error.as_deref(), request).await
+        else {
+            continue;
+        };
+        let Described {
+            alert,
+            provider,
+            event,
+            address,
+        } = describe_notification(n);
         match outcome {
             Attempt::Delivered(response) => {
-                if let Some(key) = thread_key.filter(|_| anchored.is_none())
+                if breaker.answered() {
+                    inner.metrics.destinations_open.dec();
+                    tracing::info!(%provider, %address, "destination answers again: circuit closed");
+                }
+                if let Some((channel, key)) = thread.filter(|_| anchored.is_none())
                     && let Some(anchor) = notifier.thread_anchor(&response)
                 {
                     inner
                         .threads
-                        .insert(destination.queue, key, anchor, Instant::now());
+                        .insert(destination.queue, &channel, key, anchor);
                 }
                 inner
                     .metrics
@@ -298,11 +717,15 @@ async fn deliver(inner: &Inner, job: Job) {
                     })
                     .observe(job.accepted.elapsed().as_secs_f64());
                 inner.metrics.notification(provider_type, "delivered");
-                tracing::debug!(alert = %n.alert.key, event = %n.event.object_ref(), attempt, "delivered");
+                tracing::debug!(%alert, %event, attempt, "delivered");
                 return;
             }
             Attempt::Fail(reason) => {
-                let (alert, provider, event, address) = log_context();
+                // The destination answered: it is up, this notification is refused.
+                if breaker.answered() {
+                    inner.metrics.destinations_open.dec();
+                    tracing::info!(%provider, %address, "destination answers again: circuit closed");
+                }
                 let error = mask::redact(&reason, &secrets);
                 tracing::error!(%alert, %provider, %event, %address, attempt, %error, "notification failed, not retrying");
                 inner.metrics.notification(provider_type, "failed");
@@ -316,26 +739,24 @@ async fn deliver(inner: &Inner, job: Job) {
                 return;
             }
             Attempt::Retry { reason, after } => {
-                let delay = after.unwrap_or_else(|| {
-                    retry::backoff(
-                        attempt,
-                        inner.config.initial_backoff,
-                        inner.config.max_backoff,
-                    )
-                });
-                let (alert, provider, event, address) = log_context();
                 let error = mask::redact(&reason, &secrets);
-                if job.accepted.elapsed() + delay > inner.config.max_delivery_age {
-                    tracing::error!(%alert, %provider, %event, %address, attempt, %error,
-                        "notification failed, giving up: older than --max-delivery-age");
-                    inner.metrics.notification(provider_type, "expired");
-                    inner.warn(&n.alert.key, report::DISPATCH_FAILED, format!(
-                        "event {event}: delivery to provider {provider} ({address}) failed after {attempt} attempts: {error}"
-                    ));
+                let now = Instant::now();
+                let remaining = job.remaining(now);
+                let delay =
+                    breaker.failed(now, attempt, after, remaining, &inner.config, error.clone());
+                if breaker.just_opened() {
+                    inner.metrics.destinations_open.inc();
+                    tracing::warn!(%provider, %address, failures = breaker.failures, %error,
+                        "destination keeps failing: circuit open, probing it with one request at a time");
+                }
+                if delay >= remaining {
+                    // The next attempt would come after the max age.
+                    inner.expire(job, attempt, Some(&error));
                     return;
                 }
                 tracing::warn!(%alert, %provider, %event, %address, attempt, %error,
-                    retry_in_ms = delay.as_millis() as u64, "delivery failed, will retry");
+                    retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    circuit_open = breaker.is_open(), "delivery failed, will retry");
                 inner
                     .metrics
                     .retries
@@ -343,10 +764,6 @@ async fn deliver(inner: &Inner, job: Job) {
                         provider_type: provider_type.clone(),
                     })
                     .inc();
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = inner.abandon.cancelled() => {}
-                }
             }
         }
     }

@@ -11,7 +11,9 @@ use reqwest::StatusCode;
 pub fn backoff(attempt: u32, initial: Duration, max: Duration) -> Duration {
     let exponent = attempt.saturating_sub(1).min(30);
     let base = initial.saturating_mul(1u32 << exponent).min(max);
-    base.mul_f64(rand::rng().random_range(0.5..=1.0))
+    let factor: f64 = rand::rng().random_range(0.5..=1.0);
+    // Checked: `mul_f64` panics on overflow.
+    Duration::try_from_secs_f64(base.as_secs_f64() * factor).unwrap_or(base)
 }
 
 /// Statuses worth another try (DESIGN §3.9): 408, 429 and every 5xx.
@@ -46,6 +48,8 @@ mod tests {
             assert!(third >= Duration::from_secs(2) && third <= Duration::from_secs(4));
             assert!(backoff(40, initial, max) <= max);
         }
+        let huge = Duration::MAX;
+        assert!(backoff(u32::MAX, huge, huge) <= huge);
     }
 
     #[test]
@@ -60,6 +64,10 @@ mod tests {
         let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
         assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(
+            parse_retry_after("18446744073709551615", now),
+            Some(Duration::from_secs(u64::MAX))
+        );
     }
 
     #[test]

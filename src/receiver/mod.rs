@@ -217,15 +217,17 @@ impl Receiver {
         };
         let object = event.object_ref();
         let notifications = self.route(event).await;
-        let count = notifications.len();
-        if self.dispatcher.try_enqueue(notifications).is_err() {
+        // Only the global bound refuses the event; a notification whose
+        // own destination is full is given up by the dispatcher (§3.9).
+        let Ok(enqueued) = self.dispatcher.try_enqueue(notifications) else {
             self.dedup.forget(key);
             self.metrics.event("queue_full");
             tracing::warn!(event = %object, "delivery queue full: event refused with 503");
             return unavailable("the delivery queue is full\n");
-        }
+        };
         self.metrics.event("accepted");
-        tracing::debug!(event = %object, notifications = count, "event accepted");
+        tracing::debug!(event = %object, notifications = enqueued.queued,
+            refused = enqueued.refused, "event accepted");
         StatusCode::ACCEPTED.into_response()
     }
 }

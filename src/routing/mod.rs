@@ -7,6 +7,7 @@
 //! swapped in atomically by the caller.
 
 mod build;
+pub mod explain;
 mod goregex;
 pub mod metadata;
 pub mod provider_rules;
@@ -101,6 +102,25 @@ impl CompiledAlert {
             .as_ref()
             .is_some_and(|list| list.is_match(message));
         included && !excluded
+    }
+}
+
+#[cfg(test)]
+impl CompiledAlert {
+    /// A copy of this Alert (without its template) sending to another
+    /// destination, for other modules' unit tests.
+    pub(crate) fn with_destination(&self, destination: Arc<Destination>) -> Self {
+        Self {
+            key: self.key.clone(),
+            destination,
+            channel: self.channel.clone(),
+            event_metadata: self.event_metadata.clone(),
+            summary: self.summary.clone(),
+            template: None,
+            severities: self.severities,
+            inclusion: self.inclusion.clone(),
+            exclusion: self.exclusion.clone(),
+        }
     }
 }
 

@@ -587,3 +587,167 @@ spec:
         ]
     );
 }
+
+mod explain {
+    use super::*;
+    use crate::routing::explain::explain;
+
+    const MANIFESTS: &str = "
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {name: slack, namespace: flux-system}
+spec: {type: slack, address: 'https://hooks.example.com/services/x'}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {name: paused, namespace: flux-system}
+spec: {type: slack, address: 'https://hooks.example.com/services/y', suspend: true}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: errors, namespace: flux-system}
+spec:
+  providerRef: {name: slack}
+  eventSources: [{kind: Kustomization, name: '*'}]
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: apps-only, namespace: flux-system}
+spec:
+  providerRef: {name: slack}
+  eventSeverity: info
+  eventSources: [{kind: Kustomization, name: apps}]
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: quiet, namespace: flux-system}
+spec:
+  providerRef: {name: slack}
+  eventSeverity: info
+  eventSources: [{kind: Kustomization, name: '*'}]
+  exclusionList: ['^health check', '\\d+ unchanged']
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: only-failures, namespace: flux-system}
+spec:
+  providerRef: {name: slack}
+  eventSeverity: info
+  eventSources: [{kind: Kustomization, name: '*'}]
+  inclusionList: ['failed']
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: team-web, namespace: flux-system}
+spec:
+  providerRef: {name: slack}
+  eventSeverity: info
+  eventSources: [{kind: Kustomization, name: '*', matchLabels: {team: web}}]
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: via-paused, namespace: flux-system}
+spec:
+  providerRef: {name: paused}
+  eventSources: [{kind: Kustomization, name: '*'}]
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: elsewhere, namespace: apps}
+spec:
+  providerRef: {name: slack}
+  eventSources: [{kind: Kustomization, name: '*'}]
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: {name: apps, namespace: flux-system, labels: {team: web}}
+";
+
+    fn verdicts(flux_event: &FluxEvent, duplicate: bool) -> Vec<(String, &'static str)> {
+        let event = flux_event;
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("m.yaml"), MANIFESTS).expect("write");
+        let (snapshot, mut problems) = manifests::load(dir.path());
+        let options = TableOptions::default();
+        let (table, more) = build(&snapshot, &options);
+        problems.extend(more);
+        let explained = explain(&snapshot, &problems, &options, event, duplicate);
+        // "matched" means exactly what the routing table routes.
+        let mut explained_matches: Vec<String> = explained
+            .iter()
+            .filter(|e| e.matched)
+            .map(|e| e.alert.clone())
+            .collect();
+        let mut routed: Vec<String> = if duplicate {
+            Vec::new()
+        } else {
+            table
+                .route(event)
+                .iter()
+                .map(|a| a.key.to_string())
+                .collect()
+        };
+        explained_matches.sort();
+        routed.sort();
+        assert_eq!(explained_matches, routed, "explain disagrees with routing");
+        explained
+            .into_iter()
+            .map(|e| (e.alert.rsplit('/').next().unwrap_or("").to_owned(), e.rule))
+            .collect()
+    }
+
+    #[test]
+    fn names_the_first_rule_that_failed_for_every_alert_in_scope() {
+        let mut event = ks("apps", Severity::Info);
+        event.message = "Service/apps/web 3 unchanged".into();
+        assert_eq!(
+            verdicts(&event, false),
+            [
+                ("errors".to_owned(), "severity"),
+                ("apps-only".to_owned(), "matched"),
+                ("quiet".to_owned(), "exclusionList"),
+                ("only-failures".to_owned(), "inclusionList"),
+                ("team-web".to_owned(), "matched"),
+                ("via-paused".to_owned(), "provider"),
+            ]
+        );
+        let mut other = ks("infra", Severity::Error);
+        other.message = "health check failed".into();
+        assert_eq!(
+            verdicts(&other, false),
+            [
+                ("errors".to_owned(), "matched"),
+                ("apps-only".to_owned(), "name"),
+                ("quiet".to_owned(), "exclusionList"),
+                ("only-failures".to_owned(), "matched"),
+                ("team-web".to_owned(), "matchLabels"),
+                ("via-paused".to_owned(), "provider"),
+            ]
+        );
+        let helm = super::event("HelmRelease", "flux-system", "apps", Severity::Error, "m");
+        // An Alert the table left out (its Provider is suspended) says so first.
+        assert!(
+            verdicts(&helm, false)
+                .iter()
+                .all(|(alert, rule)| *rule == "kind"
+                    || (alert == "via-paused" && *rule == "provider"))
+        );
+        let duplicate = verdicts(&ks("apps", Severity::Error), true);
+        assert!(duplicate.iter().all(|(_, rule)| *rule == "duplicate"));
+    }
+
+    /// The commit-status rule is explained, as Flux applies it.
+    #[test]
+    fn explains_flux_commit_status_rule() {
+        let mut finished = ks("apps", Severity::Info);
+        finished.metadata.insert(
+            "kustomize.toolkit.fluxcd.io/commit_status".into(),
+            "update".into(),
+        );
+        let rules = verdicts(&finished, false);
+        assert!(
+            rules.contains(&("apps-only".to_owned(), "providerRule")),
+            "{rules:?}"
+        );
+    }
+}

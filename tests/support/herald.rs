@@ -17,8 +17,9 @@ pub struct Herald {
     pub webhooks: String,
 }
 
-/// The herald binary: Cargo's build of it, or `HERALD_BIN` when set (a copy
-/// kept aside while other builds share the target directory).
+/// The binary under test: `HERALD_BIN` when set (e.g. a copy that no
+/// other build sharing the target directory can replace mid-run), else the
+/// one cargo built for these tests.
 pub fn binary() -> &'static str {
     static BINARY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     BINARY.get_or_init(|| {

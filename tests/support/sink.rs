@@ -184,3 +184,34 @@ async fn record(
     }
     response
 }
+
+/// A TCP listener that accepts connections, reads nothing and never
+/// answers: the address of a dead destination whose requests time out.
+pub struct BlackHole {
+    pub url: String,
+    connections: Arc<Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl BlackHole {
+    pub fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind black hole");
+        let address = listener.local_addr().expect("black hole address");
+        let connections = Arc::new(Mutex::new(Vec::new()));
+        let held = connections.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                // Kept open, never read or answered.
+                held.lock().expect("black hole").push(stream);
+            }
+        });
+        Self {
+            url: format!("http://{address}/services/T000/B000/secret-webhook-path"),
+            connections,
+        }
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.lock().expect("black hole").len()
+    }
+}

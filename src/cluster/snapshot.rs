@@ -1,0 +1,115 @@
+//! A one-time, read-only snapshot of a cluster's Alerts, Providers and the
+//! Secrets they reference, for `herald route` against a cluster. It makes
+//! only calls the controller's RBAC allows (list Alerts and Providers, get
+//! referenced Secrets, get an involved object's metadata for matchLabels).
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::ListParams;
+use kube::{Api, Client};
+
+use super::labels::ClusterLabels;
+use crate::api::{Alert, FluxEvent, Provider};
+use crate::receiver::LabelResolver;
+use crate::source::{Loaded, ObjectKey, Origin, Snapshot, secret_data};
+
+/// A client from `kubeconfig`, else `KUBECONFIG` or the in-cluster service account.
+pub async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &Default::default())
+                .await
+                .context("cannot use the kubeconfig")?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("cannot configure a Kubernetes client (in-cluster or KUBECONFIG)")?,
+    };
+    kube::Client::try_from(config).context("cannot build the Kubernetes client")
+}
+
+/// Reads Alerts and Providers (in `namespace`, or all), and the Secrets
+/// the Providers reference.
+pub async fn read(client: &Client, namespace: Option<&str>) -> anyhow::Result<Snapshot> {
+    let alerts: Vec<Alert> = list(client, namespace)
+        .await
+        .context("cannot list Alerts")?;
+    let providers: Vec<Provider> = list(client, namespace)
+        .await
+        .context("cannot list Providers")?;
+    let mut secrets = HashMap::new();
+    for provider in &providers {
+        let Some(reference) = &provider.spec.secret_ref else {
+            continue;
+        };
+        let namespace = provider.metadata.namespace.as_deref().unwrap_or("default");
+        let key = ObjectKey::new(namespace, reference.name.as_str());
+        if secrets.contains_key(&key) {
+            continue;
+        }
+        let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        // A missing Secret is reported by the table build, as in the controller.
+        if let Some(secret) = api
+            .get_opt(&reference.name)
+            .await
+            .with_context(|| format!("cannot read Secret {key}"))?
+        {
+            secrets.insert(key, secret_data(secret));
+        }
+    }
+    let loaded = |object| Loaded {
+        origin: Origin::Cluster,
+        object,
+    };
+    Ok(Snapshot {
+        alerts: alerts.into_iter().map(loaded).collect(),
+        providers: providers
+            .into_iter()
+            .map(|object| Loaded {
+                origin: Origin::Cluster,
+                object,
+            })
+            .collect(),
+        secrets,
+        labels: Default::default(),
+    })
+}
+
+/// Adds the involved object's labels to `snapshot`, read from the cluster
+/// (metadata only), so matchLabels can be explained. A failed read leaves
+/// them unknown, which the explanation says.
+pub async fn add_labels(client: &Client, snapshot: &mut Snapshot, event: &FluxEvent) {
+    let object = &event.involved_object;
+    let resolver = ClusterLabels::new(client.clone());
+    match resolver.labels(object).await {
+        Ok(labels) => {
+            let key = ObjectKey::new(object.namespace.as_str(), object.name.as_str());
+            snapshot.labels.insert((object.kind.clone(), key), labels);
+        }
+        Err(error) => {
+            eprintln!(
+                "matchLabels: cannot read the labels of {}: {error}",
+                event.object_ref()
+            );
+        }
+    }
+}
+
+async fn list<K>(client: &Client, namespace: Option<&str>) -> Result<Vec<K>, kube::Error>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    };
+    Ok(api.list(&ListParams::default()).await?.items)
+}

@@ -1,0 +1,161 @@
+//! The dispatcher's own guarantees, in process: a panic while delivering one
+//! notification is caught, logged masked and counted, and the notifications
+//! queued behind it are still delivered.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::*;
+use crate::providers::{Endpoint, Notifier};
+use crate::routing::{Destination, TableOptions};
+use crate::source::manifests;
+
+/// Delegates to a real notifier, but panics (quoting the secret address)
+/// on events whose message says "boom".
+struct Panicky(Arc<dyn Notifier>);
+
+impl Notifier for Panicky {
+    fn endpoint(&self) -> Endpoint<'_> {
+        self.0.endpoint()
+    }
+
+    fn payload(&self, n: &Notification, rendered: Option<&Rendered>) -> Value {
+        if n.event.message.contains("boom") {
+            panic!("boom while posting to {}", self.0.endpoint().url.expose());
+        }
+        self.0.payload(n, rendered)
+    }
+}
+
+/// An HTTP sink answering 200 and recording the request bodies.
+async fn sink() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let recorded = received.clone();
+    let app = axum::Router::new().fallback(move |body: bytes::Bytes| {
+        let recorded = recorded.clone();
+        async move {
+            let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            recorded.lock().expect("sink").push(value);
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (
+        format!("http://{address}/services/secret-webhook-path"),
+        received,
+    )
+}
+
+/// Notifications of one event per message, routed by a Slack Provider at
+/// `address` whose notifier is wrapped in [`Panicky`].
+fn notifications(address: &str, messages: &[&str]) -> Vec<Notification> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\n\
+         metadata: {{name: slack, namespace: flux-system}}\n\
+         spec: {{type: slack, address: '{address}'}}\n---\n\
+         apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\n\
+         metadata: {{name: alert, namespace: flux-system}}\n\
+         spec: {{providerRef: {{name: slack}}, eventSources: [{{kind: Kustomization, name: '*'}}]}}\n"
+    );
+    std::fs::write(dir.path().join("m.yaml"), text).expect("write");
+    let (snapshot, _) = manifests::load(dir.path());
+    let (table, problems) = crate::routing::build(&snapshot, &TableOptions::default());
+    assert!(problems.is_empty(), "{problems:#?}");
+    messages
+        .iter()
+        .flat_map(|message| {
+            let event = crate::api::event::sample(
+                "Kustomization",
+                "app",
+                crate::api::Severity::Error,
+                message,
+                &[],
+            );
+            table.notifications(event)
+        })
+        .map(|mut n| {
+            let real = &n.alert.destination;
+            let destination = Arc::new(Destination {
+                key: real.key.clone(),
+                kind: real.kind,
+                channel: real.channel.clone(),
+                notifier: Arc::new(Panicky(real.notifier.clone())),
+                timeout: real.timeout,
+                queue: real.queue,
+            });
+            n.alert = Arc::new(n.alert.with_destination(destination));
+            n
+        })
+        .collect()
+}
+
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("logs").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_panic_while_delivering_loses_nothing_silently() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let (address, received) = sink().await;
+    let metrics = Arc::new(Metrics::default());
+    let dispatcher = Dispatcher::new(DispatchConfig::default(), metrics.clone(), None);
+    let queued = dispatcher
+        .try_enqueue(notifications(&address, &["boom", "after", "later"]))
+        .expect("queued");
+    assert_eq!(queued.queued, 3);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while (dispatcher.pending() > 0 || received.lock().expect("sink").len() < 2)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let texts: Vec<Value> = received
+        .lock()
+        .expect("sink")
+        .iter()
+        .map(|body| body["attachments"][0]["text"].clone())
+        .collect();
+    assert_eq!(texts, ["after", "later"], "the ones behind were delivered");
+    assert_eq!(dispatcher.pending(), 0);
+    let exposition = metrics.encode();
+    for line in [
+        "herald_queue_depth 0",
+        "herald_notifications_total{provider_type=\"slack\",result=\"failed\"} 1",
+        "herald_notifications_total{provider_type=\"slack\",result=\"delivered\"} 2",
+    ] {
+        assert!(exposition.contains(line), "missing {line} in\n{exposition}");
+    }
+    let logs = String::from_utf8_lossy(&logs.0.lock().expect("logs")).into_owned();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("internal error while delivering"))
+        .unwrap_or_else(|| panic!("the panic is logged:\n{logs}"));
+    assert!(line.contains("flux-system/alert"), "{line}");
+    assert!(!logs.contains("secret-webhook-path"), "{logs}");
+}
