@@ -26,4 +26,5 @@ pub mod runtime;
 pub mod source;
 pub mod template;
 pub mod transport;
+pub mod webhook;
 pub mod yaml;

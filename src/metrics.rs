@@ -24,6 +24,15 @@ pub struct ProviderLabel {
     pub provider_type: String,
 }
 
+/// A webhook request: the Receiver (`namespace/name`, empty when the path
+/// names none), its type and the result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    pub receiver: String,
+    pub receiver_type: &'static str,
+    pub result: &'static str,
+}
+
 /// Every metric herald exports, registered once at start-up.
 pub struct Metrics {
     registry: Registry,
@@ -45,6 +54,10 @@ pub struct Metrics {
     pub config_problems: Gauge,
     /// Notifications sent in the default format because their template failed to render.
     pub template_failures: Counter,
+    /// Webhook requests, by Receiver, type and result.
+    pub webhooks: Family<WebhookLabels, Counter>,
+    /// Objects annotated for reconciliation by webhook requests.
+    pub webhook_annotations: Family<WebhookLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -105,7 +118,21 @@ impl Default for Metrics {
             "Notifications sent in the default format because their template failed to render",
             template_failures.clone(),
         );
+        let webhooks = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "webhook_requests",
+            "Webhook (Receiver) requests, by Receiver, type and result",
+            webhooks.clone(),
+        );
+        let webhook_annotations = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "webhook_annotations",
+            "Objects annotated for reconciliation by webhook requests, by Receiver, type and result",
+            webhook_annotations.clone(),
+        );
         Self {
+            webhooks,
+            webhook_annotations,
             template_failures,
             registry,
             events,
@@ -129,6 +156,16 @@ impl Metrics {
         self.notifications
             .get_or_create(&NotificationLabels {
                 provider_type,
+                result,
+            })
+            .inc();
+    }
+
+    pub fn webhook(&self, receiver: &str, receiver_type: &'static str, result: &'static str) {
+        self.webhooks
+            .get_or_create(&WebhookLabels {
+                receiver: receiver.to_owned(),
+                receiver_type,
                 result,
             })
             .inc();

@@ -6,7 +6,7 @@ mod support;
 
 use serde_json::Value;
 
-use herald::api::crd::{SERVED_VERSIONS, crds, structural_violations};
+use herald::api::crd::{RECEIVER_VERSIONS, SERVED_VERSIONS, crds, structural_violations};
 
 fn herald_crd(kind: &str) -> Value {
     let crd = crds()
@@ -63,8 +63,52 @@ fn versions_served_stored_and_with_status() {
     }
 }
 
+/// Receiver: v1 only, served and stored, with Flux's printer columns,
+/// categories and kustomize annotation.
+#[test]
+fn receiver_is_v1_served_stored_and_with_status() {
+    let crd = herald_crd("Receiver");
+    let flux = flux_crd("receivers.yaml");
+    let versions = crd["spec"]["versions"].as_array().expect("versions");
+    assert_eq!(versions.len(), 1);
+    let version = &versions[0];
+    assert_eq!(version["name"], "v1");
+    assert_eq!(version["served"], true);
+    assert_eq!(version["storage"], true);
+    assert!(version["subresources"]["status"].is_object());
+    assert_eq!(
+        version["additionalPrinterColumns"],
+        flux["spec"]["versions"][0]["additionalPrinterColumns"]
+    );
+    assert_eq!(
+        crd["spec"]["names"]["categories"],
+        flux["spec"]["names"]["categories"]
+    );
+    assert_eq!(crd["spec"]["names"]["plural"], "receivers");
+    assert_eq!(crd["spec"]["scope"], "Namespaced");
+    assert_eq!(
+        crd["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/substitute"],
+        "disabled"
+    );
+    let spec = &schema(&crd, "v1")["properties"]["spec"];
+    let flux_spec = &schema(&flux, "v1")["properties"]["spec"];
+    assert_eq!(
+        spec["x-kubernetes-validations"],
+        flux_spec["x-kubernetes-validations"]
+    );
+    assert_eq!(
+        schema(&crd, "v1")["properties"]["status"]["default"],
+        serde_json::json!({"observedGeneration": -1})
+    );
+}
+
 #[test]
 fn schemas_are_structural() {
+    let receiver = herald_crd("Receiver");
+    for version in RECEIVER_VERSIONS {
+        let violations = structural_violations(schema(&receiver, version));
+        assert!(violations.is_empty(), "Receiver {version}: {violations:#?}");
+    }
     for kind in ["Alert", "Provider"] {
         let crd = herald_crd(kind);
         for version in SERVED_VERSIONS {
@@ -172,6 +216,73 @@ fn assert_superset(ours: &Value, theirs: &Value, path: &str, problems: &mut Vec<
         {
             assert_superset(our_child, their_child, &format!("{path}.{key}"), problems);
         }
+    }
+}
+
+#[test]
+fn receiver_schema_accepts_everything_fluxs_accepts() {
+    let ours = herald_crd("Receiver");
+    let theirs = flux_crd("receivers.yaml");
+    for version in RECEIVER_VERSIONS {
+        let mut problems = Vec::new();
+        assert_superset(
+            schema(&ours, version),
+            schema(&theirs, version),
+            "",
+            &mut problems,
+        );
+        assert!(
+            problems.is_empty(),
+            "Receiver {version}:\n{}",
+            problems.join("\n")
+        );
+    }
+}
+
+/// Flux's documented Receiver examples validate against herald's schema.
+#[test]
+fn receiver_examples_validate() {
+    let crd = herald_crd("Receiver");
+    let examples = r#"
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Receiver
+metadata: {name: github-receiver, namespace: flux-system}
+spec:
+  type: github
+  interval: 1h
+  events: ["ping", "push"]
+  secretRef: {name: receiver-token}
+  resourceFilter: 'res.metadata.name != "skip"'
+  resources:
+    - apiVersion: source.toolkit.fluxcd.io/v1
+      kind: GitRepository
+      name: flux-system
+    - kind: OCIRepository
+      name: "*"
+      namespace: apps
+      matchLabels: {app: podinfo}
+      filter: 'true'
+  suspend: false
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Receiver
+metadata: {name: oidc, namespace: default}
+spec:
+  type: generic-oidc
+  oidcProviders:
+    - issuerURL: https://token.actions.githubusercontent.com
+      audience: notification-controller
+      variables: [{name: owner, expression: claims.repository_owner}]
+      validations: [{expression: "vars.owner == 'my-org'", message: wrong org}]
+  resources:
+    - {apiVersion: source.toolkit.fluxcd.io/v1, kind: GitRepository, name: webapp}
+"#;
+    for value in herald::yaml::parse_stream(examples).expect("yaml") {
+        let mut problems = Vec::new();
+        validate(&value, schema(&crd, "v1"), "", &mut problems);
+        assert!(problems.is_empty(), "{problems:#?}");
+        let typed: herald::api::Receiver = serde_json::from_value(value).expect("typed");
+        assert!(!typed.spec.resources.is_empty());
     }
 }
 

@@ -1,20 +1,28 @@
 //! CustomResourceDefinitions generated from the Rust types (`herald crds`).
 //!
-//! One schema serves v1beta1, v1beta2 and v1beta3 (a superset of Flux's
-//! three), v1beta3 is stored, and every version has the status subresource.
+//! Alert and Provider: one schema serves v1beta1, v1beta2 and v1beta3 (a
+//! superset of Flux's three), v1beta3 is stored. Receiver: v1, served and
+//! stored, as Flux's. Every version has the status subresource.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 use serde_json::Value;
 
-use super::{Alert, Provider};
+use super::{Alert, Provider, Receiver};
 
 /// The versions herald serves, oldest first; the last is stored.
 pub const SERVED_VERSIONS: [&str; 3] = ["v1beta1", "v1beta2", "v1beta3"];
 
-/// Both CRDs, Alert first.
+/// The versions of Receiver herald serves (the one Flux serves), stored.
+pub const RECEIVER_VERSIONS: [&str; 1] = ["v1"];
+
+/// Every CRD: Alert, Provider, Receiver.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![multi_version(Alert::crd()), multi_version(Provider::crd())]
+    vec![
+        multi_version(Alert::crd()),
+        multi_version(Provider::crd()),
+        single_version(Receiver::crd()),
+    ]
 }
 
 /// The CRDs as a multi-document YAML stream, as committed under `crds/`.
@@ -27,6 +35,30 @@ pub fn crds_yaml() -> String {
             format!("---\n{yaml}")
         })
         .collect()
+}
+
+/// The one generated version, made structural (Receiver).
+fn single_version(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    for version in &mut crd.spec.versions {
+        version.served = true;
+        version.storage = true;
+        if let Some(validation) = version.schema.as_mut() {
+            let schema = validation.open_api_v3_schema.take();
+            let fixed = fix_root(make_structural(
+                serde_json::to_value(schema).unwrap_or(Value::Null),
+            ));
+            validation.open_api_v3_schema = serde_json::from_value(fixed).ok();
+        }
+    }
+    crd
+}
+
+/// Flux does not require `spec`, so neither may herald's schema.
+fn fix_root(mut schema: Value) -> Value {
+    if let Some(root) = schema.as_object_mut() {
+        root.remove("required");
+    }
+    schema
 }
 
 fn multi_version(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
@@ -42,12 +74,9 @@ fn multi_version(mut crd: CustomResourceDefinition) -> CustomResourceDefinition 
             version.storage = *name == "v1beta3";
             if let Some(validation) = version.schema.as_mut() {
                 let schema = validation.open_api_v3_schema.take();
-                let mut fixed =
-                    make_structural(serde_json::to_value(schema).unwrap_or(Value::Null));
-                // Flux does not require `spec`, so neither may herald's schema.
-                if let Some(root) = fixed.as_object_mut() {
-                    root.remove("required");
-                }
+                let fixed = fix_root(make_structural(
+                    serde_json::to_value(schema).unwrap_or(Value::Null),
+                ));
                 validation.open_api_v3_schema = serde_json::from_value(fixed).ok();
             }
             version

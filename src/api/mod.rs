@@ -1,12 +1,14 @@
-//! The API herald serves: the Alert and Provider CRDs, Flux's event, severities.
+//! The API herald serves: the Alert, Provider and Receiver CRDs, Flux's event, severities.
 
 pub mod alert;
 pub mod crd;
 pub mod event;
 pub mod provider;
+pub mod receiver;
 pub mod severity;
 
 pub use alert::{Alert, AlertSpec, AlertStatus, EventSource, LocalReference, MessageTemplate};
 pub use event::{EventError, FluxEvent, InvolvedObject};
 pub use provider::{Provider, ProviderSpec, ProviderStatus, ProviderType};
+pub use receiver::{Receiver, ReceiverResource, ReceiverSpec, ReceiverStatus, ReceiverType};
 pub use severity::{Severity, SeverityFilter, SeverityMask};

@@ -16,6 +16,9 @@ use crate::cluster::leader::{self, ElectionConfig};
 use crate::cluster::source::ClusterSource;
 use crate::cluster::status::StatusWriter;
 use crate::runtime::{self, Hooks, Runtime};
+use crate::webhook::annotate::ClusterTargets;
+use crate::webhook::oidc::KeyCache;
+use crate::webhook::server::WebhookServer;
 
 /// The Lease Flux's notification-controller elects its leader with.
 const LEASE_NAME: &str = "notification-controller-leader-election";
@@ -28,10 +31,15 @@ pub struct ControllerArgs {
     #[command(flatten)]
     pub matching: MatchingArgs,
 
-    /// Address of Flux's webhook receiver server. herald does not serve
-    /// Receivers yet; the flag is accepted so Flux's Deployment works.
+    /// Address of the webhook receiver server: `POST /hook/<digest>` for
+    /// each Receiver (its `status.webhookPath`).
     #[arg(long = "receiverAddr", value_name = "ADDR", default_value = ":9292")]
     pub receiver_addr: String,
+
+    /// Where gcr Receivers fetch Google's token signing keys (JWKS). Only
+    /// for tests and air-gapped mirrors.
+    #[arg(long, value_name = "URL", default_value = crate::webhook::oidc::GOOGLE_JWKS_URL, hide = true)]
+    pub gcr_jwks_url: String,
 
     /// Watch Alerts, Providers and Secrets in every namespace; when false,
     /// only in herald's own (RUNTIME_NAMESPACE, else the service account's).
@@ -75,27 +83,25 @@ pub fn run(args: ControllerArgs) -> i32 {
     super::block_on(controller(args))
 }
 
-/// Flux's webhook receivers (`Receiver` objects) are not implemented yet.
-/// The port still answers, with 501 and a clear message, so a Git host's
-/// webhook fails visibly instead of timing out.
-async fn serve_receiver_placeholder(args: &ControllerArgs) -> anyhow::Result<()> {
+/// Starts the webhook receiver server on `--receiverAddr`; it stops
+/// taking requests when `stop` is cancelled.
+async fn serve_webhooks(
+    args: &ControllerArgs,
+    server: Arc<WebhookServer>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
     let listener = crate::http::bind(&args.receiver_addr)
         .await
         .with_context(|| format!("cannot listen on --receiverAddr {}", args.receiver_addr))?;
-    let router = axum::Router::new().fallback(|| async {
-        (
-            axum::http::StatusCode::NOT_IMPLEMENTED,
-            "herald does not implement Flux webhook Receivers yet\n",
-        )
-    });
+    tracing::info!(server = "webhooks", address = %listener.local_addr()?, "listening");
     let limits = crate::http::Limits {
         header_read_timeout: args.server.header_read_timeout,
     };
     tokio::spawn(crate::http::serve(
         listener,
-        router,
+        crate::webhook::server::router(server),
         limits,
-        CancellationToken::new(),
+        stop,
     ));
     Ok(())
 }
@@ -123,7 +129,9 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     let identity = identity();
 
     let leader = Arc::new(AtomicBool::new(!args.enable_leader_election));
-    let source = ClusterSource::new(client.clone(), watched, args.matching.table_options());
+    let receiver_table = Arc::new(arc_swap::ArcSwap::from_pointee(Default::default()));
+    let source = ClusterSource::new(client.clone(), watched, args.matching.table_options())
+        .with_receivers(receiver_table.clone());
     let reporter = EventReporter::start(client.clone(), source.alert_store(), identity.clone());
     let runtime = Runtime::new(
         args.server.runtime_options(args.delivery.dispatch_config()),
@@ -152,10 +160,26 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let webhooks = Arc::new(WebhookServer::new(
+        receiver_table,
+        Arc::new(ClusterTargets::new(client.clone(), identity.clone())),
+        Arc::new(KeyCache::new(args.gcr_jwks_url.clone())),
+        runtime.metrics.clone(),
+        args.server.body_read_timeout,
+        args.matching.no_cross_namespace_refs,
+    ));
+    let stop_webhooks = CancellationToken::new();
+    serve_webhooks(&args, webhooks.clone(), stop_webhooks.clone()).await?;
     let status = StatusWriter::new(client, leader, identity, reporter);
-    serve_receiver_placeholder(&args).await?;
     tokio::spawn(source.run(runtime.publisher(), status));
-    let result = runtime.run(runtime::shutdown_signal()).await;
+    let shutdown = async {
+        runtime::shutdown_signal().await;
+        webhooks
+            .accepting
+            .store(false, std::sync::atomic::Ordering::Release);
+        stop_webhooks.cancel();
+    };
+    let result = runtime.run(shutdown).await;
     stop_election.cancel();
     if let Some(election) = election {
         let _ = tokio::time::timeout(Duration::from_secs(5), election).await;

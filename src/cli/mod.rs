@@ -48,7 +48,7 @@ pub enum Command {
     /// deliver events. Accepts Flux's flags; unknown Flux flags are ignored
     /// with a warning.
     Controller(Box<controller::ControllerArgs>),
-    /// Print the CustomResourceDefinitions for Alert and Provider (YAML).
+    /// Print the CustomResourceDefinitions for Alert, Provider and Receiver (YAML).
     Crds,
 }
 

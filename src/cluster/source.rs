@@ -1,5 +1,5 @@
-//! The Kubernetes config source: reflectors for Alerts and Providers, and the
-//! Secrets that Providers reference.
+//! The Kubernetes config source: reflectors for Alerts, Providers and
+//! Receivers, and the Secrets that Providers and Receivers reference.
 //!
 //! Secrets are the one kind a cluster has thousands of, most unrelated to
 //! herald. So herald watches Secrets' *metadata* only (names and versions,
@@ -19,10 +19,11 @@ use kube::{Api, Client, Resource};
 use tokio::sync::Notify;
 
 use super::status::StatusWriter;
-use crate::api::{Alert, Provider};
+use crate::api::{Alert, Provider, Receiver};
 use crate::routing::{self, TableOptions};
 use crate::runtime::Publisher;
 use crate::source::{Loaded, ObjectKey, Origin, SecretData, Snapshot, secret_data};
+use crate::webhook::table::{self as receivers, ReceiverSecret, ReceiverTable, SecretLookup};
 
 /// Quiet time after a change before the table is rebuilt, so a burst of
 /// changes costs one rebuild.
@@ -39,6 +40,10 @@ pub struct ClusterSource {
     alert_writer: reflector::store::Writer<Alert>,
     providers: Store<Provider>,
     provider_writer: reflector::store::Writer<Provider>,
+    receivers: Store<Receiver>,
+    receiver_writer: reflector::store::Writer<Receiver>,
+    /// Where the receiver table is published (the webhook server reads it).
+    receiver_table: Option<Arc<arc_swap::ArcSwap<ReceiverTable>>>,
     /// Rung by every watch event that may change the table.
     changed: Arc<Notify>,
     secrets: Arc<SecretCache>,
@@ -54,6 +59,8 @@ struct SecretCache {
 struct SecretState {
     referenced: HashSet<ObjectKey>,
     data: HashMap<ObjectKey, SecretData>,
+    /// The same Secrets' values as Receivers use them (untrimmed bytes).
+    receiver_data: HashMap<ObjectKey, ReceiverSecret>,
     /// Referenced Secrets that do not exist.
     missing: HashSet<ObjectKey>,
     /// Referenced Secrets that changed since they were read.
@@ -96,10 +103,13 @@ impl SecretState {
                     Some(version) => self.read_versions.insert(key.clone(), version),
                     None => self.read_versions.remove(&key),
                 };
+                self.receiver_data
+                    .insert(key.clone(), ReceiverSecret::from_secret(&secret));
                 self.data.insert(key, secret_data(secret));
             }
             None => {
                 self.data.remove(&key);
+                self.receiver_data.remove(&key);
                 self.read_versions.remove(&key);
                 self.missing.insert(key);
             }
@@ -123,6 +133,7 @@ impl ClusterSource {
     pub fn new(client: Client, namespace: Option<String>, options: TableOptions) -> Self {
         let (alerts, alert_writer) = reflector::store();
         let (providers, provider_writer) = reflector::store();
+        let (receivers, receiver_writer) = reflector::store();
         Self {
             client,
             namespace,
@@ -131,9 +142,18 @@ impl ClusterSource {
             alert_writer,
             providers,
             provider_writer,
+            receivers,
+            receiver_writer,
+            receiver_table: None,
             changed: Arc::new(Notify::new()),
             secrets: Arc::default(),
         }
+    }
+
+    /// Also watches Receivers and publishes their table here.
+    pub fn with_receivers(mut self, table: Arc<arc_swap::ArcSwap<ReceiverTable>>) -> Self {
+        self.receiver_table = Some(table);
+        self
     }
 
     /// The Alerts as last seen, for Event references.
@@ -162,6 +182,7 @@ impl ClusterSource {
     pub async fn run(self, publisher: Publisher, status: StatusWriter) {
         let config = watcher::Config::default();
         let (alert_api, provider_api) = (self.api::<Alert>(), self.api::<Provider>());
+        let receiver_api = self.api::<Receiver>();
         let secret_api = self.api::<PartialObjectMeta<Secret>>();
         let alert_events = reflector::reflector(
             self.alert_writer,
@@ -174,6 +195,14 @@ impl ClusterSource {
         let changed = self.changed.clone();
         tokio::spawn(forward("Alert", alert_events, changed.clone()));
         tokio::spawn(forward("Provider", provider_events, changed.clone()));
+        if self.receiver_table.is_some() {
+            // Not waited for: without the Receiver CRD, events still flow.
+            let receiver_events = reflector::reflector(
+                self.receiver_writer,
+                watcher(receiver_api, config.clone()).default_backoff(),
+            );
+            tokio::spawn(forward("Receiver", receiver_events, changed.clone()));
+        }
         tokio::spawn(watch_secrets(
             secret_api,
             self.secrets.clone(),
@@ -195,10 +224,31 @@ impl ClusterSource {
         // API server delays status, never the next routing table.
         let (status_input, status_latest) = tokio::sync::watch::channel(None);
         tokio::spawn(write_status(status, status_latest));
+        let mut next_confirm = tokio::time::Instant::now();
         loop {
             let alerts = self.alerts.state();
             let providers = self.providers.state();
-            let secrets = refresh_secrets(&client, &self.secrets, &providers, &changed).await;
+            let receivers = if self.receiver_table.is_some() {
+                self.receivers.state()
+            } else {
+                Vec::new()
+            };
+            let secrets =
+                refresh_secrets(&client, &self.secrets, &providers, &receivers, &changed).await;
+            let mut receiver_statuses = Vec::new();
+            if let Some(table) = &self.receiver_table {
+                let state = self.secrets.state.lock().unwrap_or_else(|e| e.into_inner());
+                let (built, statuses) =
+                    receivers::build(&receivers, |key| match state.receiver_data.get(key) {
+                        Some(data) => SecretLookup::Found(data),
+                        None if state.missing.contains(key) => SecretLookup::Missing,
+                        None => SecretLookup::Unknown,
+                    });
+                drop(state);
+                tracing::debug!(receivers = built.len(), "receiver table loaded");
+                table.store(Arc::new(built));
+                receiver_statuses = statuses;
+            }
             let snapshot = Snapshot {
                 alerts: alerts.iter().map(cluster_loaded).collect(),
                 providers: providers.iter().map(cluster_loaded).collect(),
@@ -211,9 +261,31 @@ impl ClusterSource {
                 alerts,
                 providers,
                 problems,
+                receivers,
+                receiver_statuses,
             })));
 
-            changed.notified().await;
+            // Receivers' Secrets are read again at their interval, as Flux
+            // reconciles them, even when no watch event came.
+            let confirm = self
+                .receivers
+                .state()
+                .iter()
+                .map(|r| receivers::interval(r))
+                .min();
+            if let Some(every) = confirm {
+                next_confirm = tokio::time::Instant::now() + every.max(Duration::from_secs(1));
+            }
+            tokio::select! {
+                () = changed.notified() => {}
+                () = tokio::time::sleep_until(next_confirm), if confirm.is_some() => {
+                    let mut state = self.secrets.state.lock().unwrap_or_else(|e| e.into_inner());
+                    let keys: Vec<ObjectKey> = state.referenced.iter().cloned().collect();
+                    for key in keys {
+                        state.mark_stale(key);
+                    }
+                }
+            }
             tokio::time::sleep(DEBOUNCE).await;
         }
     }
@@ -224,6 +296,8 @@ struct StatusInput {
     alerts: Vec<Arc<Alert>>,
     providers: Vec<Arc<Provider>>,
     problems: Vec<crate::source::Problem>,
+    receivers: Vec<Arc<Receiver>>,
+    receiver_statuses: Vec<receivers::ReceiverStatus>,
 }
 
 /// Writes the status of the latest build; builds that finish while a
@@ -238,6 +312,9 @@ async fn write_status(
         };
         status
             .update(&input.alerts, &input.providers, &input.problems)
+            .await;
+        status
+            .update_receivers(&input.receivers, &input.receiver_statuses)
             .await;
     }
 }
@@ -324,6 +401,7 @@ async fn refresh_secrets(
     client: &Client,
     cache: &SecretCache,
     providers: &[Arc<Provider>],
+    receivers: &[Arc<Receiver>],
     changed: &Arc<Notify>,
 ) -> HashMap<ObjectKey, SecretData> {
     // secretRef, certSecretRef and proxySecretRef: every Secret a Provider reads.
@@ -341,12 +419,20 @@ async fn refresh_secrets(
             .flatten()
             .map(move |reference| ObjectKey::new(namespace, reference.name.as_str()))
         })
+        .chain(receivers.iter().filter_map(|r| {
+            let reference = r.spec.secret_ref.as_ref()?;
+            Some(ObjectKey::new(
+                r.metadata.namespace.as_deref().unwrap_or("default"),
+                reference.name.as_str(),
+            ))
+        }))
         .collect();
     let to_read: Vec<ObjectKey> = {
         let mut state = cache.state.lock().unwrap_or_else(|e| e.into_inner());
         state.referenced = referenced.clone();
         let SecretState {
             data,
+            receiver_data,
             missing,
             stale,
             read_versions,
@@ -354,6 +440,7 @@ async fn refresh_secrets(
             ..
         } = &mut *state;
         data.retain(|k, _| referenced.contains(k));
+        receiver_data.retain(|k, _| referenced.contains(k));
         missing.retain(|k| referenced.contains(k));
         read_versions.retain(|k, _| referenced.contains(k));
         marks.retain(|k, _| referenced.contains(k));

@@ -1,4 +1,5 @@
-//! `Ready` conditions on Alerts and Providers (DESIGN §3.1), written through
+//! `Ready` conditions on Alerts, Providers and Receivers (DESIGN §3.1,
+//! §3.13; Receivers also get `status.webhookPath`), written through
 //! the status subresource, only by the leader, and only when they change —
 //! so writing status never causes another watch event and rebuild.
 
@@ -11,8 +12,9 @@ use kube::{Api, Client, Resource};
 use serde_json::json;
 
 use super::events::EventReporter;
-use crate::api::{Alert, Provider};
+use crate::api::{Alert, Provider, Receiver};
 use crate::source::{Kind, Level, ObjectKey, Problem};
+use crate::webhook::table::ReceiverStatus;
 
 /// The condition herald maintains.
 pub const READY: &str = "Ready";
@@ -67,7 +69,7 @@ impl StatusWriter {
                 .status
                 .as_ref()
                 .map(|s| (&s.conditions, s.observed_generation));
-            self.write(alert.as_ref(), current, wanted).await;
+            self.write(alert.as_ref(), current, wanted, &[]).await;
         }
         for provider in providers {
             let wanted = readiness(Kind::Provider, key_of(provider.as_ref()), problems);
@@ -75,7 +77,59 @@ impl StatusWriter {
                 .status
                 .as_ref()
                 .map(|s| (&s.conditions, s.observed_generation));
-            self.write(provider.as_ref(), current, wanted).await;
+            self.write(provider.as_ref(), current, wanted, &[]).await;
+        }
+    }
+
+    /// Brings every Receiver's `Ready` condition and `webhookPath` in line
+    /// with the last build (a suspended Receiver's status is left alone, as
+    /// Flux leaves it). Does nothing unless this replica leads.
+    pub async fn update_receivers(&self, receivers: &[Arc<Receiver>], statuses: &[ReceiverStatus]) {
+        if !self.leader.load(Ordering::Acquire) {
+            return;
+        }
+        for receiver in receivers {
+            let key = key_of(receiver.as_ref());
+            let Some(wanted) = statuses.iter().find(|s| s.key == key) else {
+                continue;
+            };
+            if wanted.untouched {
+                continue;
+            }
+            let current = receiver
+                .status
+                .as_ref()
+                .map(|s| (&s.conditions, s.observed_generation));
+            let status = receiver.status.as_ref();
+            let current_path = status.and_then(|s| s.webhook_path.clone());
+            // `flux reconcile receiver` waits for this to echo the annotation.
+            let current_handled = status.and_then(|s| s.last_handled_reconcile_at.clone());
+            let requested = receiver
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(crate::webhook::annotate::REQUESTED_AT))
+                .cloned();
+            let readiness = Readiness {
+                ready: wanted.ready,
+                reason: wanted.reason.clone(),
+                message: wanted.message.clone(),
+                failed: wanted.failed,
+            };
+            let fields = vec![
+                StatusField {
+                    name: "webhookPath",
+                    current: current_path,
+                    wanted: wanted.webhook_path.clone(),
+                },
+                StatusField {
+                    name: "lastHandledReconcileAt",
+                    wanted: requested.or_else(|| current_handled.clone()),
+                    current: current_handled,
+                },
+            ];
+            self.write(receiver.as_ref(), current, readiness, &fields)
+                .await;
         }
     }
 
@@ -84,6 +138,7 @@ impl StatusWriter {
         object: &K,
         current: Option<(&Vec<Condition>, Option<i64>)>,
         wanted: Readiness,
+        fields: &[StatusField],
     ) where
         K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
             + Clone
@@ -97,7 +152,8 @@ impl StatusWriter {
         let status = if wanted.ready { "True" } else { "False" };
         let unchanged = existing.is_some_and(|c| {
             c.status == status && c.reason == wanted.reason && c.message == wanted.message
-        }) && observed == generation;
+        }) && observed == generation
+            && fields.iter().all(|f| f.current == f.wanted);
         if unchanged {
             return;
         }
@@ -106,7 +162,7 @@ impl StatusWriter {
             .filter(|c| c.status == status)
             .map(|c| c.last_transition_time.clone())
             .unwrap_or_else(|| Time(k8s_openapi::jiff::Timestamp::now()));
-        let patch = json!({
+        let mut patch = json!({
             "status": {
                 "observedGeneration": generation,
                 "conditions": [{
@@ -119,6 +175,10 @@ impl StatusWriter {
                 }]
             }
         });
+        for field in fields {
+            // A merge patch removes the field with null.
+            patch["status"][field.name] = json!(field.wanted);
+        }
         let meta = object.meta();
         let (namespace, name) = (
             meta.namespace.as_deref().unwrap_or("default"),
@@ -148,6 +208,14 @@ impl StatusWriter {
             }
         }
     }
+}
+
+/// A status field besides `Ready` (Receivers' `webhookPath` and
+/// `lastHandledReconcileAt`): as it is, and as it should be.
+struct StatusField {
+    name: &'static str,
+    current: Option<String>,
+    wanted: Option<String>,
 }
 
 fn key_of<K: Resource>(object: &K) -> ObjectKey {

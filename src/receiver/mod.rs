@@ -119,7 +119,7 @@ async fn handle(
 
 /// Why a body was not read.
 #[derive(Debug)]
-enum Refusal {
+pub(crate) enum Refusal {
     TooLarge,
     Unreadable,
     Timeout,
@@ -156,7 +156,7 @@ impl Refusal {
 
 /// Reads a body of at most [`MAX_BODY_BYTES`] within `timeout`, reserving
 /// its bytes from the budget before buffering them.
-async fn read_body(
+pub(crate) async fn read_body(
     body: Body,
     reservation: &mut Reservation,
     timeout: Duration,

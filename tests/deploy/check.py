@@ -188,7 +188,7 @@ def check_replace_flux():
     reference = ROOT / "tests/fixtures/flux-crds"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
-        flux = (reference / "alerts.yaml").read_text() + "\n---\n" + (reference / "providers.yaml").read_text()
+        flux = "\n---\n".join((reference / f).read_text() for f in ("alerts.yaml", "providers.yaml", "receivers.yaml"))
         (tmp / "gotk-components.yaml").write_text(flux + "\n---\n" + FLUX_DEPLOYMENT)
         (tmp / "gotk-sync.yaml").write_text("")
         (tmp / "herald-crds.yaml").write_text((ROOT / "crds/crds.yaml").read_text())
@@ -208,6 +208,9 @@ def check_replace_flux():
                 problem("examples/replace-flux", f"{name}: versions {[v['name'] for v in versions]}")
             if any("status" not in v.get("subresources", {}) for v in versions):
                 problem("examples/replace-flux", f"{name}: no status subresource")
+        receivers = docs[("CustomResourceDefinition", "receivers.notification.toolkit.fluxcd.io")]["spec"]["versions"]
+        if [v["name"] for v in receivers] != ["v1"]:
+            problem("examples/replace-flux", f"receivers: versions {[v['name'] for v in receivers]}")
 
 
 def check_docker_context():

@@ -13,6 +13,8 @@ pub struct Herald {
     pub events: String,
     pub metrics: String,
     pub health: String,
+    /// The webhook receiver server (`herald controller` only).
+    pub webhooks: String,
 }
 
 /// The binary under test: `HERALD_BIN` when set (e.g. a copy that no
@@ -87,6 +89,7 @@ impl Herald {
             events: String::new(),
             metrics: String::new(),
             health: String::new(),
+            webhooks: String::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline
@@ -104,6 +107,7 @@ impl Herald {
                     Some("events") => herald.events = url,
                     Some("metrics") => herald.metrics = url,
                     Some("health") => herald.health = url,
+                    Some("webhooks") => herald.webhooks = url,
                     _ => {}
                 }
             }

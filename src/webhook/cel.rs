@@ -1,0 +1,398 @@
+//! CEL for Receivers: `spec.resourceFilter`, `resources[].filter` and
+//! generic-oidc's `variables` and `validations` (DESIGN §3.13).
+//!
+//! Flux compiles these with cel-go, its variables declared as
+//! `google.protobuf.Struct` (so every field read is `dyn`) and, for filters
+//! and validations, a required output type of `bool`. herald parses with the
+//! `cel` crate and applies the same two compile-time checks: every
+//! identifier is a declared variable (or a comprehension's own), and a
+//! boolean expression must be boolean by its form (a comparison, a logical
+//! operator, `in`, `has()`, a predicate method such as `startsWith` or
+//! `exists`, …) — as in Flux, `res.metadata.labels.enabled` alone is a
+//! `dyn`, not a `bool`, and is refused. At run time a non-boolean result is
+//! an error, as in Flux.
+
+use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, OnceLock};
+
+pub use cel::Value;
+use cel::common::ast::{Expr, IdedExpr, LiteralValue, operators};
+use cel::{Context, Env, Program};
+
+/// The environment every expression runs in: the standard library plus the
+/// strings and encoders extensions (Flux's cel-go has both).
+fn env() -> Arc<Env> {
+    static ENV: OnceLock<Arc<Env>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Env::stdlib();
+        // cel-go keeps the last of repeated map keys.
+        env.set_error_on_duplicate_map_keys(false);
+        let _ = env.add_extension(cel::extensions::strings);
+        let _ = env.add_extension(cel::extensions::encoders);
+        Arc::new(env)
+    })
+    .clone()
+}
+
+/// A compiled expression.
+pub struct Expression {
+    source: String,
+    program: Program,
+}
+
+impl std::fmt::Debug for Expression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Expression").field(&self.source).finish()
+    }
+}
+
+/// What an expression must produce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Bool,
+    Any,
+}
+
+/// Compiles `source` with `variables` declared, checking its output type.
+pub fn compile(source: &str, variables: &[&str], output: Output) -> Result<Expression, String> {
+    let program = std::panic::catch_unwind(AssertUnwindSafe(|| env().compile(source)))
+        .map_err(|_| format!("failed to parse the CEL expression '{source}'"))?
+        .map_err(|e| format!("failed to parse the CEL expression '{source}': {e}"))?;
+    let mut bound = Vec::new();
+    if let Some(name) = undeclared(program.expression(), variables, &mut bound) {
+        return Err(format!(
+            "failed to parse the CEL expression '{source}': undeclared reference to '{name}'"
+        ));
+    }
+    if output == Output::Bool {
+        let found = static_type(program.expression());
+        if found != StaticType::Bool {
+            return Err(format!(
+                "CEL expression output type mismatch: expected bool, got {}",
+                found.name()
+            ));
+        }
+    }
+    Ok(Expression {
+        source: source.to_owned(),
+        program,
+    })
+}
+
+impl Expression {
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Evaluates with `variables` (JSON values as in Flux's `map[string]any`).
+    pub fn evaluate(&self, variables: &[(&str, Value)]) -> Result<Value, String> {
+        let mut context = Context::with_env(env());
+        for (name, value) in variables {
+            context.add_variable_from_value(*name, value.clone());
+        }
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.program.execute(&context)))
+            .map_err(|_| {
+                format!(
+                    "failed to evaluate the CEL expression '{}': the evaluator failed",
+                    self.source
+                )
+            })?;
+        result.map_err(|e| {
+            format!(
+                "failed to evaluate the CEL expression '{}': {e}",
+                self.source
+            )
+        })
+    }
+
+    /// Evaluates an expression that must produce a boolean.
+    pub fn evaluate_bool(&self, variables: &[(&str, Value)]) -> Result<bool, String> {
+        match self.evaluate(variables)? {
+            Value::Bool(b) => Ok(b),
+            _ => Err(format!(
+                "failed to evaluate CEL expression as boolean: '{}'",
+                self.source
+            )),
+        }
+    }
+}
+
+/// A JSON value as CEL sees it.
+pub fn value(json: &serde_json::Value) -> Value {
+    cel::to_value(json).unwrap_or(Value::Null)
+}
+
+/// The type names CEL resolves as identifiers (`type(x) == string`).
+const TYPE_NAMES: [&str; 11] = [
+    "int",
+    "uint",
+    "double",
+    "bool",
+    "string",
+    "bytes",
+    "list",
+    "map",
+    "null_type",
+    "type",
+    "dyn",
+];
+
+/// The first identifier that is neither declared, bound by an enclosing
+/// comprehension, nor a type name.
+fn undeclared<'a>(
+    expr: &'a IdedExpr,
+    declared: &[&str],
+    bound: &mut Vec<&'a str>,
+) -> Option<&'a str> {
+    match &expr.expr {
+        Expr::Ident(name) => {
+            let known = name.starts_with('@')
+                || declared.contains(&name.as_str())
+                || bound.contains(&name.as_str())
+                || TYPE_NAMES.contains(&name.as_str());
+            (!known).then_some(name.as_str())
+        }
+        Expr::Call(call) => call
+            .target
+            .as_deref()
+            .and_then(|t| undeclared(t, declared, bound))
+            .or_else(|| {
+                call.args
+                    .iter()
+                    .find_map(|a| undeclared(a, declared, bound))
+            }),
+        Expr::Select(select) => undeclared(&select.operand, declared, bound),
+        Expr::List(list) => list
+            .elements
+            .iter()
+            .find_map(|e| undeclared(e, declared, bound)),
+        Expr::Map(map) => map.entries.iter().find_map(|entry| match &entry.expr {
+            cel::common::ast::EntryExpr::MapEntry(e) => undeclared(&e.key, declared, bound)
+                .or_else(|| undeclared(&e.value, declared, bound)),
+            cel::common::ast::EntryExpr::StructField(f) => undeclared(&f.value, declared, bound),
+        }),
+        Expr::Struct(s) => s.entries.iter().find_map(|entry| match &entry.expr {
+            cel::common::ast::EntryExpr::MapEntry(e) => undeclared(&e.key, declared, bound)
+                .or_else(|| undeclared(&e.value, declared, bound)),
+            cel::common::ast::EntryExpr::StructField(f) => undeclared(&f.value, declared, bound),
+        }),
+        Expr::Comprehension(c) => {
+            if let Some(found) = undeclared(&c.iter_range, declared, bound)
+                .or_else(|| undeclared(&c.accu_init, declared, bound))
+            {
+                return Some(found);
+            }
+            let depth = bound.len();
+            bound.push(c.iter_var.as_str());
+            if let Some(second) = &c.iter_var2 {
+                bound.push(second.as_str());
+            }
+            bound.push(c.accu_var.as_str());
+            let found = undeclared(&c.loop_cond, declared, bound)
+                .or_else(|| undeclared(&c.loop_step, declared, bound))
+                .or_else(|| undeclared(&c.result, declared, bound));
+            bound.truncate(depth);
+            found
+        }
+        Expr::Literal(_) | Expr::Unspecified => None,
+    }
+}
+
+/// What the type checker can tell of an expression's output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StaticType {
+    Bool,
+    Int,
+    Uint,
+    Double,
+    String,
+    Bytes,
+    Null,
+    List,
+    Map,
+    Dyn,
+}
+
+impl StaticType {
+    fn name(self) -> &'static str {
+        match self {
+            StaticType::Bool => "bool",
+            StaticType::Int => "int",
+            StaticType::Uint => "uint",
+            StaticType::Double => "double",
+            StaticType::String => "string",
+            StaticType::Bytes => "bytes",
+            StaticType::Null => "null_type",
+            StaticType::List => "list(dyn)",
+            StaticType::Map => "map(dyn, dyn)",
+            StaticType::Dyn => "dyn",
+        }
+    }
+}
+
+/// Functions and methods whose every overload returns a bool.
+const PREDICATES: [&str; 16] = [
+    operators::EQUALS,
+    operators::NOT_EQUALS,
+    operators::LESS,
+    operators::LESS_EQUALS,
+    operators::GREATER,
+    operators::GREATER_EQUALS,
+    operators::LOGICAL_AND,
+    operators::LOGICAL_OR,
+    operators::LOGICAL_NOT,
+    operators::NOT_STRICTLY_FALSE,
+    operators::IN,
+    "startsWith",
+    "endsWith",
+    "contains",
+    "matches",
+    "bool",
+];
+
+/// The output type of `expr` as cel-go's checker would find it, with every
+/// variable a `dyn` struct.
+fn static_type(expr: &IdedExpr) -> StaticType {
+    let mut accumulators = HashSet::new();
+    static_type_in(expr, &mut accumulators)
+}
+
+fn static_type_in<'a>(expr: &'a IdedExpr, accumulators: &mut HashSet<&'a str>) -> StaticType {
+    match &expr.expr {
+        Expr::Literal(literal) => match literal {
+            LiteralValue::Boolean(_) => StaticType::Bool,
+            LiteralValue::Int(_) => StaticType::Int,
+            LiteralValue::UInt(_) => StaticType::Uint,
+            LiteralValue::Double(_) => StaticType::Double,
+            LiteralValue::String(_) => StaticType::String,
+            LiteralValue::Bytes(_) => StaticType::Bytes,
+            LiteralValue::Null => StaticType::Null,
+        },
+        Expr::List(_) => StaticType::List,
+        Expr::Map(_) => StaticType::Map,
+        // `has(a.b)` is a presence test: a bool.
+        Expr::Select(select) if select.test => StaticType::Bool,
+        Expr::Call(call) if PREDICATES.contains(&call.func_name.as_str()) => StaticType::Bool,
+        Expr::Call(call) if call.func_name == operators::CONDITIONAL && call.args.len() == 3 => {
+            let then = static_type_in(&call.args[1], accumulators);
+            let otherwise = static_type_in(&call.args[2], accumulators);
+            if then == otherwise {
+                then
+            } else {
+                StaticType::Dyn
+            }
+        }
+        Expr::Call(call) if call.func_name == "size" => StaticType::Int,
+        Expr::Call(call) if call.func_name == "string" => StaticType::String,
+        Expr::Call(call) if call.func_name == "int" => StaticType::Int,
+        Expr::Call(call) if call.func_name == "double" => StaticType::Double,
+        Expr::Call(call)
+            if [operators::ADD, operators::SUBSTRACT, operators::MULTIPLY]
+                .contains(&call.func_name.as_str()) =>
+        {
+            let types: Vec<StaticType> = call
+                .args
+                .iter()
+                .map(|a| static_type_in(a, accumulators))
+                .collect();
+            if types.windows(2).all(|w| w[0] == w[1]) {
+                types.first().copied().unwrap_or(StaticType::Dyn)
+            } else {
+                StaticType::Dyn
+            }
+        }
+        // `all`, `exists` and `exists_one` accumulate a bool; `map` and
+        // `filter` a list.
+        Expr::Comprehension(c) => {
+            let init = static_type_in(&c.accu_init, accumulators);
+            if init == StaticType::Bool {
+                accumulators.insert(c.accu_var.as_str());
+            }
+            static_type_in(&c.result, accumulators)
+        }
+        Expr::Ident(name) if accumulators.contains(name.as_str()) => StaticType::Bool,
+        _ => StaticType::Dyn,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const FILTER_VARS: [&str; 2] = ["res", "req"];
+
+    fn filter(source: &str) -> Result<Expression, String> {
+        compile(source, &FILTER_VARS, Output::Bool)
+    }
+
+    #[test]
+    fn boolean_forms_compile() {
+        for source in [
+            "true",
+            "res.metadata.name == 'app'",
+            "res.metadata.name != req.name && true",
+            "!(res.metadata.name in ['a', 'b'])",
+            "has(res.metadata.labels) ? res.metadata.labels.app == 'x' : false",
+            "res.metadata.name.startsWith('app-')",
+            "req.commits.exists(c, c.message.contains('deploy'))",
+            "req.commits.all(c, c.id != '')",
+            "req.commits.exists_one(c, c.id == 'a')",
+            "'app' in res.metadata.labels",
+            "size(req.commits) > 0",
+        ] {
+            filter(source).unwrap_or_else(|e| panic!("{source}: {e}"));
+        }
+    }
+
+    #[test]
+    fn non_boolean_and_undeclared_are_refused_as_flux_refuses_them() {
+        let error = filter("res.metadata.name").expect_err("dyn");
+        assert_eq!(
+            error,
+            "CEL expression output type mismatch: expected bool, got dyn"
+        );
+        assert!(filter("'a'").expect_err("string").contains("got string"));
+        assert!(filter("1 + 2").expect_err("int").contains("got int"));
+        let error = filter("claims.sub == 'x'").expect_err("undeclared");
+        assert!(
+            error.contains("undeclared reference to 'claims'"),
+            "{error}"
+        );
+        assert!(compile("claims.sub == 'x'", &["res", "req", "claims"], Output::Bool).is_ok());
+        assert!(filter("res.metadata.name ==").is_err());
+        // A comprehension's own variable is declared inside it only.
+        assert!(filter("req.list.exists(x, x == 1) && x == 2").is_err());
+    }
+
+    #[test]
+    fn evaluates_against_json() {
+        let expr = filter("res.metadata.labels.app == req.repository.name && !req.skip").unwrap();
+        let res = value(&json!({"metadata": {"name": "a", "labels": {"app": "podinfo"}}}));
+        let req = value(&json!({"repository": {"name": "podinfo"}, "skip": false}));
+        assert!(
+            expr.evaluate_bool(&[("res", res.clone()), ("req", req)])
+                .unwrap()
+        );
+        let other = value(&json!({"repository": {"name": "other"}, "skip": false}));
+        assert!(!expr.evaluate_bool(&[("res", res), ("req", other)]).unwrap());
+    }
+
+    #[test]
+    fn a_missing_field_is_an_error_not_a_match() {
+        let expr = filter("req.absent.name == 'x'").unwrap();
+        let result = expr.evaluate_bool(&[("res", value(&json!({}))), ("req", value(&json!({})))]);
+        assert!(result.is_err(), "{result:?}");
+    }
+
+    #[test]
+    fn strings_extension_is_there() {
+        let expr = filter("res.metadata.name.lowerAscii() == 'app'").unwrap();
+        let res = value(&json!({"metadata": {"name": "APP"}}));
+        assert!(
+            expr.evaluate_bool(&[("res", res), ("req", value(&json!({})))])
+                .unwrap()
+        );
+    }
+}
