@@ -847,3 +847,388 @@ fn check_reports_unusable_transport_settings() {
         );
     }
 }
+
+
+/// `herald route`'s line for the only Provider of a manifest directory.
+fn routed_payload(dir: &Path) -> Value {
+    let lines = route_lines(dir, "kustomization-error.json");
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    lines[0]["payload"].clone()
+}
+
+/// A one-Provider manifest directory with a text template on its Alert.
+fn templated(kind: &str, spec: &str, pairs: &[(&str, &str)]) -> tempfile::TempDir {
+    write(&format!(
+        "{}  template:\n    text: \"{{{{ object.name }}}}: {{{{ reason }}}}\"\n{}",
+        provider(
+            "templated",
+            kind,
+            &format!("  secretRef: {{name: templated}}\n{spec}")
+        ),
+        secret("templated", pairs),
+    ))
+}
+
+const TEMPLATED: &str = "my-app-kustomization: ReconciliationFailed";
+
+#[test]
+fn webex_posts_markdown_to_the_room_with_the_bot_token() {
+    let token = "webex-bot-token-secret";
+    let received = deliver(&Case {
+        kind: "webex",
+        spec: "  channel: room-id-1",
+        address_suffix: "",
+        secret: vec![("token", token)],
+    });
+    let r = &received[0];
+    assert_post(r, PATH, "application/json");
+    assert_eq!(
+        header(r, "authorization"),
+        Some(format!("Bearer {token}").as_str())
+    );
+    assert_eq!(
+        r.body,
+        json!({
+            "roomId": "room-id-1",
+            "markdown": format!("💣 **{OBJECT}**\n{MESSAGE}\n>**revision**: {REVISION}\n"),
+        })
+    );
+    let dir = templated(
+        "webex",
+        "",
+        &[
+            ("address", "https://webexapis.com/v1/messages"),
+            ("token", token),
+        ],
+    );
+    assert_eq!(
+        routed_payload(dir.path()),
+        json!({"markdown": format!("💣 **{OBJECT}**\n{TEMPLATED}\n")})
+    );
+}
+
+/// Flux's message in MarkdownV2, escaped as Flux escapes it.
+const MESSAGE_MD2: &str = "Deployment/my\\-app/my\\-app\\-deployment dry\\-run failed: spec\\.replicas: Invalid value: \\-1: must be greater than or equal to 0";
+
+/// The address (a lookalike here, a self-hosted Bot API server in real
+/// life) replaces `https://api.telegram.org`, the bot token goes in the
+/// path, and a `<chat>:<topic>` channel posts to a forum topic.
+#[test]
+fn telegram_sends_escaped_markdown_to_the_bot_api() {
+    let token = "123456:telegram-bot-secret";
+    let received = deliver(&Case {
+        kind: "telegram",
+        spec: "  channel: '-1001234567890:42'",
+        address_suffix: "",
+        secret: vec![("token", token)],
+    });
+    let r = &received[0];
+    assert_post(
+        r,
+        &format!("{PATH}/bot{token}/sendMessage"),
+        "application/json",
+    );
+    assert_eq!(header(r, "authorization"), None);
+    assert_eq!(
+        r.body,
+        json!({
+            "chat_id": "-1001234567890",
+            "message_thread_id": "42",
+            "text": format!("*🚨 kustomization/my\\-app\\-kustomization/flux\\-system*\n{MESSAGE_MD2}\n\\- *revision*: {REVISION}\n"),
+            "parse_mode": "MarkdownV2",
+        })
+    );
+    // As in Flux, no address means the public Bot API.
+    let dir = templated("telegram", "  channel: '@flux'", &[("token", token)]);
+    let lines = route_lines(dir.path(), "kustomization-error.json");
+    assert_eq!(lines[0]["address"], "https://api.telegram.org/***");
+    assert_eq!(
+        lines[0]["payload"],
+        json!({
+            "chat_id": "@flux",
+            "text": "*🚨 kustomization/my\\-app\\-kustomization/flux\\-system*\nmy\\-app\\-kustomization: ReconciliationFailed\n",
+            "parse_mode": "MarkdownV2",
+        })
+    );
+    assert_absent(
+        "route",
+        &route(dir.path(), "kustomization-error.json"),
+        &[token],
+    );
+}
+
+/// Telegram's failures carry `retry_after` in the body; a 200 with `"ok":
+/// false` is not a delivery.
+#[test]
+fn telegram_waits_retry_after_from_the_body() {
+    let pki = Pki::new();
+    let sink = Sink::start_tls(pki.server_config(false));
+    let dir = write(&format!(
+        "{}{}{}",
+        provider(
+            "telegram",
+            "telegram",
+            "  channel: '@flux'\n  secretRef: {name: bot}\n  certSecretRef: {name: ca}"
+        ),
+        secret(
+            "bot",
+            &[("address", sink.url.as_str()), ("token", "1:bot-secret")]
+        ),
+        secret("ca", &[("ca.crt", &pki.ca)]),
+    ));
+    sink.script([
+        Answer::status(429).body(
+            r#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 1","parameters":{"retry_after":1}}"#,
+        ),
+        Answer::status(200).body(r#"{"ok":true,"result":{}}"#),
+        Answer::status(200).body(r#"{"ok":false,"description":"Bad Request: chat not found"}"#),
+    ]);
+    let herald = Herald::serve(dir.path(), &[]);
+    assert_eq!(
+        herald.post_file(&event_file("kustomization-error.json")),
+        202
+    );
+    let received = sink.wait_for(2, WAIT);
+    assert_eq!(received.len(), 2, "{:#?}", herald.logs());
+    assert!(received[1].at - received[0].at >= Duration::from_secs(1));
+    assert!(herald.wait_for_log("\"delivered\"", WAIT).is_some());
+    assert_eq!(herald.post_file(&event_file("helmrelease-error.json")), 202);
+    let line = herald
+        .wait_for_log("chat not found", WAIT)
+        .expect("failure logged");
+    assert!(line.contains("not retrying"), "{line}");
+    herald.assert_no_secret_in_logs();
+    assert_absent("logs", &herald.logs().join("\n"), &["bot-secret"]);
+}
+
+#[test]
+fn lark_posts_an_interactive_card() {
+    let received = deliver(&Case {
+        kind: "lark",
+        spec: "",
+        address_suffix: "",
+        secret: vec![],
+    });
+    let r = &received[0];
+    assert_post(r, PATH, "application/json");
+    assert_eq!(
+        r.body,
+        json!({
+            "msg_type": "interactive",
+            "card": {
+                "config": {"wide_screen_mode": true},
+                "header": {
+                    "title": {"tag": "plain_text", "content": format!("🚨 {OBJECT}")},
+                    "template": "red",
+                },
+                "elements": [{
+                    "tag": "div",
+                    "text": {"tag": "lark_md", "content": format!("**{MESSAGE}**\n\nrevision: {REVISION}\n")},
+                }],
+            },
+        })
+    );
+    let dir = templated(
+        "lark",
+        "",
+        &[(
+            "address",
+            "https://open.larksuite.com/open-apis/bot/v2/hook/secret-webhook-path",
+        )],
+    );
+    assert_eq!(
+        routed_payload(dir.path())["card"]["elements"][0]["text"]["content"],
+        format!("**{TEMPLATED}**\n\n")
+    );
+}
+
+/// The Go-marshalled event of `kustomization-error.json`, whose SHA-1 is
+/// Flux's Matrix transaction id.
+const FLUX_EVENT_JSON: &str = r#"{"involvedObject":{"kind":"Kustomization","namespace":"flux-system","name":"my-app-kustomization","uid":"7d0cdc51-ddcf-4743-b223-83ca5c699632","apiVersion":"kustomize.toolkit.fluxcd.io/v1","resourceVersion":"48213"},"severity":"error","timestamp":"2026-11-20T07:26:19Z","message":"Deployment/my-app/my-app-deployment dry-run failed: spec.replicas: Invalid value: -1: must be greater than or equal to 0","reason":"ReconciliationFailed","metadata":{"revision":"main@sha1:731f7eaddfb6af01cb2173e18f0f75b0ba780ef1"},"reportingController":"kustomize-controller","reportingInstance":"kustomize-controller-7f5c9d8b6-x2x9k"}"#;
+
+#[test]
+fn matrix_puts_a_room_message_with_flux_transaction_id() {
+    let token = "syt_matrix_access_secret";
+    let received = deliver(&Case {
+        kind: "matrix",
+        spec: "  channel: '!room:example.org'",
+        address_suffix: "",
+        secret: vec![("token", token)],
+    });
+    let r = &received[0];
+    let digest = ring::digest::digest(
+        &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        FLUX_EVENT_JSON.as_bytes(),
+    );
+    let txn: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(r.method, "PUT");
+    assert_eq!(
+        r.path,
+        format!("{PATH}/_matrix/client/r0/rooms/!room:example.org/send/m.room.message/{txn}")
+    );
+    assert_eq!(header(r, "content-type"), Some("application/json"));
+    assert_eq!(
+        header(r, "authorization"),
+        Some(format!("Bearer {token}").as_str())
+    );
+    assert_eq!(
+        r.body,
+        json!({
+            "body": format!("🚨 {OBJECT}\n{MESSAGE}\n- revision: {REVISION}\n"),
+            "msgtype": "m.text",
+        })
+    );
+    let dir = templated(
+        "matrix",
+        "  channel: '!room:example.org'",
+        &[("address", "https://matrix.example.org"), ("token", token)],
+    );
+    assert_eq!(
+        routed_payload(dir.path()),
+        json!({"body": format!("🚨 {OBJECT}\n{TEMPLATED}\n"), "msgtype": "m.text"})
+    );
+}
+
+/// Zulip gets a form with basic auth on `/api/v1/messages` of the
+/// address's host.
+#[test]
+fn zulip_posts_a_form_with_basic_auth() {
+    let password = "zulip-api-key-secret";
+    let received = deliver(&Case {
+        kind: "zulip",
+        spec: "  channel: flux/alerts and more",
+        address_suffix: "",
+        secret: vec![
+            ("username", "flux-bot@example.zulipchat.com"),
+            ("password", password),
+        ],
+    });
+    let r = &received[0];
+    assert_post(r, "/api/v1/messages", "application/x-www-form-urlencoded");
+    use base64::Engine;
+    let credentials = base64::engine::general_purpose::STANDARD
+        .encode(format!("flux-bot@example.zulipchat.com:{password}"));
+    assert_eq!(
+        header(r, "authorization"),
+        Some(format!("Basic {credentials}").as_str())
+    );
+    let content = format!(
+        "## Flux Status\n\n⚠️ Kustomization/flux-system/my-app-kustomization\n\n{MESSAGE}\n\nMetadata:\n* `revision`: {REVISION}\n"
+    );
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&r.raw)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("content", content.as_str()),
+        ("to", "flux"),
+        ("topic", "alerts and more"),
+        ("type", "stream"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    assert_eq!(form, expected);
+    // Go's url.Values encoding: spaces as '+', '*' escaped.
+    let raw = String::from_utf8_lossy(&r.raw);
+    assert!(
+        raw.ends_with("&to=flux&topic=alerts+and+more&type=stream"),
+        "{raw}"
+    );
+    assert!(
+        raw.contains("%0A%2A+%60revision%60%3A+main%40sha1%3A731f7ead"),
+        "{raw}"
+    );
+    let dir = templated(
+        "zulip",
+        "  channel: flux/alerts",
+        &[
+            ("address", "https://acme.zulipchat.com"),
+            ("username", "bot@acme"),
+            ("password", password),
+        ],
+    );
+    let payload = routed_payload(dir.path());
+    assert_eq!(
+        payload["content"],
+        format!(
+            "## Flux Status\n\n⚠️ Kustomization/flux-system/my-app-kustomization\n\n{TEMPLATED}\n\nMetadata:\n"
+        )
+    );
+    assert_eq!(payload["topic"], "alerts");
+}
+
+#[test]
+fn zoom_posts_a_rich_message_with_the_verification_token() {
+    let token = "zoom-verification-secret";
+    let received = deliver(&Case {
+        kind: "zoom",
+        spec: "",
+        address_suffix: "",
+        secret: vec![("token", token)],
+    });
+    let r = &received[0];
+    assert_post(r, PATH, "application/json");
+    assert_eq!(r.query.as_deref(), Some("format=full"));
+    assert_eq!(header(r, "authorization"), Some(token));
+    assert_eq!(
+        r.body,
+        json!({"content": {
+            "head": {"text": OBJECT, "sub_head": {"text": "error"}},
+            "body": [
+                {"type": "message", "text": MESSAGE},
+                {"type": "fields", "items": [{"key": "revision", "value": REVISION}]},
+            ],
+        }})
+    );
+    let dir = templated(
+        "zoom",
+        "",
+        &[
+            (
+                "address",
+                "https://integrations.zoom.us/chat/webhooks/incomingwebhook/secret-webhook-path?format=message",
+            ),
+            ("token", token),
+        ],
+    );
+    assert_eq!(
+        routed_payload(dir.path())["content"]["body"],
+        json!([{"type": "message", "text": TEMPLATED}])
+    );
+}
+
+#[test]
+fn opsgenie_creates_an_alert_with_the_genie_key() {
+    let token = "opsgenie-api-key-secret";
+    let received = deliver(&Case {
+        kind: "opsgenie",
+        spec: "",
+        address_suffix: "",
+        secret: vec![("token", token)],
+    });
+    let r = &received[0];
+    assert_post(r, PATH, "application/json");
+    assert_eq!(
+        header(r, "authorization"),
+        Some(format!("GenieKey {token}").as_str())
+    );
+    assert_eq!(
+        r.body,
+        json!({
+            "message": "Kustomization/my-app-kustomization",
+            "description": MESSAGE,
+            "details": {"revision": REVISION, "severity": "error"},
+        })
+    );
+    let dir = templated(
+        "opsgenie",
+        "",
+        &[
+            ("address", "https://api.opsgenie.com/v2/alerts"),
+            ("token", token),
+        ],
+    );
+    let payload = routed_payload(dir.path());
+    assert_eq!(payload["description"], TEMPLATED);
+    assert_eq!(payload["details"]["revision"], REVISION);
+}

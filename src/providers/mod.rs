@@ -10,10 +10,17 @@
 pub mod discord;
 pub mod generic;
 pub mod googlechat;
+pub mod lark;
+pub mod matrix;
 pub mod msteams;
+pub mod opsgenie;
 pub mod rocket;
 pub mod slack;
 mod slack_compat;
+pub mod telegram;
+pub mod webex;
+pub mod zoom;
+pub mod zulip;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +47,13 @@ fn constructor(kind: ProviderType) -> Option<Constructor> {
         ProviderType::Discord => discord::new,
         ProviderType::Rocket => rocket::new,
         ProviderType::Googlechat => googlechat::new,
+        ProviderType::Webex => webex::new,
+        ProviderType::Telegram => telegram::new,
+        ProviderType::Lark => lark::new,
+        ProviderType::Matrix => matrix::new,
+        ProviderType::Zulip => zulip::new,
+        ProviderType::Zoom => zoom::new,
+        ProviderType::Opsgenie => opsgenie::new,
         _ => return None,
     })
 }
