@@ -929,3 +929,87 @@ fn controller_reads_cert_secret_ref_secrets() {
     }
     herald.assert_no_secret_in_logs();
 }
+
+const UID: &str = "7d0cdc51-ddcf-4743-b223-83ca5c699632";
+
+#[test]
+fn pagerduty_triggers_an_incident_on_errors() {
+    let received = deliver(&Case {
+        kind: "pagerduty",
+        spec: "  channel: routing-key-0123",
+        address_suffix: "",
+        secret: vec![],
+    });
+    let r = &received[0];
+    assert_post(r, "/v2/enqueue", "application/json");
+    assert_eq!(header(r, "authorization"), None);
+    assert_eq!(
+        r.body,
+        json!({
+            "routing_key": "routing-key-0123",
+            "event_action": "trigger",
+            "dedup_key": UID,
+            "payload": {
+                "summary": "reconciliation failed: kustomization/my-app-kustomization",
+                "source": "Flux kustomize-controller",
+                "severity": "error",
+                "timestamp": "2026-11-20T07:26:19Z",
+                "component": "my-app-kustomization",
+                "group": "Kustomization",
+                "custom_details": {"message": MESSAGE, "metadata": {"revision": REVISION}},
+            },
+        })
+    );
+}
+
+/// An info event resolves the object's incident and is then recorded as a
+/// change event; a `Progressing` event sends nothing.
+#[test]
+fn pagerduty_resolves_and_records_a_change_on_info_and_skips_progressing() {
+    let sink = Sink::start();
+    let dir = write(&format!(
+        "{}  channel: routing-key-0123\n{}",
+        provider("pd", "pagerduty", "  secretRef: {name: pd}"),
+        secret("pd", &[("address", sink.url.as_str())]),
+    ));
+    let herald = Herald::serve(dir.path(), &[]);
+    let event = std::fs::read_to_string(event_file("kustomization-info.json")).expect("event");
+    let progressing = event
+        .replace("ReconciliationSucceeded", "Progressing")
+        .replace("configured", "configuring");
+    assert_eq!(herald.post(progressing).0, 202);
+    assert_eq!(herald.post(event).0, 202);
+    let received = sink.wait_for(2, WAIT);
+    assert_eq!(received.len(), 2, "{:#?}", herald.logs());
+    assert_post(&received[0], "/v2/enqueue", "application/json");
+    assert_eq!(
+        received[0].body,
+        json!({"routing_key": "routing-key-0123", "event_action": "resolve", "dedup_key": UID})
+    );
+    assert_post(&received[1], "/v2/change/enqueue", "application/json");
+    let message = "Deployment/my-app/my-app-deployment configured\nService/my-app/my-app unchanged";
+    assert_eq!(
+        received[1].body,
+        json!({
+            "routing_key": "routing-key-0123",
+            "payload": {
+                "source": "Flux kustomize-controller",
+                "summary": "reconciliation succeeded: kustomization/my-app-kustomization",
+                "timestamp": "2026-11-20T07:31:02Z",
+                "custom_details": {"message": message, "metadata": {
+                    "revision": "main@sha1:9f2c1d4e5b6a7980a1b2c3d4e5f60718293a4b5c",
+                }},
+            },
+            "links": null,
+        })
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sink.received().len(), 2);
+    let metrics = metrics(&herald);
+    for expected in [
+        "herald_notifications_total{provider_type=\"pagerduty\",result=\"delivered\"} 1",
+        "herald_notifications_total{provider_type=\"pagerduty\",result=\"skipped\"} 1",
+    ] {
+        assert!(metrics.contains(expected), "{expected} not in {metrics}");
+    }
+}

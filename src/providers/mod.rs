@@ -9,8 +9,10 @@
 
 pub mod discord;
 pub mod generic;
+mod go_time;
 pub mod googlechat;
 pub mod msteams;
+pub mod pagerduty;
 pub mod rocket;
 pub mod slack;
 mod slack_compat;
@@ -40,6 +42,7 @@ fn constructor(kind: ProviderType) -> Option<Constructor> {
         ProviderType::Discord => discord::new,
         ProviderType::Rocket => rocket::new,
         ProviderType::Googlechat => googlechat::new,
+        ProviderType::Pagerduty => pagerduty::new,
         _ => return None,
     })
 }
@@ -265,6 +268,24 @@ pub trait Notifier: Send + Sync {
         rendered: Option<&Rendered>,
         thread: Option<&ThreadAnchor>,
     ) -> Result<Request, String>;
+
+    /// Why nothing is sent for this notification, when Flux sends nothing
+    /// (PagerDuty and incident.io skip `Progressing` events): the
+    /// dispatcher logs it at debug level and counts it as `skipped`.
+    fn skips(&self, _n: &Notification) -> Option<&'static str> {
+        None
+    }
+
+    /// A second request Flux sends after the first one was delivered
+    /// (PagerDuty's change event for info events); retried like the first,
+    /// and the notification is delivered once both are.
+    fn follow_up(
+        &self,
+        _n: &Notification,
+        _rendered: Option<&Rendered>,
+    ) -> Result<Option<Request>, String> {
+        Ok(None)
+    }
 
     /// Whether a response delivered the notification.
     fn judge(&self, response: &Response<'_>) -> Verdict {
