@@ -1013,3 +1013,50 @@ fn pagerduty_resolves_and_records_a_change_on_info_and_skips_progressing() {
         assert!(metrics.contains(expected), "{expected} not in {metrics}");
     }
 }
+
+fn basic(username: &str, password: &str) -> String {
+    use base64::Engine;
+    let credentials =
+        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+    format!("Basic {credentials}")
+}
+
+#[test]
+fn alertmanager_posts_one_firing_alert_with_basic_auth() {
+    let received = deliver(&Case {
+        kind: "alertmanager",
+        spec: "",
+        address_suffix: "",
+        secret: vec![
+            ("username", "am-user"),
+            ("password", "am-password-secret"),
+            ("token", "am-token-secret"),
+        ],
+    });
+    let r = &received[0];
+    assert_post(r, PATH, "application/json");
+    // Flux's last request modifier, basic auth, wins over the token.
+    assert_eq!(
+        header(r, "authorization"),
+        Some(basic("am-user", "am-password-secret").as_str())
+    );
+    assert_eq!(
+        r.body,
+        json!([{
+            "status": "firing",
+            "labels": {
+                "alertname": "FluxKustomizationReconciliationfailed",
+                "kind": "Kustomization",
+                "name": "my-app-kustomization",
+                "namespace": "flux-system",
+                "reason": "ReconciliationFailed",
+                "reportingcontroller": "kustomize-controller",
+                "revision": REVISION,
+                "severity": "error",
+            },
+            "annotations": {"message": MESSAGE},
+            "startsAt": "2026-11-20T07:26:19Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+        }])
+    );
+}

@@ -7,6 +7,7 @@
 //! constructor returning an [`Arc<dyn Notifier>`](Notifier), declare the
 //! module below and add its line to [`constructor`].
 
+pub mod alertmanager;
 pub mod discord;
 pub mod generic;
 mod go_time;
@@ -43,6 +44,7 @@ fn constructor(kind: ProviderType) -> Option<Constructor> {
         ProviderType::Rocket => rocket::new,
         ProviderType::Googlechat => googlechat::new,
         ProviderType::Pagerduty => pagerduty::new,
+        ProviderType::Alertmanager => alertmanager::new,
         _ => return None,
     })
 }
