@@ -1060,3 +1060,37 @@ fn alertmanager_posts_one_firing_alert_with_basic_auth() {
         }])
     );
 }
+
+/// The event's `timestamp` in Unix seconds.
+const WHEN: i64 = 1_795_159_579;
+
+#[test]
+fn grafana_posts_an_annotation_with_a_bearer_token() {
+    let received = deliver(&Case {
+        kind: "grafana",
+        spec: "",
+        address_suffix: "",
+        secret: vec![("token", "grafana-token-secret")],
+    });
+    let r = &received[0];
+    assert_post(r, PATH, "application/json");
+    assert_eq!(
+        header(r, "authorization"),
+        Some("Bearer grafana-token-secret")
+    );
+    assert_eq!(
+        r.body,
+        json!({
+            "when": WHEN,
+            "text": OBJECT,
+            "tags": [
+                "flux",
+                "kustomize-controller",
+                "revision: main@sha1|731f7eaddfb6af01cb2173e18f0f75b0ba780ef1",
+                "kind: Kustomization",
+                "name: my-app-kustomization",
+                "namespace: flux-system",
+            ],
+        })
+    );
+}

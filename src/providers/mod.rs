@@ -12,6 +12,7 @@ pub mod discord;
 pub mod generic;
 mod go_time;
 pub mod googlechat;
+pub mod grafana;
 pub mod msteams;
 pub mod pagerduty;
 pub mod rocket;
@@ -45,6 +46,7 @@ fn constructor(kind: ProviderType) -> Option<Constructor> {
         ProviderType::Googlechat => googlechat::new,
         ProviderType::Pagerduty => pagerduty::new,
         ProviderType::Alertmanager => alertmanager::new,
+        ProviderType::Grafana => grafana::new,
         _ => return None,
     })
 }
