@@ -1094,3 +1094,35 @@ fn grafana_posts_an_annotation_with_a_bearer_token() {
         })
     );
 }
+
+#[test]
+fn datadog_posts_an_event_with_the_api_key() {
+    let received = deliver(&Case {
+        kind: "datadog",
+        spec: "",
+        address_suffix: "",
+        secret: vec![("token", "dd-api-key-secret")],
+    });
+    let r = &received[0];
+    assert_post(r, "/api/v1/events", "application/json");
+    assert_eq!(header(r, "dd-api-key"), Some("dd-api-key-secret"));
+    assert_eq!(header(r, "accept"), Some("application/json"));
+    assert_eq!(
+        r.body,
+        json!({
+            "alert_type": "error",
+            "date_happened": WHEN,
+            "source_type_name": "fluxcd",
+            "tags": [
+                "flux_reporting_controller:kustomize-controller",
+                "flux_reason:reconciliationfailed",
+                "kube_kind:kustomization",
+                "kube_name:my-app-kustomization",
+                "kube_namespace:flux-system",
+                "revision:main@sha1:731f7eaddfb6af01cb2173e18f0f75b0ba780ef1",
+            ],
+            "text": MESSAGE,
+            "title": "Events from the Kustomization my-app-kustomization/flux-system",
+        })
+    );
+}

@@ -8,6 +8,7 @@
 //! module below and add its line to [`constructor`].
 
 pub mod alertmanager;
+pub mod datadog;
 pub mod discord;
 pub mod generic;
 mod go_time;
@@ -47,6 +48,7 @@ fn constructor(kind: ProviderType) -> Option<Constructor> {
         ProviderType::Pagerduty => pagerduty::new,
         ProviderType::Alertmanager => alertmanager::new,
         ProviderType::Grafana => grafana::new,
+        ProviderType::Datadog => datadog::new,
         _ => return None,
     })
 }
