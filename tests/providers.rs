@@ -1126,3 +1126,34 @@ fn datadog_posts_an_event_with_the_api_key() {
         })
     );
 }
+
+#[test]
+fn incidentio_fires_an_alert_event_with_a_bearer_token() {
+    let received = deliver(&Case {
+        kind: "incident.io",
+        spec: "",
+        address_suffix: "",
+        secret: vec![("token", "incident-token-secret")],
+    });
+    let r = &received[0];
+    assert_post(r, PATH, "application/json");
+    assert_eq!(
+        header(r, "authorization"),
+        Some("Bearer incident-token-secret")
+    );
+    assert_eq!(
+        r.body,
+        json!({
+            "title": "kustomization/my-app-kustomization.flux-system: ReconciliationFailed",
+            "status": "firing",
+            "deduplication_key": UID,
+            "description": MESSAGE,
+            "metadata": {
+                "reason": "ReconciliationFailed",
+                "reportingController": "kustomize-controller",
+                "revision": REVISION,
+                "severity": "error",
+            },
+        })
+    );
+}

@@ -14,6 +14,7 @@ pub mod generic;
 mod go_time;
 pub mod googlechat;
 pub mod grafana;
+pub mod incidentio;
 pub mod msteams;
 pub mod pagerduty;
 pub mod rocket;
@@ -49,6 +50,7 @@ fn constructor(kind: ProviderType) -> Option<Constructor> {
         ProviderType::Alertmanager => alertmanager::new,
         ProviderType::Grafana => grafana::new,
         ProviderType::Datadog => datadog::new,
+        ProviderType::IncidentIo => incidentio::new,
         _ => return None,
     })
 }
