@@ -1157,3 +1157,119 @@ fn incidentio_fires_an_alert_event_with_a_bearer_token() {
         })
     );
 }
+
+/// The lines of a Sentry envelope: its header, then item header and item.
+fn envelope(received: &Received) -> Vec<Value> {
+    String::from_utf8(received.raw.clone())
+        .expect("utf-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("envelope line"))
+        .collect()
+}
+
+/// Sentry gets the envelope the Go SDK would send to the DSN's project: an
+/// error event for errors, a transaction for info events; retried on 503.
+#[test]
+fn sentry_posts_envelopes_to_the_dsn_project() {
+    let pki = Pki::new();
+    let sink = Sink::start_tls(pki.server_config(false));
+    let dsn = format!("https://sentry-public-key@{}/prefix/42", sink.authority());
+    let dir = write(&format!(
+        "{}{}{}",
+        provider(
+            "sentry",
+            "sentry",
+            "  secretRef: {name: dsn}\n  certSecretRef: {name: ca}\n  channel: production"
+        ),
+        secret("dsn", &[("address", dsn.as_str())]),
+        secret("ca", &[("ca.crt", &pki.ca)]),
+    ));
+    sink.script([Answer::status(503)]);
+    let herald = Herald::serve(dir.path(), &[]);
+    assert_eq!(
+        herald.post_file(&event_file("kustomization-error.json")),
+        202
+    );
+    let received = sink.wait_for(2, WAIT);
+    assert_eq!(received.len(), 2, "{:#?}", herald.logs());
+    assert_eq!(received[0].raw, received[1].raw);
+    let r = &received[1];
+    assert_post(
+        r,
+        "/prefix/api/42/envelope/",
+        "application/x-sentry-envelope",
+    );
+    assert_eq!(
+        header(r, "x-sentry-auth"),
+        Some(
+            "Sentry sentry_version=7, sentry_client=sentry.go/0.46.2, sentry_key=sentry-public-key"
+        )
+    );
+    let lines = envelope(r);
+    assert_eq!(lines.len(), 3);
+    let event_id = lines[2]["event_id"].as_str().expect("event_id").to_owned();
+    assert_eq!(event_id.len(), 32);
+    assert_eq!(lines[0]["event_id"], event_id.as_str());
+    assert_eq!(lines[0]["dsn"], dsn.as_str());
+    assert_eq!(
+        lines[1],
+        json!({"type": "event", "length": String::from_utf8(r.raw.clone()).expect("utf-8").lines().nth(2).expect("item").len()})
+    );
+    assert_eq!(
+        lines[2],
+        json!({
+            "event_id": event_id,
+            "level": "error",
+            "platform": "go",
+            "sdk": {"name": "sentry.go", "version": "0.46.2"},
+            "server_name": "kustomize-controller",
+            "environment": "production",
+            "timestamp": "2026-11-20T07:26:19Z",
+            "transaction": "Kustomization: flux-system/my-app-kustomization",
+            "message": MESSAGE,
+            "contexts": {"metadata": {"revision": REVISION}},
+        })
+    );
+
+    assert_eq!(
+        herald.post_file(&event_file("kustomization-info.json")),
+        202
+    );
+    let received = sink.wait_for(3, WAIT);
+    assert_eq!(received.len(), 3, "{:#?}", herald.logs());
+    let lines = envelope(&received[2]);
+    assert_eq!(lines[1]["type"], "transaction");
+    let transaction = &lines[2];
+    assert_eq!(transaction["type"], "transaction");
+    assert_eq!(transaction["environment"], "production");
+    assert_eq!(
+        transaction["transaction"],
+        "Kustomization: flux-system/my-app-kustomization"
+    );
+    assert_eq!(transaction["start_timestamp"], "2026-11-20T07:31:02Z");
+    assert_eq!(transaction["timestamp"], "2026-11-20T07:31:02Z");
+    assert_eq!(
+        transaction["tags"],
+        json!({
+            "flux_involved_object_kind": "Kustomization",
+            "flux_involved_object_namespace": "flux-system",
+            "flux_involved_object_name": "my-app-kustomization",
+            "flux_reporting_controller": "kustomize-controller",
+            "flux_reporting_instance": "",
+            "flux_reason": "ReconciliationSucceeded",
+            "revision": "main@sha1:9f2c1d4e5b6a7980a1b2c3d4e5f60718293a4b5c",
+        })
+    );
+    assert_eq!(transaction["contexts"]["trace"]["op"], "event");
+    assert_eq!(transaction["spans"][0]["op"], "event");
+    assert!(herald.wait_for_log("\"delivered\"", WAIT).is_some());
+
+    let routed = route(dir.path(), "kustomization-error.json");
+    assert!(
+        routed.contains(&format!("\"address\":\"https://{}/***\"", sink.authority())),
+        "{routed}"
+    );
+    for (what, text) in [("logs", herald.logs().join("\n")), ("route", routed)] {
+        assert_absent(what, &text, &["sentry-public-key"]);
+    }
+}

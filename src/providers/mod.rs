@@ -18,6 +18,7 @@ pub mod incidentio;
 pub mod msteams;
 pub mod pagerduty;
 pub mod rocket;
+pub mod sentry;
 pub mod slack;
 mod slack_compat;
 
@@ -51,6 +52,7 @@ fn constructor(kind: ProviderType) -> Option<Constructor> {
         ProviderType::Grafana => grafana::new,
         ProviderType::Datadog => datadog::new,
         ProviderType::IncidentIo => incidentio::new,
+        ProviderType::Sentry => sentry::new,
         _ => return None,
     })
 }
