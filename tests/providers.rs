@@ -848,7 +848,6 @@ fn check_reports_unusable_transport_settings() {
     }
 }
 
-
 /// `herald route`'s line for the only Provider of a manifest directory.
 fn routed_payload(dir: &Path) -> Value {
     let lines = route_lines(dir, "kustomization-error.json");
@@ -1231,4 +1230,348 @@ fn opsgenie_creates_an_alert_with_the_genie_key() {
     let payload = routed_payload(dir.path());
     assert_eq!(payload["description"], TEMPLATED);
     assert_eq!(payload["details"]["revision"], REVISION);
+}
+
+const UID: &str = "7d0cdc51-ddcf-4743-b223-83ca5c699632";
+
+#[test]
+fn pagerduty_triggers_an_incident_on_errors() {
+    let received = deliver(&Case {
+        kind: "pagerduty",
+        spec: "  channel: routing-key-0123",
+        address_suffix: "",
+        secret: vec![],
+    });
+    let r = &received[0];
+    assert_post(r, "/v2/enqueue", "application/json");
+    assert_eq!(header(r, "authorization"), None);
+    assert_eq!(
+        r.body,
+        json!({
+            "routing_key": "routing-key-0123",
+            "event_action": "trigger",
+            "dedup_key": UID,
+            "payload": {
+                "summary": "reconciliation failed: kustomization/my-app-kustomization",
+                "source": "Flux kustomize-controller",
+                "severity": "error",
+                "timestamp": "2026-11-20T07:26:19Z",
+                "component": "my-app-kustomization",
+                "group": "Kustomization",
+                "custom_details": {"message": MESSAGE, "metadata": {"revision": REVISION}},
+            },
+        })
+    );
+}
+
+/// An info event resolves the object's incident and is then recorded as a
+/// change event; a `Progressing` event sends nothing.
+#[test]
+fn pagerduty_resolves_and_records_a_change_on_info_and_skips_progressing() {
+    let sink = Sink::start();
+    let dir = write(&format!(
+        "{}  channel: routing-key-0123\n{}",
+        provider("pd", "pagerduty", "  secretRef: {name: pd}"),
+        secret("pd", &[("address", sink.url.as_str())]),
+    ));
+    let herald = Herald::serve(dir.path(), &[]);
+    let event = std::fs::read_to_string(event_file("kustomization-info.json")).expect("event");
+    let progressing = event
+        .replace("ReconciliationSucceeded", "Progressing")
+        .replace("configured", "configuring");
+    assert_eq!(herald.post(progressing).0, 202);
+    assert_eq!(herald.post(event).0, 202);
+    let received = sink.wait_for(2, WAIT);
+    assert_eq!(received.len(), 2, "{:#?}", herald.logs());
+    assert_post(&received[0], "/v2/enqueue", "application/json");
+    assert_eq!(
+        received[0].body,
+        json!({"routing_key": "routing-key-0123", "event_action": "resolve", "dedup_key": UID})
+    );
+    assert_post(&received[1], "/v2/change/enqueue", "application/json");
+    let message = "Deployment/my-app/my-app-deployment configured\nService/my-app/my-app unchanged";
+    assert_eq!(
+        received[1].body,
+        json!({
+            "routing_key": "routing-key-0123",
+            "payload": {
+                "source": "Flux kustomize-controller",
+                "summary": "reconciliation succeeded: kustomization/my-app-kustomization",
+                "timestamp": "2026-11-20T07:31:02Z",
+                "custom_details": {"message": message, "metadata": {
+                    "revision": "main@sha1:9f2c1d4e5b6a7980a1b2c3d4e5f60718293a4b5c",
+                }},
+            },
+            "links": null,
+        })
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sink.received().len(), 2);
+    let metrics = metrics(&herald);
+    for expected in [
+        "herald_notifications_total{provider_type=\"pagerduty\",result=\"delivered\"} 1",
+        "herald_notifications_total{provider_type=\"pagerduty\",result=\"skipped\"} 1",
+    ] {
+        assert!(metrics.contains(expected), "{expected} not in {metrics}");
+    }
+}
+
+fn basic(username: &str, password: &str) -> String {
+    use base64::Engine;
+    let credentials =
+        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+    format!("Basic {credentials}")
+}
+
+#[test]
+fn alertmanager_posts_one_firing_alert_with_basic_auth() {
+    let received = deliver(&Case {
+        kind: "alertmanager",
+        spec: "",
+        address_suffix: "",
+        secret: vec![
+            ("username", "am-user"),
+            ("password", "am-password-secret"),
+            ("token", "am-token-secret"),
+        ],
+    });
+    let r = &received[0];
+    assert_post(r, PATH, "application/json");
+    // Flux's last request modifier, basic auth, wins over the token.
+    assert_eq!(
+        header(r, "authorization"),
+        Some(basic("am-user", "am-password-secret").as_str())
+    );
+    assert_eq!(
+        r.body,
+        json!([{
+            "status": "firing",
+            "labels": {
+                "alertname": "FluxKustomizationReconciliationfailed",
+                "kind": "Kustomization",
+                "name": "my-app-kustomization",
+                "namespace": "flux-system",
+                "reason": "ReconciliationFailed",
+                "reportingcontroller": "kustomize-controller",
+                "revision": REVISION,
+                "severity": "error",
+            },
+            "annotations": {"message": MESSAGE},
+            "startsAt": "2026-11-20T07:26:19Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+        }])
+    );
+}
+
+/// The event's `timestamp` in Unix seconds.
+const WHEN: i64 = 1_795_159_579;
+
+#[test]
+fn grafana_posts_an_annotation_with_a_bearer_token() {
+    let received = deliver(&Case {
+        kind: "grafana",
+        spec: "",
+        address_suffix: "",
+        secret: vec![("token", "grafana-token-secret")],
+    });
+    let r = &received[0];
+    assert_post(r, PATH, "application/json");
+    assert_eq!(
+        header(r, "authorization"),
+        Some("Bearer grafana-token-secret")
+    );
+    assert_eq!(
+        r.body,
+        json!({
+            "when": WHEN,
+            "text": OBJECT,
+            "tags": [
+                "flux",
+                "kustomize-controller",
+                "revision: main@sha1|731f7eaddfb6af01cb2173e18f0f75b0ba780ef1",
+                "kind: Kustomization",
+                "name: my-app-kustomization",
+                "namespace: flux-system",
+            ],
+        })
+    );
+}
+
+#[test]
+fn datadog_posts_an_event_with_the_api_key() {
+    let received = deliver(&Case {
+        kind: "datadog",
+        spec: "",
+        address_suffix: "",
+        secret: vec![("token", "dd-api-key-secret")],
+    });
+    let r = &received[0];
+    assert_post(r, "/api/v1/events", "application/json");
+    assert_eq!(header(r, "dd-api-key"), Some("dd-api-key-secret"));
+    assert_eq!(header(r, "accept"), Some("application/json"));
+    assert_eq!(
+        r.body,
+        json!({
+            "alert_type": "error",
+            "date_happened": WHEN,
+            "source_type_name": "fluxcd",
+            "tags": [
+                "flux_reporting_controller:kustomize-controller",
+                "flux_reason:reconciliationfailed",
+                "kube_kind:kustomization",
+                "kube_name:my-app-kustomization",
+                "kube_namespace:flux-system",
+                "revision:main@sha1:731f7eaddfb6af01cb2173e18f0f75b0ba780ef1",
+            ],
+            "text": MESSAGE,
+            "title": "Events from the Kustomization my-app-kustomization/flux-system",
+        })
+    );
+}
+
+#[test]
+fn incidentio_fires_an_alert_event_with_a_bearer_token() {
+    let received = deliver(&Case {
+        kind: "incident.io",
+        spec: "",
+        address_suffix: "",
+        secret: vec![("token", "incident-token-secret")],
+    });
+    let r = &received[0];
+    assert_post(r, PATH, "application/json");
+    assert_eq!(
+        header(r, "authorization"),
+        Some("Bearer incident-token-secret")
+    );
+    assert_eq!(
+        r.body,
+        json!({
+            "title": "kustomization/my-app-kustomization.flux-system: ReconciliationFailed",
+            "status": "firing",
+            "deduplication_key": UID,
+            "description": MESSAGE,
+            "metadata": {
+                "reason": "ReconciliationFailed",
+                "reportingController": "kustomize-controller",
+                "revision": REVISION,
+                "severity": "error",
+            },
+        })
+    );
+}
+
+/// The lines of a Sentry envelope: its header, then item header and item.
+fn envelope(received: &Received) -> Vec<Value> {
+    String::from_utf8(received.raw.clone())
+        .expect("utf-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("envelope line"))
+        .collect()
+}
+
+/// Sentry gets the envelope the Go SDK would send to the DSN's project: an
+/// error event for errors, a transaction for info events; retried on 503.
+#[test]
+fn sentry_posts_envelopes_to_the_dsn_project() {
+    let pki = Pki::new();
+    let sink = Sink::start_tls(pki.server_config(false));
+    let dsn = format!("https://sentry-public-key@{}/prefix/42", sink.authority());
+    let dir = write(&format!(
+        "{}{}{}",
+        provider(
+            "sentry",
+            "sentry",
+            "  secretRef: {name: dsn}\n  certSecretRef: {name: ca}\n  channel: production"
+        ),
+        secret("dsn", &[("address", dsn.as_str())]),
+        secret("ca", &[("ca.crt", &pki.ca)]),
+    ));
+    sink.script([Answer::status(503)]);
+    let herald = Herald::serve(dir.path(), &[]);
+    assert_eq!(
+        herald.post_file(&event_file("kustomization-error.json")),
+        202
+    );
+    let received = sink.wait_for(2, WAIT);
+    assert_eq!(received.len(), 2, "{:#?}", herald.logs());
+    assert_eq!(received[0].raw, received[1].raw);
+    let r = &received[1];
+    assert_post(
+        r,
+        "/prefix/api/42/envelope/",
+        "application/x-sentry-envelope",
+    );
+    assert_eq!(
+        header(r, "x-sentry-auth"),
+        Some(
+            "Sentry sentry_version=7, sentry_client=sentry.go/0.46.2, sentry_key=sentry-public-key"
+        )
+    );
+    let lines = envelope(r);
+    assert_eq!(lines.len(), 3);
+    let event_id = lines[2]["event_id"].as_str().expect("event_id").to_owned();
+    assert_eq!(event_id.len(), 32);
+    assert_eq!(lines[0]["event_id"], event_id.as_str());
+    assert_eq!(lines[0]["dsn"], dsn.as_str());
+    assert_eq!(
+        lines[1],
+        json!({"type": "event", "length": String::from_utf8(r.raw.clone()).expect("utf-8").lines().nth(2).expect("item").len()})
+    );
+    assert_eq!(
+        lines[2],
+        json!({
+            "event_id": event_id,
+            "level": "error",
+            "platform": "go",
+            "sdk": {"name": "sentry.go", "version": "0.46.2"},
+            "server_name": "kustomize-controller",
+            "environment": "production",
+            "timestamp": "2026-11-20T07:26:19Z",
+            "transaction": "Kustomization: flux-system/my-app-kustomization",
+            "message": MESSAGE,
+            "contexts": {"metadata": {"revision": REVISION}},
+        })
+    );
+
+    assert_eq!(
+        herald.post_file(&event_file("kustomization-info.json")),
+        202
+    );
+    let received = sink.wait_for(3, WAIT);
+    assert_eq!(received.len(), 3, "{:#?}", herald.logs());
+    let lines = envelope(&received[2]);
+    assert_eq!(lines[1]["type"], "transaction");
+    let transaction = &lines[2];
+    assert_eq!(transaction["type"], "transaction");
+    assert_eq!(transaction["environment"], "production");
+    assert_eq!(
+        transaction["transaction"],
+        "Kustomization: flux-system/my-app-kustomization"
+    );
+    assert_eq!(transaction["start_timestamp"], "2026-11-20T07:31:02Z");
+    assert_eq!(transaction["timestamp"], "2026-11-20T07:31:02Z");
+    assert_eq!(
+        transaction["tags"],
+        json!({
+            "flux_involved_object_kind": "Kustomization",
+            "flux_involved_object_namespace": "flux-system",
+            "flux_involved_object_name": "my-app-kustomization",
+            "flux_reporting_controller": "kustomize-controller",
+            "flux_reporting_instance": "",
+            "flux_reason": "ReconciliationSucceeded",
+            "revision": "main@sha1:9f2c1d4e5b6a7980a1b2c3d4e5f60718293a4b5c",
+        })
+    );
+    assert_eq!(transaction["contexts"]["trace"]["op"], "event");
+    assert_eq!(transaction["spans"][0]["op"], "event");
+    assert!(herald.wait_for_log("\"delivered\"", WAIT).is_some());
+
+    let routed = route(dir.path(), "kustomization-error.json");
+    assert!(
+        routed.contains(&format!("\"address\":\"https://{}/***\"", sink.authority())),
+        "{routed}"
+    );
+    for (what, text) in [("logs", herald.logs().join("\n")), ("route", routed)] {
+        assert_absent(what, &text, &["sentry-public-key"]);
+    }
 }

@@ -633,8 +633,17 @@ async fn deliver(inner: &Inner, lane: &Lane, breaker: &mut Breaker, job: &Job) {
         .as_ref()
         .and_then(|(channel, key)| inner.threads.get(destination.queue, channel, key));
     let secrets = secrets_of(n);
-    let request = match notifier.request(n, rendered.as_ref(), anchored.as_ref()) {
-        Ok(request) => request,
+    if let Some(reason) = notifier.skips(n) {
+        tracing::debug!(alert = %n.alert.key, provider = %destination.key, event = %n.event.object_ref(),
+            reason, "skipped: the provider sends nothing for this event");
+        inner.metrics.notification(provider_type, "skipped");
+        return;
+    }
+    let built = notifier
+        .request(n, rendered.as_ref(), anchored.as_ref())
+        .and_then(|request| Ok((request, notifier.follow_up(n, rendered.as_ref())?)));
+    let (mut request, mut follow_up) = match built {
+        Ok(built) => built,
         Err(e) => {
             let error = mask::redact(&e, &secrets);
             tracing::error!(alert = %n.alert.key, provider = %destination.key, event = %n.event.object_ref(),
@@ -677,13 +686,13 @@ async fn deliver(inner: &Inner, lane: &Lane, breaker: &mut Breaker, job: &Job) {
             continue;
         }
         attempt = attempt.saturating_add(1);
-        let request = async {
+        let sending = async {
             tokio::select! {
                 outcome = attempt_once(inner, n, &request) => Some(outcome),
                 () = inner.abandon.cancelled() => None,
             }
         };
-        let Some(outcome) = sweeping(inner, lane, breaker.last_error.as_deref(), request).await
+        let Some(outcome) = sweeping(inner, lane, breaker.last_error.as_deref(), sending).await
         else {
             continue;
         };
@@ -698,6 +707,12 @@ async fn deliver(inner: &Inner, lane: &Lane, breaker: &mut Breaker, job: &Job) {
                 if breaker.answered() {
                     inner.metrics.destinations_open.dec();
                     tracing::info!(%provider, %address, "destination answers again: circuit closed");
+                }
+                if let Some(next) = follow_up.take() {
+                    tracing::debug!(%alert, %event, attempt, "first request delivered, sending the second");
+                    request = next;
+                    attempt = 0;
+                    continue;
                 }
                 if let Some((channel, key)) = thread.filter(|_| anchored.is_none())
                     && let Some(anchor) = notifier.thread_anchor(&response)

@@ -7,14 +7,21 @@
 //! constructor returning an [`Arc<dyn Notifier>`](Notifier), declare the
 //! module below and add its line to [`constructor`].
 
+pub mod alertmanager;
+pub mod datadog;
 pub mod discord;
 pub mod generic;
+mod go_time;
 pub mod googlechat;
+pub mod grafana;
+pub mod incidentio;
 pub mod lark;
 pub mod matrix;
 pub mod msteams;
 pub mod opsgenie;
+pub mod pagerduty;
 pub mod rocket;
+pub mod sentry;
 pub mod slack;
 mod slack_compat;
 pub mod telegram;
@@ -54,6 +61,12 @@ fn constructor(kind: ProviderType) -> Option<Constructor> {
         ProviderType::Zulip => zulip::new,
         ProviderType::Zoom => zoom::new,
         ProviderType::Opsgenie => opsgenie::new,
+        ProviderType::Pagerduty => pagerduty::new,
+        ProviderType::Alertmanager => alertmanager::new,
+        ProviderType::Grafana => grafana::new,
+        ProviderType::Datadog => datadog::new,
+        ProviderType::IncidentIo => incidentio::new,
+        ProviderType::Sentry => sentry::new,
         _ => return None,
     })
 }
@@ -279,6 +292,24 @@ pub trait Notifier: Send + Sync {
         rendered: Option<&Rendered>,
         thread: Option<&ThreadAnchor>,
     ) -> Result<Request, String>;
+
+    /// Why nothing is sent for this notification, when Flux sends nothing
+    /// (PagerDuty and incident.io skip `Progressing` events): the
+    /// dispatcher logs it at debug level and counts it as `skipped`.
+    fn skips(&self, _n: &Notification) -> Option<&'static str> {
+        None
+    }
+
+    /// A second request Flux sends after the first one was delivered
+    /// (PagerDuty's change event for info events); retried like the first,
+    /// and the notification is delivered once both are.
+    fn follow_up(
+        &self,
+        _n: &Notification,
+        _rendered: Option<&Rendered>,
+    ) -> Result<Option<Request>, String> {
+        Ok(None)
+    }
 
     /// Whether a response delivered the notification.
     fn judge(&self, response: &Response<'_>) -> Verdict {
