@@ -12,6 +12,7 @@
 pub mod api;
 pub mod cli;
 pub mod cluster;
+pub mod discovery;
 pub mod dispatch;
 pub mod duration;
 pub mod http;

@@ -2,12 +2,13 @@
 //! labels, read with a metadata-only GET. Kind → resource comes from API
 //! discovery, asked once per group/version/kind and cached.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
+use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
-use kube::{Client, discovery};
+
+use crate::discovery::Resources;
 
 use crate::api::InvolvedObject;
 use crate::receiver::LabelResolver;
@@ -19,41 +20,26 @@ const MAX_LOOKUPS: usize = 16;
 
 pub struct ClusterLabels {
     client: Client,
-    resources: Mutex<HashMap<GroupVersionKind, ApiResource>>,
+    resources: Resources,
     lookups: tokio::sync::Semaphore,
 }
 
 impl ClusterLabels {
     pub fn new(client: Client) -> Self {
         Self {
+            resources: Resources::new(client.clone()),
             client,
-            resources: Mutex::new(HashMap::new()),
             lookups: tokio::sync::Semaphore::new(MAX_LOOKUPS),
         }
     }
 
     async fn resource(&self, gvk: GroupVersionKind) -> Result<ApiResource, String> {
-        if let Some(found) = self
-            .resources
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&gvk)
-        {
-            return Ok(found.clone());
-        }
-        let (resource, _) = discovery::pinned_kind(&self.client, &gvk)
-            .await
-            .map_err(|e| {
-                format!(
-                    "API discovery of {}/{} {}: {e}",
-                    gvk.group, gvk.version, gvk.kind
-                )
-            })?;
-        self.resources
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(gvk, resource.clone());
-        Ok(resource)
+        self.resources.resolve(&gvk).await.map_err(|e| {
+            format!(
+                "API discovery of {}/{} {}: {e}",
+                gvk.group, gvk.version, gvk.kind
+            )
+        })
     }
 
     async fn fetch(&self, object: &InvolvedObject) -> Result<BTreeMap<String, String>, String> {

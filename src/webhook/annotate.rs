@@ -4,19 +4,18 @@
 //! through API discovery (cached); `name: "*"` lists by `matchLabels`
 //! (metadata only).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use futures::future::BoxFuture;
+use kube::Client;
 use kube::api::{
     Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
 };
 use kube::core::PartialObjectMeta;
-use kube::{Client, discovery};
 use serde_json::{Value, json};
 
 use crate::api::ReceiverResource;
+use crate::discovery::Resources;
 
 /// The annotation Flux's controllers watch for.
 pub const REQUESTED_AT: &str = "reconcile.fluxcd.io/requestedAt";
@@ -91,41 +90,26 @@ pub trait Targets: Send + Sync {
 /// [`Targets`] through the Kubernetes API.
 pub struct ClusterTargets {
     client: Client,
-    resources: Mutex<HashMap<GroupVersionKind, ApiResource>>,
+    resources: Resources,
     field_manager: String,
 }
 
 impl ClusterTargets {
     pub fn new(client: Client, field_manager: String) -> Self {
         Self {
+            resources: Resources::new(client.clone()),
             client,
-            resources: Mutex::new(HashMap::new()),
             field_manager,
         }
     }
 
     async fn resource(&self, gvk: GroupVersionKind) -> Result<ApiResource, String> {
-        if let Some(found) = self
-            .resources
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&gvk)
-        {
-            return Ok(found.clone());
-        }
-        let (resource, _) = discovery::pinned_kind(&self.client, &gvk)
-            .await
-            .map_err(|e| {
-                format!(
-                    "unable to resolve {} {}/{} through API discovery: {e}",
-                    gvk.kind, gvk.group, gvk.version
-                )
-            })?;
-        self.resources
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(gvk, resource.clone());
-        Ok(resource)
+        self.resources.resolve(&gvk).await.map_err(|e| {
+            format!(
+                "unable to resolve {} {}/{} through API discovery: {e}",
+                gvk.kind, gvk.group, gvk.version
+            )
+        })
     }
 
     fn target(api_version: &str, kind: &str, meta: PartialObjectMeta<DynamicObject>) -> Target {
