@@ -163,6 +163,7 @@ echo "pipeline ratio median $(printf '%s\n' "${pipe_ratios[@]}" | median) (goal 
 read -r _ paths connections < <(curl -fsS "http://127.0.0.1:$sink_port/count")
 echo "sink: $paths distinct paths, $connections connections opened (nginx and herald together)"
 
-sleep 2
+# herald gives memory back once events have stopped for a few seconds.
+sleep 5
 echo "RSS after load: $(mib "$(rss_kib "$pid")") MiB (goal <= 80), peak $(mib "$(peak_kib "$pid")") MiB"
 stop_herald

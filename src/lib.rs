@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod duration;
 pub mod http;
 pub mod mask;
+pub mod memory;
 pub mod metrics;
 pub mod providers;
 pub mod receiver;

@@ -136,6 +136,8 @@ impl Runtime {
             stop_rest.clone(),
         ));
 
+        tokio::spawn(release_memory_when_idle(self.metrics.clone()));
+
         shutdown.await;
         tracing::info!(
             pending = self.dispatcher.pending(),
@@ -198,20 +200,35 @@ pub fn publish(
         "routing table loaded"
     );
     current.store(Arc::new(table));
-    release_free_memory();
+    crate::memory::release_free();
 }
 
-/// Gives memory the allocator holds free back to the system. Reading a
-/// snapshot and building a table allocate several times the table's own
-/// size (YAML or JSON values, objects, compiler scratch); glibc keeps those
-/// pages once freed, and with 10,000 Alerts that was tens of MiB of RSS
-/// for nothing. (musl returns freed memory by itself.)
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns unused pages of the allocator's own
-    // heap to the kernel; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
+/// How often [`release_memory_when_idle`] looks whether events stopped.
+const IDLE_CHECK: Duration = Duration::from_secs(2);
+
+/// Once events stop arriving after a busy spell, gives the memory that
+/// spell's requests, notifications and connections used back to the
+/// system ([`crate::memory::release_free`]): once per spell, never while
+/// events arrive.
+async fn release_memory_when_idle(metrics: Arc<Metrics>) {
+    let accepted = || {
+        metrics
+            .events
+            .get_or_create(&crate::metrics::ResultLabel { result: "accepted" })
+            .get()
+    };
+    let mut ticker = tokio::time::interval(IDLE_CHECK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = accepted();
+    let mut released = last;
+    loop {
+        ticker.tick().await;
+        let now = accepted();
+        if now == last && now != released {
+            crate::memory::release_free();
+            released = now;
+        }
+        last = now;
     }
 }
 
