@@ -17,6 +17,7 @@ pub mod dispatch;
 pub mod duration;
 pub mod http;
 pub mod mask;
+pub mod memory;
 pub mod metrics;
 pub mod notification;
 pub mod providers;

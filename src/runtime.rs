@@ -136,6 +136,8 @@ impl Runtime {
             stop_rest.clone(),
         ));
 
+        tokio::spawn(release_memory_when_idle(self.metrics.clone()));
+
         shutdown.await;
         tracing::info!(
             pending = self.dispatcher.pending(),
@@ -198,6 +200,36 @@ pub fn publish(
         "routing table loaded"
     );
     current.store(Arc::new(table));
+    crate::memory::release_free();
+}
+
+/// How often [`release_memory_when_idle`] looks whether events stopped.
+const IDLE_CHECK: Duration = Duration::from_secs(2);
+
+/// Once events stop arriving after a busy spell, gives the memory that
+/// spell's requests, notifications and connections used back to the
+/// system ([`crate::memory::release_free`]): once per spell, never while
+/// events arrive.
+async fn release_memory_when_idle(metrics: Arc<Metrics>) {
+    let accepted = || {
+        metrics
+            .events
+            .get_or_create(&crate::metrics::ResultLabel { result: "accepted" })
+            .get()
+    };
+    let mut ticker = tokio::time::interval(IDLE_CHECK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = accepted();
+    let mut released = last;
+    loop {
+        ticker.tick().await;
+        let now = accepted();
+        if now == last && now != released {
+            crate::memory::release_free();
+            released = now;
+        }
+        last = now;
+    }
 }
 
 fn metrics_router(metrics: Arc<Metrics>) -> Router {

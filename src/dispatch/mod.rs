@@ -157,7 +157,15 @@ impl Lane {
     }
 
     fn pop(&self) -> Option<Job> {
-        self.jobs().pop_front()
+        let mut jobs = self.jobs();
+        let job = jobs.pop_front();
+        // Most destinations hold one notification at a time: give an
+        // emptied buffer back rather than keep it for each of thousands
+        // of idle destinations.
+        if jobs.is_empty() && jobs.capacity() > 0 {
+            *jobs = VecDeque::new();
+        }
+        job
     }
 
     fn is_empty(&self) -> bool {
@@ -521,7 +529,11 @@ async fn worker(inner: Arc<Inner>, queue: u64, lane: Arc<Lane>) {
     let mut breaker = Breaker::default();
     loop {
         if let Some(job) = lane.pop() {
-            deliver_guarded(&inner, &lane, &mut breaker, job).await;
+            // Boxed: the delivery's state (request, response, timers) is
+            // kilobytes, and a worker idles up to WORKER_IDLE between
+            // notifications; unboxed, every idle worker's task would keep
+            // room for it.
+            Box::pin(deliver_guarded(&inner, &lane, &mut breaker, job)).await;
             inner.update_depth();
             continue;
         }
@@ -696,20 +708,17 @@ async fn deliver(inner: &Inner, lane: &Lane, breaker: &mut Breaker, job: &Job) {
         else {
             continue;
         };
-        let Described {
-            alert,
-            provider,
-            event,
-            address,
-        } = describe_notification(n);
         match outcome {
             Attempt::Delivered(response) => {
                 if breaker.answered() {
                     inner.metrics.destinations_open.dec();
+                    let Described {
+                        provider, address, ..
+                    } = describe_notification(n);
                     tracing::info!(%provider, %address, "destination answers again: circuit closed");
                 }
                 if let Some(next) = follow_up.take() {
-                    tracing::debug!(%alert, %event, attempt, "first request delivered, sending the second");
+                    tracing::debug!(alert = %n.alert.key, event = %n.event.object_ref(), attempt, "first request delivered, sending the second");
                     request = next;
                     attempt = 0;
                     continue;
@@ -729,10 +738,16 @@ async fn deliver(inner: &Inner, lane: &Lane, breaker: &mut Breaker, job: &Job) {
                     })
                     .observe(job.accepted.elapsed().as_secs_f64());
                 inner.metrics.notification(provider_type, "delivered");
-                tracing::debug!(%alert, %event, attempt, "delivered");
+                tracing::debug!(alert = %n.alert.key, event = %n.event.object_ref(), attempt, "delivered");
                 return;
             }
             Attempt::Fail(reason) => {
+                let Described {
+                    alert,
+                    provider,
+                    event,
+                    address,
+                } = describe_notification(n);
                 // The destination answered: it is up, this notification is refused.
                 if breaker.answered() {
                     inner.metrics.destinations_open.dec();
@@ -751,6 +766,12 @@ async fn deliver(inner: &Inner, lane: &Lane, breaker: &mut Breaker, job: &Job) {
                 return;
             }
             Attempt::Retry { reason, after } => {
+                let Described {
+                    alert,
+                    provider,
+                    event,
+                    address,
+                } = describe_notification(n);
                 let error = mask::redact(&reason, &secrets);
                 let now = Instant::now();
                 let remaining = job.remaining(now);

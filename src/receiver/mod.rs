@@ -214,19 +214,26 @@ impl Receiver {
             self.metrics.event("duplicate");
             return (StatusCode::TOO_MANY_REQUESTS, "duplicate event\n").into_response();
         };
-        let object = event.object_ref();
+        // Named only in log lines, so only built for them.
+        let debug_object = tracing::enabled!(tracing::Level::DEBUG).then(|| event.object_ref());
         let notifications = self.route(event).await;
+        let routed = notifications.first().map(|n| n.event.clone());
         // Only the global bound refuses the event; a notification whose
         // own destination is full is given up by the dispatcher (§3.9).
         let Ok(enqueued) = self.dispatcher.try_enqueue(notifications) else {
             self.dedup.forget(key);
             self.metrics.event("queue_full");
+            let object = routed.map(|e| e.object_ref()).unwrap_or_default();
             tracing::warn!(event = %object, "delivery queue full: event refused with 503");
             return unavailable("the delivery queue is full\n");
         };
         self.metrics.event("accepted");
-        tracing::debug!(event = %object, notifications = enqueued.queued,
-            refused = enqueued.refused, "event accepted");
+        tracing::debug!(
+            event = debug_object.unwrap_or_default(),
+            notifications = enqueued.queued,
+            refused = enqueued.refused,
+            "event accepted"
+        );
         StatusCode::ACCEPTED.into_response()
     }
 }

@@ -4,9 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use regex::RegexSetBuilder;
-
 use super::goregex::{self, CompileError};
+use super::matcher::Matcher;
 use super::{CompiledAlert, Destination, PatternList, RoutingTable, SourceRoute, TableOptions};
 use crate::api::{Alert, MessageTemplate};
 use crate::source::{Kind, Level, ObjectKey, Origin, Problem, Snapshot};
@@ -308,7 +307,7 @@ impl RegexCache {
     /// only invalid patterns matches nothing); so is one Go accepts but
     /// that is beyond herald's limits, reported as such.
     ///
-    /// The valid patterns are matched as one [`regex::RegexSet`], in one
+    /// The valid patterns are matched as one automaton ([`Matcher`]), in one
     /// pass over the message. When they do not fit in one set
     /// ([`SET_SIZE_LIMIT`]), the list is never dropped: it is reported as an
     /// error, and matched pattern by pattern with the regexes compiled one
@@ -344,17 +343,19 @@ impl RegexCache {
                 .iter()
                 .filter_map(|p| compiled.get(p).and_then(|c| c.as_ref().ok()))
                 .collect();
-            let set = RegexSetBuilder::new(compiled.iter().map(|c| &c.translated))
-                .size_limit(limit)
-                .nest_limit(goregex::NEST_LIMIT)
-                .build();
-            match set {
+            // A list of one pattern (the usual case) is that pattern's
+            // matcher: each pattern fits its own limit, so it fits the set's.
+            if let [only] = compiled.as_slice() {
+                return (Arc::new(PatternList::Set(only.regex.clone())), None);
+            }
+            let translated: Vec<&str> = compiled.iter().map(|c| c.translated.as_str()).collect();
+            match Matcher::new(&translated, limit, goregex::NEST_LIMIT) {
                 Ok(set) => (Arc::new(PatternList::Set(set)), None),
                 Err(e) => (
                     Arc::new(PatternList::Each(
                         compiled.iter().map(|c| c.regex.clone()).collect(),
                     )),
-                    Some(goregex::regex_error(&e)),
+                    Some(e.0),
                 ),
             }
         });

@@ -9,6 +9,7 @@
 mod build;
 pub mod explain;
 mod goregex;
+mod matcher;
 pub mod metadata;
 mod provider;
 pub mod provider_rules;
@@ -19,9 +20,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use regex::{Regex, RegexSet};
-
 pub use build::build;
+use matcher::Matcher;
 
 use crate::api::{FluxEvent, ProviderType, Severity, SeverityMask};
 use crate::notification::{Notification, Route};
@@ -82,17 +82,17 @@ pub struct CompiledAlert {
 /// A compiled `inclusionList` or `exclusionList` (Go regular expressions,
 /// see [`goregex`]): matches a message when any of its patterns does.
 enum PatternList {
-    /// All patterns in one set: one pass over the message.
-    Set(RegexSet),
-    /// Patterns too big to be one set, matched one by one.
-    Each(Vec<Regex>),
+    /// All patterns in one automaton: one pass over the message.
+    Set(Matcher),
+    /// Patterns too big to be one automaton, matched one by one.
+    Each(Vec<Matcher>),
 }
 
 impl PatternList {
     fn is_match(&self, message: &str) -> bool {
         match self {
             Self::Set(set) => set.is_match(message),
-            Self::Each(regexes) => regexes.iter().any(|r| r.is_match(message)),
+            Self::Each(patterns) => patterns.iter().any(|p| p.is_match(message)),
         }
     }
 }

@@ -42,6 +42,8 @@ mod tests;
 
 use std::fmt::{self, Write as _};
 
+use super::matcher::Matcher;
+
 /// Go's limit on `{n,m}` counts, also the product of nested counts.
 const MAX_REPEAT: u32 = 1000;
 /// Go's limit on the height of the parse tree (`maxHeight`).
@@ -150,29 +152,19 @@ impl fmt::Display for CompileError {
     }
 }
 
-/// A Go pattern, compiled: its translation and the regex.
+/// A Go pattern, compiled: its translation and the matcher.
 pub struct Compiled {
     pub translated: String,
-    pub regex: regex::Regex,
+    pub regex: Matcher,
 }
 
 /// Translates and compiles a Go pattern within [`SIZE_LIMIT`] and
 /// [`NEST_LIMIT`].
 pub fn compile(pattern: &str) -> Result<Compiled, CompileError> {
     let translated = translate(pattern).map_err(CompileError::Go)?;
-    let regex = regex::RegexBuilder::new(&translated)
-        .size_limit(SIZE_LIMIT)
-        .nest_limit(NEST_LIMIT)
-        .build()
-        .map_err(|e| CompileError::Herald(regex_error(&e)))?;
+    let regex = Matcher::new(&[translated.as_str()], SIZE_LIMIT, NEST_LIMIT)
+        .map_err(|e| CompileError::Herald(e.0))?;
     Ok(Compiled { translated, regex })
-}
-
-/// The gist of a `regex` crate error: its last line, without `error: `.
-pub fn regex_error(e: &regex::Error) -> String {
-    let text = e.to_string();
-    let last = text.lines().last().unwrap_or("").trim();
-    last.strip_prefix("error: ").unwrap_or(last).to_owned()
 }
 
 /// The flags a Go pattern can change with `(?flags)`; all off by default.

@@ -6,7 +6,7 @@ use super::go_cases::{CASES, CORPUS, Go};
 use super::*;
 
 /// `Ok(matches)` or the error, as herald sees a pattern.
-fn herald(pattern: &str) -> Result<regex::Regex, CompileError> {
+fn herald(pattern: &str) -> Result<Matcher, CompileError> {
     compile(pattern).map(|c| c.regex)
 }
 

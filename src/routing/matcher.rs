@@ -1,0 +1,116 @@
+//! The engine that matches messages against compiled Go patterns: a
+//! Thompson NFA searched by a PikeVM, with a substring prefilter when an
+//! unanchored pattern starts with one literal.
+//!
+//! Why not `regex::Regex`: it builds, per pattern, a forward and a
+//! reverse NFA, literal prefilters and lazy DFAs, and keeps a search cache
+//! per pattern per thread that grows with use: about 9 KiB per pattern
+//! once compiled and 20–30 KiB once used from two threads. With ten
+//! thousand Alerts each with its own pattern that is hundreds of MiB. Here
+//! a pattern keeps only its NFA (1–2 KiB for an ordinary pattern) and every
+//! search on a thread shares one scratch cache, reset for the pattern at
+//! hand. The PikeVM gives the same answers (it is the `regex` crate's own
+//! engine, from the same parser): only whether a message matches is asked.
+//! It is slower per byte than a lazy DFA, but linear in the message, and
+//! routing runs it only for the Alerts an event could match.
+
+use std::cell::RefCell;
+
+use regex_automata::nfa::thompson::pikevm::{self, PikeVM};
+use regex_automata::nfa::thompson::{self, WhichCaptures};
+use regex_automata::util::prefilter::Prefilter;
+use regex_automata::util::syntax;
+use regex_automata::{Input, MatchKind};
+use regex_syntax::hir::literal::Extractor;
+use regex_syntax::hir::{Hir, Look};
+
+/// One pattern, or several matched at once (a list).
+#[derive(Clone, Debug)]
+pub struct Matcher {
+    vm: PikeVM,
+}
+
+/// Why patterns cannot be compiled, in the `regex` crate's words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildError(pub String);
+
+impl Matcher {
+    /// Compiles `patterns` (in the `regex` crate's syntax) into one matcher
+    /// that matches when any of them does; its NFA may take `size_limit`
+    /// bytes, and patterns may nest `nest_limit` deep.
+    pub fn new(patterns: &[&str], size_limit: usize, nest_limit: u32) -> Result<Self, BuildError> {
+        let config = syntax::Config::new().nest_limit(nest_limit);
+        let hirs = patterns
+            .iter()
+            .map(|p| {
+                syntax::parse_with(p, &config).map_err(|e| BuildError(last_line(&e.to_string())))
+            })
+            .collect::<Result<Vec<Hir>, _>>()?;
+        let nfa = thompson::Compiler::new()
+            .configure(
+                thompson::Config::new()
+                    .which_captures(WhichCaptures::None)
+                    .nfa_size_limit(Some(size_limit)),
+            )
+            .build_many_from_hir(&hirs)
+            .map_err(|e| match e.size_limit() {
+                Some(limit) => BuildError(format!(
+                    "the compiled pattern exceeds the size limit of {limit} bytes"
+                )),
+                None => BuildError(last_line(&e.to_string())),
+            })?;
+        let prefilter = match hirs.as_slice() {
+            [hir] => prefilter(hir),
+            _ => None,
+        };
+        let vm = PikeVM::builder()
+            .configure(PikeVM::config().prefilter(prefilter))
+            .build_from_nfa(nfa)
+            .map_err(|e| BuildError(last_line(&e.to_string())))?;
+        Ok(Self { vm })
+    }
+
+    /// Whether any of the patterns matches somewhere in `text`.
+    pub fn is_match(&self, text: &str) -> bool {
+        thread_local! {
+            static SCRATCH: RefCell<Option<pikevm::Cache>> = const { RefCell::new(None) };
+        }
+        SCRATCH.with(|scratch| {
+            // A search never re-enters this (nothing in it calls back), but
+            // should it, a fresh cache keeps it correct.
+            let Ok(mut scratch) = scratch.try_borrow_mut() else {
+                return self
+                    .vm
+                    .is_match(&mut self.vm.create_cache(), Input::new(text));
+            };
+            let cache = scratch.get_or_insert_with(|| self.vm.create_cache());
+            cache.reset(&self.vm);
+            self.vm.is_match(cache, Input::new(text))
+        })
+    }
+}
+
+/// A prefilter for a pattern every match of which starts with one literal,
+/// unless the pattern is anchored at the start (the search then looks at
+/// the start only). Prefilters for several literals (Teddy, Aho-Corasick)
+/// cost hundreds of thousands of instructions to build and kilobytes to
+/// keep: more than the NFA they would speed up.
+fn prefilter(hir: &Hir) -> Option<Prefilter> {
+    if hir.properties().look_set_prefix().contains(Look::Start) {
+        return None;
+    }
+    let prefixes = Extractor::new().extract(hir);
+    match prefixes.literals()? {
+        [literal] if !literal.as_bytes().is_empty() => {
+            Prefilter::new(MatchKind::LeftmostFirst, &[literal.as_bytes()])
+                .filter(Prefilter::is_fast)
+        }
+        _ => None,
+    }
+}
+
+/// The gist of an error: its last line, without `error: `.
+fn last_line(text: &str) -> String {
+    let last = text.lines().last().unwrap_or("").trim();
+    last.strip_prefix("error: ").unwrap_or(last).to_owned()
+}
