@@ -37,6 +37,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::FutureExt;
+use futures::future::BoxFuture;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -45,7 +46,7 @@ use crate::duration::after;
 use crate::mask;
 use crate::mask::SecretString;
 use crate::metrics::{Metrics, ProviderLabel};
-use crate::providers::{Auth, Request, Response, Verdict};
+use crate::providers::{Auth, Conversation, Reply, Request, SendError, Sender, Verdict};
 use crate::report::{self, Reporter};
 use crate::routing::Delivery;
 use crate::template::Rendered;
@@ -651,11 +652,19 @@ async fn deliver(inner: &Inner, lane: &Lane, breaker: &mut Breaker, job: &Job) {
         inner.metrics.notification(provider_type, "skipped");
         return;
     }
-    let built = notifier
-        .request(n, rendered.as_ref(), anchored.as_ref())
-        .and_then(|request| Ok((request, notifier.follow_up(n, rendered.as_ref())?)));
-    let (mut request, mut follow_up) = match built {
-        Ok(built) => built,
+    let built = match notifier.conversation() {
+        Some(conversation) => Ok(Plan::Conversation(conversation)),
+        None => notifier
+            .request(n, rendered.as_ref(), anchored.as_ref())
+            .and_then(|request| {
+                Ok(Plan::Requests {
+                    request: Box::new(request),
+                    follow_up: notifier.follow_up(n, rendered.as_ref())?.map(Box::new),
+                })
+            }),
+    };
+    let mut plan = match built {
+        Ok(plan) => plan,
         Err(e) => {
             let error = mask::redact(&e, &secrets);
             tracing::error!(alert = %n.alert.key, provider = %destination.key, event = %n.event.object_ref(),
@@ -700,7 +709,7 @@ async fn deliver(inner: &Inner, lane: &Lane, breaker: &mut Breaker, job: &Job) {
         attempt = attempt.saturating_add(1);
         let sending = async {
             tokio::select! {
-                outcome = attempt_once(inner, n, &request) => Some(outcome),
+                outcome = attempt_once(inner, n, &plan, rendered.as_ref()) => Some(outcome),
                 () = inner.abandon.cancelled() => None,
             }
         };
@@ -717,9 +726,11 @@ async fn deliver(inner: &Inner, lane: &Lane, breaker: &mut Breaker, job: &Job) {
                     } = describe_notification(n);
                     tracing::info!(%provider, %address, "destination answers again: circuit closed");
                 }
-                if let Some(next) = follow_up.take() {
+                if let Plan::Requests { request, follow_up } = &mut plan
+                    && let Some(next) = follow_up.take()
+                {
                     tracing::debug!(alert = %n.alert.key, event = %n.event.object_ref(), attempt, "first request delivered, sending the second");
-                    request = next;
+                    *request = next;
                     attempt = 0;
                     continue;
                 }
@@ -833,52 +844,108 @@ fn secrets_of(n: &Delivery) -> Vec<&SecretString> {
     secrets
 }
 
-async fn attempt_once(inner: &Inner, n: &Delivery, request: &Request) -> Attempt {
+/// How a notification is delivered: one request (and Flux's second one
+/// for some providers), or the provider's own [`Conversation`].
+enum Plan<'a> {
+    Requests {
+        request: Box<Request>,
+        follow_up: Option<Box<Request>>,
+    },
+    Conversation(&'a dyn Conversation),
+}
+
+/// One attempt at the plan's current step.
+async fn attempt_once(
+    inner: &Inner,
+    n: &Delivery,
+    plan: &Plan<'_>,
+    rendered: Option<&Rendered>,
+) -> Attempt {
     let destination = &n.alert.destination;
     let client = match inner.clients.get(&destination.transport) {
         Ok(client) => client,
         Err(why) => return Attempt::Fail(format!("cannot set up the HTTP client: {why}")),
     };
-    let headers = match request_headers(request, &destination.notifier.settings().headers) {
-        Ok(headers) => headers,
-        Err(why) => return Attempt::Fail(why),
+    let sender = HttpSender {
+        client: &client,
+        timeout: destination.timeout,
+        extra_headers: &destination.notifier.settings().headers,
     };
-    let sent = client
-        .request(request.method.clone(), request.url.expose())
-        .timeout(destination.timeout)
-        .headers(headers)
-        .body(request.body.bytes.clone())
-        .send()
-        .await;
-    let response = match sent {
-        Ok(response) => response,
-        Err(e) if e.is_builder() => return Attempt::Fail(e.without_url().to_string()),
-        Err(e) => {
-            return Attempt::Retry {
-                reason: describe(e),
-                after: None,
-            };
-        }
-    };
-    let status = response.status();
-    let headers = response.headers().clone();
-    let retry_after = headers
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
-    let body = read_limited(response).await;
-    let verdict = destination.notifier.judge(&Response {
-        status,
-        headers: &headers,
-        body: &body,
-    });
-    match verdict {
-        Verdict::Delivered => Attempt::Delivered(body),
-        Verdict::Retry { reason, after } => Attempt::Retry {
-            reason,
-            after: after.or(retry_after),
+    match plan {
+        Plan::Requests { request, .. } => match sender.send_now(request).await {
+            Ok(reply) => {
+                let verdict = destination.notifier.judge(&reply.response());
+                Attempt::judged(verdict, reply.body, reply.retry_after)
+            }
+            Err(e) => Attempt::judged(e.into(), Vec::new(), None),
         },
-        Verdict::Fail(reason) => Attempt::Fail(reason),
+        Plan::Conversation(conversation) => {
+            let verdict = conversation.deliver(n, rendered, &sender).await;
+            Attempt::judged(verdict, Vec::new(), None)
+        }
+    }
+}
+
+impl Attempt {
+    /// The attempt a verdict makes; a service's own delay wins over its
+    /// `Retry-After` header.
+    fn judged(verdict: Verdict, body: Vec<u8>, retry_after: Option<Duration>) -> Self {
+        match verdict {
+            Verdict::Delivered => Attempt::Delivered(body),
+            Verdict::Retry { reason, after } => Attempt::Retry {
+                reason,
+                after: after.or(retry_after),
+            },
+            Verdict::Fail(reason) => Attempt::Fail(reason),
+        }
+    }
+}
+
+/// Sends requests over one destination's client, for single requests and
+/// conversations alike.
+struct HttpSender<'a> {
+    client: &'a reqwest::Client,
+    timeout: Duration,
+    extra_headers: &'a [(reqwest::header::HeaderName, SecretString)],
+}
+
+impl HttpSender<'_> {
+    async fn send_now(&self, request: &Request) -> Result<Reply, SendError> {
+        let headers = request_headers(request, self.extra_headers).map_err(SendError::Invalid)?;
+        let sent = self
+            .client
+            .request(request.method.clone(), request.url.expose())
+            .timeout(self.timeout)
+            .headers(headers)
+            .body(request.body.bytes.clone())
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) if e.is_builder() => {
+                return Err(SendError::Invalid(e.without_url().to_string()));
+            }
+            Err(e) => return Err(SendError::Transport(describe(e))),
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        let retry_after = headers
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
+        let body = read_limited(response).await;
+        Ok(Reply {
+            status,
+            headers,
+            body,
+            retry_after,
+        })
+    }
+}
+
+impl Sender for HttpSender<'_> {
+    fn send<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Reply, SendError>> {
+        Box::pin(self.send_now(request))
     }
 }
 

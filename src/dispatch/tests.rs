@@ -1,6 +1,7 @@
 //! The dispatcher's own guarantees, in process: a panic while delivering one
 //! notification is caught, logged masked and counted, and the notifications
-//! queued behind it are still delivered.
+//! queued behind it are still delivered; a provider's conversation is
+//! retried as a whole, like a single request.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -10,7 +11,7 @@ use serde_json::Value;
 
 use super::*;
 use crate::notification::Notification;
-use crate::providers::{Notifier, Request, Settings, ThreadAnchor};
+use crate::providers::{Body, Notifier, Request, Settings, ThreadAnchor};
 use crate::routing::Delivery;
 use crate::routing::{Destination, TableOptions};
 use crate::source::manifests;
@@ -70,8 +71,12 @@ async fn sink() -> (String, Arc<Mutex<Vec<Value>>>) {
 }
 
 /// Notifications of one event per message, routed by a Slack Provider at
-/// `address` whose notifier is wrapped in [`Panicky`].
-fn notifications(address: &str, messages: &[&str]) -> Vec<Delivery> {
+/// `address` whose notifier is wrapped by `wrap`.
+fn notifications(
+    address: &str,
+    messages: &[&str],
+    wrap: fn(Arc<dyn Notifier>) -> Arc<dyn Notifier>,
+) -> Vec<Delivery> {
     let dir = tempfile::tempdir().expect("tempdir");
     let text = format!(
         "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\n\
@@ -103,7 +108,7 @@ fn notifications(address: &str, messages: &[&str]) -> Vec<Delivery> {
                 key: real.key.clone(),
                 kind: real.kind,
                 channel: real.channel.clone(),
-                notifier: Arc::new(Panicky(real.notifier.clone())),
+                notifier: wrap(real.notifier.clone()),
                 timeout: real.timeout,
                 transport: real.transport.clone(),
                 queue: real.queue,
@@ -141,7 +146,11 @@ async fn a_panic_while_delivering_loses_nothing_silently() {
     let metrics = Arc::new(Metrics::default());
     let dispatcher = Dispatcher::new(DispatchConfig::default(), metrics.clone(), None);
     let queued = dispatcher
-        .try_enqueue(notifications(&address, &["boom", "after", "later"]))
+        .try_enqueue(notifications(
+            &address,
+            &["boom", "after", "later"],
+            |real| Arc::new(Panicky(real)),
+        ))
         .expect("queued");
     assert_eq!(queued.queued, 3);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -173,4 +182,122 @@ async fn a_panic_while_delivering_loses_nothing_silently() {
         .unwrap_or_else(|| panic!("the panic is logged:\n{logs}"));
     assert!(line.contains("flux-system/alert"), "{line}");
     assert!(!logs.contains("secret-webhook-path"), "{logs}");
+}
+
+/// Reads before it writes, as commit-status providers do: GETs the
+/// address, and POSTs the real notifier's request only when the answer
+/// says the message is absent.
+struct ReadThenWrite(Arc<dyn Notifier>);
+
+impl Notifier for ReadThenWrite {
+    fn settings(&self) -> &Settings {
+        self.0.settings()
+    }
+
+    fn request(
+        &self,
+        n: &Notification,
+        rendered: Option<&Rendered>,
+        thread: Option<&ThreadAnchor>,
+    ) -> Result<Request, String> {
+        self.0.request(n, rendered, thread)
+    }
+
+    fn conversation(&self) -> Option<&dyn Conversation> {
+        Some(self)
+    }
+}
+
+impl Conversation for ReadThenWrite {
+    fn deliver<'a>(
+        &'a self,
+        n: &'a Notification,
+        rendered: Option<&'a Rendered>,
+        sender: &'a dyn Sender,
+    ) -> BoxFuture<'a, Verdict> {
+        Box::pin(async move {
+            let Some(address) = self.0.settings().address.clone() else {
+                return Verdict::Fail("no address".to_owned());
+            };
+            let mut read = Request::post(&address, Body::json(&()).expect("json"));
+            read.method = reqwest::Method::GET;
+            let reply = match sender.send(&read).await {
+                Ok(reply) => reply,
+                Err(e) => return e.into(),
+            };
+            if !reply.status.is_success() {
+                return reply.verdict();
+            }
+            if reply.body == b"present" {
+                return Verdict::Delivered;
+            }
+            let write = match self.0.request(n, rendered, None) {
+                Ok(write) => write,
+                Err(e) => return Verdict::Fail(e),
+            };
+            match sender.send(&write).await {
+                Ok(reply) => reply.verdict(),
+                Err(e) => e.into(),
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_conversation_is_retried_as_a_whole() {
+    // GET answers 503 once (with Retry-After: 0), then "absent"; POST 200.
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let recorded = seen.clone();
+    let app = axum::Router::new().fallback(move |method: reqwest::Method, body: bytes::Bytes| {
+        let recorded = recorded.clone();
+        async move {
+            let mut seen = recorded.lock().expect("seen");
+            let gets = seen.iter().filter(|s| s.starts_with("GET")).count();
+            seen.push(format!("{method} {}", String::from_utf8_lossy(&body)));
+            match (method.as_str(), gets) {
+                ("GET", 0) => (
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    [("retry-after", "0")],
+                    "busy",
+                ),
+                ("GET", _) => (axum::http::StatusCode::OK, [("x-seen", "1")], "absent"),
+                _ => (axum::http::StatusCode::OK, [("x-seen", "1")], "ok"),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = format!("http://{}/hook", listener.local_addr().expect("address"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let metrics = Arc::new(Metrics::default());
+    let dispatcher = Dispatcher::new(DispatchConfig::default(), metrics.clone(), None);
+    dispatcher
+        .try_enqueue(notifications(&address, &["deployed"], |real| {
+            Arc::new(ReadThenWrite(real))
+        }))
+        .expect("queued");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while dispatcher.pending() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let seen = seen.lock().expect("seen").clone();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(
+        seen[0].starts_with("GET") && seen[1].starts_with("GET"),
+        "{seen:?}"
+    );
+    assert!(
+        seen[2].starts_with("POST") && seen[2].contains("deployed"),
+        "{seen:?}"
+    );
+    let exposition = metrics.encode();
+    for line in [
+        "herald_delivery_retries_total{provider_type=\"slack\"} 1",
+        "herald_notifications_total{provider_type=\"slack\",result=\"delivered\"} 1",
+    ] {
+        assert!(exposition.contains(line), "missing {line} in\n{exposition}");
+    }
 }

@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -270,6 +271,90 @@ pub fn judge_status(response: &Response<'_>) -> Verdict {
     }
 }
 
+/// A service's whole answer, owned: what a [`Sender`] returns.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    /// The first 64 KiB of the body.
+    pub body: Vec<u8>,
+    /// The `Retry-After` header, parsed and capped by the dispatcher.
+    pub retry_after: Option<Duration>,
+}
+
+impl Reply {
+    /// The answer as [`Notifier::judge`] sees it.
+    pub fn response(&self) -> Response<'_> {
+        Response {
+            status: self.status,
+            headers: &self.headers,
+            body: &self.body,
+        }
+    }
+
+    /// The usual judgement ([`judge_status`]), with the service's
+    /// `Retry-After` when it is retried.
+    pub fn verdict(&self) -> Verdict {
+        match judge_status(&self.response()) {
+            Verdict::Retry { reason, after } => Verdict::Retry {
+                reason,
+                after: after.or(self.retry_after),
+            },
+            verdict => verdict,
+        }
+    }
+
+    /// The body as JSON, or an error naming what was expected.
+    pub fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T, Verdict> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| Verdict::Fail(format!("cannot read {what} from the answer: {e}")))
+    }
+}
+
+/// Why a [`Sender`] got no answer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// Connection failed, timed out or broke: worth another attempt.
+    Transport(String),
+    /// The request cannot be sent as built (bad header, bad URL): it would
+    /// fail on every attempt.
+    Invalid(String),
+}
+
+impl From<SendError> for Verdict {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Transport(reason) => Verdict::Retry {
+                reason,
+                after: None,
+            },
+            SendError::Invalid(reason) => Verdict::Fail(reason),
+        }
+    }
+}
+
+/// Sends one request the way the dispatcher sends single requests: over
+/// the destination's HTTP client (its CA, client certificate and proxy),
+/// within its timeout, with the Secret's `headers`. Errors never quote the
+/// URL.
+pub trait Sender: Sync {
+    fn send<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Reply, SendError>>;
+}
+
+/// A delivery that takes more than one request (read the commit's statuses,
+/// then write one; get a token, then publish) or is not HTTP at all (NATS).
+/// The dispatcher calls [`Conversation::deliver`] on every attempt, in place
+/// of sending [`Notifier::request`], and treats its verdict like a
+/// response's: retries, backoff, circuit breaker and max age are the same.
+pub trait Conversation: Send + Sync {
+    fn deliver<'a>(
+        &'a self,
+        n: &'a Notification,
+        rendered: Option<&'a Rendered>,
+        sender: &'a dyn Sender,
+    ) -> BoxFuture<'a, Verdict>;
+}
+
 /// Where a thread started: what later notifications reply to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ThreadAnchor {
@@ -309,6 +394,13 @@ pub trait Notifier: Send + Sync {
         _rendered: Option<&Rendered>,
     ) -> Result<Option<Request>, String> {
         Ok(None)
+    }
+
+    /// The provider's delivery when it is more than one request (see
+    /// [`Conversation`]); `None` for the single-request providers.
+    /// [`Notifier::request`] is then only what `herald route` shows.
+    fn conversation(&self) -> Option<&dyn Conversation> {
+        None
     }
 
     /// Whether a response delivered the notification.
