@@ -135,6 +135,8 @@ impl CompiledAlert {
 pub struct Delivery {
     pub alert: Arc<CompiledAlert>,
     pub notification: Notification,
+    /// Its record in the spool (`--spool-dir`), forgotten when it finishes.
+    pub spooled: Option<u64>,
 }
 
 impl std::ops::Deref for Delivery {
@@ -185,6 +187,21 @@ impl RoutingTable {
     /// Alerts this table routes to (ready, not suspended).
     pub fn alert_count(&self) -> usize {
         self.alert_count
+    }
+
+    /// Every Alert this table routes to, by key: what a notification read
+    /// back from the spool is delivered through.
+    pub fn alerts_by_key(&self) -> HashMap<ObjectKey, Arc<CompiledAlert>> {
+        let mut alerts = HashMap::with_capacity(self.alert_count);
+        for routes in self.index.values().flat_map(HashMap::values) {
+            let by_name = routes.by_name.values().flatten();
+            for route in routes.any_name.iter().chain(by_name) {
+                alerts
+                    .entry(route.alert.key.clone())
+                    .or_insert_with(|| route.alert.clone());
+            }
+        }
+        alerts
     }
 
     /// The Alerts an event matches, each once, with labels from the snapshot.
@@ -328,6 +345,7 @@ pub fn notifications_for(mut event: FluxEvent, alerts: Vec<Arc<CompiledAlert>>) 
                 route: alert.route.clone(),
             },
             alert,
+            spooled: None,
         })
         .collect()
 }
