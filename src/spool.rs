@@ -183,9 +183,10 @@ impl Pending {
                     event: Arc::new(record.event),
                     metadata: record.metadata,
                     route: alert.route.clone(),
+                    digest: None,
                 },
                 alert: alert.clone(),
-                spooled: Some(id),
+                spooled: vec![id],
             };
             replay.deliveries.push((delivery, accepted));
         }

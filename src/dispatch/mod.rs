@@ -25,6 +25,7 @@
 //! is caught, logged and counted like a failure.
 
 mod clients;
+mod digest;
 pub mod retry;
 #[cfg(test)]
 mod tests;
@@ -48,11 +49,12 @@ use crate::mask::SecretString;
 use crate::metrics::{Metrics, ProviderLabel};
 use crate::providers::{Auth, Conversation, Reply, Request, SendError, Sender, Verdict};
 use crate::report::{self, Reporter};
-use crate::routing::Delivery;
+use crate::routing::{Delivery, DigestPolicy};
 use crate::spool::Spool;
 use crate::template::Rendered;
 
 use self::clients::Clients;
+use self::digest::{Digests, Offer};
 use self::threads::ThreadStore;
 
 /// How much of a response body is read (Slack's replies are small).
@@ -110,6 +112,8 @@ pub struct Enqueued {
     /// Given up at once (logged, counted, Warning Event): their
     /// destination's own queue was full.
     pub refused: usize,
+    /// Held for their Alert's digest.
+    pub held: usize,
 }
 
 /// A cheap handle; clones share the queues.
@@ -130,6 +134,8 @@ struct Inner {
     reporter: Option<Arc<dyn Reporter>>,
     /// Where accepted notifications are kept until they finish (`--spool-dir`).
     spool: Option<Arc<Spool>>,
+    /// Open digest windows (`spec.digest`).
+    digests: Digests,
 }
 
 /// One destination's queue, served by one worker.
@@ -329,6 +335,7 @@ impl Dispatcher {
                 reporter,
                 abandon: CancellationToken::new(),
                 spool: None,
+                digests: Digests::default(),
             }),
         }
     }
@@ -380,6 +387,17 @@ impl Dispatcher {
             return Ok(Enqueued::default());
         }
         let inner = &self.inner;
+        // Nothing is held for a digest when the event will be refused.
+        if inner.permits.available_permits() < notifications.len() {
+            return Err(notifications);
+        }
+        let (notifications, held) = self.hold_for_digests(notifications);
+        if notifications.is_empty() {
+            return Ok(Enqueued {
+                held,
+                ..Enqueued::default()
+            });
+        }
         let mut lanes = inner.lanes.lock().unwrap_or_else(|e| e.into_inner());
         let mut created = Vec::new();
         let mut queued = Vec::with_capacity(notifications.len());
@@ -415,6 +433,7 @@ impl Dispatcher {
         let enqueued = Enqueued {
             queued: queued.len(),
             refused: refused.len(),
+            held,
         };
         for (notification, lane, lane_permit) in queued {
             // `global` holds one permit per queued notification.
@@ -445,6 +464,66 @@ impl Dispatcher {
         Ok(enqueued)
     }
 
+    /// Passes each notification through its Alert's digest window: those
+    /// to send now, and how many were held. A window opened here gets its
+    /// timer.
+    fn hold_for_digests(&self, notifications: Vec<Delivery>) -> (Vec<Delivery>, usize) {
+        let inner = &self.inner;
+        let mut send = Vec::with_capacity(notifications.len());
+        let mut held = 0;
+        for notification in notifications {
+            let kind = notification
+                .alert
+                .digest
+                .is_some()
+                .then(|| notification.alert.destination.kind.as_str());
+            match inner.digests.offer(notification) {
+                Offer::Send { delivery, opened } => {
+                    if let Some(policy) = opened {
+                        tokio::spawn(
+                            self.clone()
+                                .digest_rounds(delivery.alert.key.clone(), policy),
+                        );
+                    }
+                    send.push(delivery);
+                }
+                Offer::Held => {
+                    held += 1;
+                    inner
+                        .metrics
+                        .notification(kind.unwrap_or_default(), "held_for_digest");
+                }
+            }
+        }
+        (send, held)
+    }
+
+    /// An Alert's digest windows, one after another while they hold
+    /// something; each digest is queued when its window ends (its max age
+    /// counts from then).
+    async fn digest_rounds(self, alert: crate::source::ObjectKey, policy: DigestPolicy) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(policy.window) => {}
+                () = self.inner.abandon.cancelled() => return,
+            }
+            let Some(digest) = self.inner.digests.close(&alert) else {
+                return;
+            };
+            self.queue_digest(digest);
+        }
+    }
+
+    fn queue_digest(&self, digest: Delivery) {
+        tracing::debug!(alert = %digest.alert.key, notifications = digest.digest.as_ref().map_or(0, |d| d.total),
+            "digest window ended: sending its digest");
+        if let Err(back) = self.try_enqueue_accepted(vec![digest], Instant::now()) {
+            for digest in back {
+                self.inner.refuse(&digest);
+            }
+        }
+    }
+
     /// Notifications accepted and not finished.
     pub fn pending(&self) -> usize {
         self.inner.pending()
@@ -454,6 +533,10 @@ impl Dispatcher {
     /// passes; then abandons the rest, logging each one (masked). Returns
     /// how many were abandoned.
     pub async fn drain(&self, timeout: Duration) -> usize {
+        // Open digest windows are sent now, so the drain delivers them.
+        for digest in self.inner.digests.close_all() {
+            self.queue_digest(digest);
+        }
         let deadline = tokio::time::Instant::from_std(after(Instant::now(), timeout));
         while self.pending() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -492,8 +575,8 @@ impl Inner {
 
     /// Forgets a finished notification's spool record.
     fn unspool(&self, n: &Delivery) {
-        if let (Some(spool), Some(id)) = (&self.spool, n.spooled) {
-            spool.remove(id);
+        if let Some(spool) = &self.spool {
+            n.spooled.iter().for_each(|id| spool.remove(*id));
         }
     }
 

@@ -487,6 +487,7 @@ pub(crate) mod testing {
                 provider_type: ProviderType::Generic,
                 provider_channel: None,
             }),
+            digest: None,
         }
     }
 }

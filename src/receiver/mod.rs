@@ -264,7 +264,7 @@ impl Receiver {
         let records: Vec<Record> = notifications.iter().map(|n| Record::of(n, now)).collect();
         let ids = spool.append(&records).await?;
         for (notification, id) in notifications.iter_mut().zip(&ids) {
-            notification.spooled = Some(*id);
+            notification.spooled.push(*id);
         }
         Ok(ids)
     }

@@ -64,6 +64,13 @@ pub struct Destination {
     pub queue: u64,
 }
 
+/// An Alert's `spec.digest`, checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DigestPolicy {
+    pub window: Duration,
+    pub max_items: usize,
+}
+
 /// An Alert ready to match events.
 pub struct CompiledAlert {
     pub key: ObjectKey,
@@ -74,6 +81,8 @@ pub struct CompiledAlert {
     pub summary: Option<String>,
     /// The Alert's message template, when it has one that compiled.
     pub template: Option<CompiledTemplate>,
+    /// How its notifications are grouped (`spec.digest`), when they are.
+    pub digest: Option<DigestPolicy>,
     severities: SeverityMask,
     inclusion: Option<Arc<PatternList>>,
     exclusion: Option<Arc<PatternList>>,
@@ -123,6 +132,7 @@ impl CompiledAlert {
             event_metadata: self.event_metadata.clone(),
             summary: self.summary.clone(),
             template: None,
+            digest: self.digest,
             severities: self.severities,
             inclusion: self.inclusion.clone(),
             exclusion: self.exclusion.clone(),
@@ -135,8 +145,9 @@ impl CompiledAlert {
 pub struct Delivery {
     pub alert: Arc<CompiledAlert>,
     pub notification: Notification,
-    /// Its record in the spool (`--spool-dir`), forgotten when it finishes.
-    pub spooled: Option<u64>,
+    /// Its records in the spool (`--spool-dir`; several for a digest),
+    /// forgotten when it finishes.
+    pub spooled: Vec<u64>,
 }
 
 impl std::ops::Deref for Delivery {
@@ -343,9 +354,10 @@ pub fn notifications_for(mut event: FluxEvent, alerts: Vec<Arc<CompiledAlert>>) 
                 metadata: metadata::merge(&event, &alert.event_metadata, alert.summary.as_deref()),
                 event: event.clone(),
                 route: alert.route.clone(),
+                digest: None,
             },
             alert,
-            spooled: None,
+            spooled: Vec::new(),
         })
         .collect()
 }
