@@ -84,6 +84,32 @@ struct ObjectReference<'a> {
     resource_version: &'a str,
 }
 
+/// The event as Flux marshals it (`json.Marshal(event)`), with a text
+/// template's result as its `message`: what `generic` POSTs and what the
+/// message buses (NATS, Pub/Sub, Event Hubs) carry.
+pub(crate) fn event_json(n: &Notification, rendered: Option<&Rendered>) -> Result<Body, String> {
+    let event = &n.event;
+    let object = &event.involved_object;
+    let body = Event {
+        involved_object: ObjectReference {
+            kind: &object.kind,
+            namespace: &object.namespace,
+            name: &object.name,
+            uid: &object.uid,
+            api_version: &object.api_version,
+            resource_version: &object.resource_version,
+        },
+        severity: event.severity.as_str(),
+        timestamp: Some(event.timestamp.as_str()).filter(|t| !t.is_empty()),
+        message: message_text(n, rendered),
+        reason: &event.reason,
+        metadata: &n.metadata,
+        reporting_controller: &event.reporting_controller,
+        reporting_instance: &event.reporting_instance,
+    };
+    Body::json(&body)
+}
+
 impl Notifier for Generic {
     fn settings(&self) -> &Settings {
         &self.settings
@@ -96,25 +122,7 @@ impl Notifier for Generic {
         _thread: Option<&ThreadAnchor>,
     ) -> Result<Request, String> {
         let event = &n.event;
-        let object = &event.involved_object;
-        let body = Event {
-            involved_object: ObjectReference {
-                kind: &object.kind,
-                namespace: &object.namespace,
-                name: &object.name,
-                uid: &object.uid,
-                api_version: &object.api_version,
-                resource_version: &object.resource_version,
-            },
-            severity: event.severity.as_str(),
-            timestamp: Some(event.timestamp.as_str()).filter(|t| !t.is_empty()),
-            message: message_text(n, rendered),
-            reason: &event.reason,
-            metadata: &n.metadata,
-            reporting_controller: &event.reporting_controller,
-            reporting_instance: &event.reporting_instance,
-        };
-        let body = Body::json(&body)?;
+        let body = event_json(n, rendered)?;
         let url = self.settings.address().map_err(|_| "no address")?;
         let mut request = Request::post(url, body);
         if let Ok(component) = HeaderValue::from_str(&event.reporting_controller) {
