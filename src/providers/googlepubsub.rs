@@ -403,6 +403,18 @@ impl Notifier for PubSub {
         Some(self)
     }
 
+    /// The publish body, attribute values masked like the header values
+    /// they come from.
+    fn payload(&self, n: &Notification, rendered: Option<&Rendered>) -> Result<Value, String> {
+        let mut body = self.request(n, rendered, None)?.body.show();
+        if let Some(attributes) = body["messages"][0]["attributes"].as_object_mut() {
+            attributes
+                .values_mut()
+                .for_each(|v| *v = Value::String("***".into()));
+        }
+        Ok(body)
+    }
+
     fn masked_address(&self) -> String {
         crate::mask::url(&self.project_url)
     }
