@@ -864,6 +864,16 @@ fn check_names_the_field_of_every_unusable_bus_setting() {
             "  address: nats://127.0.0.1:4222",
         ),
         provider("otel-without-address", "otel", ""),
+        provider(
+            "nats-ignoring",
+            "nats",
+            "  address: nats://127.0.0.1:4222\n  channel: flux\n  secretRef: {name: nats-ignoring}\n  certSecretRef: {name: nats-ca}",
+        ),
+        secret(
+            "nats-ignoring",
+            &[("token", "nats-token-s3cret"), ("headers", "X-A: b\n")],
+        ),
+        secret("nats-ca", &[("ca.crt", &Pki::new().ca)]),
     ];
     let dir = write(&manifests.concat());
     let output = Command::new(binary())
@@ -907,5 +917,7 @@ fn check_names_the_field_of_every_unusable_bus_setting() {
             "no {expected} for {object} in:\n{text}"
         );
     }
-    assert!(!text.contains("pk-s3cret"), "{text}");
+    for secret in ["pk-s3cret", "nats-token-s3cret"] {
+        assert!(!text.contains(secret), "{text}");
+    }
 }

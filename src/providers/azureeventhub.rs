@@ -41,6 +41,8 @@ pub struct EventHub {
     /// messages go (`/messages` below it).
     resource: String,
     credential: Credential,
+    /// The Secret had `headers`, which Event Hubs does not get.
+    ignored_headers: bool,
 }
 
 enum Credential {
@@ -90,11 +92,13 @@ pub fn new(mut settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
         (resource, Credential::Jwt(token))
     };
     // Flux sends no Secret headers to Event Hubs.
+    let ignored_headers = !settings.headers.is_empty();
     settings.headers.clear();
     Ok(Arc::new(EventHub {
         settings,
         resource,
         credential,
+        ignored_headers,
     }))
 }
 
@@ -273,6 +277,13 @@ impl Notifier for EventHub {
 
     fn masked_address(&self) -> String {
         crate::mask::url(&self.resource)
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        match self.ignored_headers {
+            true => vec!["the Secret's 'headers' are not sent to Event Hubs (as in Flux)".into()],
+            false => Vec::new(),
+        }
     }
 }
 

@@ -236,6 +236,21 @@ impl Notifier for Nats {
     fn conversation(&self) -> Option<&dyn Conversation> {
         Some(self)
     }
+
+    fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if !self.settings.headers.is_empty() {
+            warnings.push("the Secret's 'headers' are not sent to NATS (as in Flux)".into());
+        }
+        if self.settings.token.is_some() && matches!(self.auth, Auth::None) {
+            warnings.push(
+                "the Secret's 'token' is not used by nats (as in Flux): set 'creds', 'nkey' or \
+                 'username' and 'password'"
+                    .into(),
+            );
+        }
+        warnings
+    }
 }
 
 #[cfg(test)]

@@ -146,6 +146,14 @@ pub fn resolve(
         return Err(failures);
     };
     warnings.extend(notifier.warnings());
+    if spec.type_ == ProviderType::Nats && !transport.is_default() {
+        // As in Flux: the NATS client makes its own connections.
+        warnings.push(
+            "spec.certSecretRef and proxies do not apply to nats (as in Flux): herald connects \
+             to the NATS server directly, trusting the system's roots for tls://"
+                .into(),
+        );
+    }
     Ok(Resolved {
         destination: Destination {
             key: key.clone(),
