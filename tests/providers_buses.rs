@@ -310,6 +310,44 @@ fn nats_with_a_wrong_password_fails_without_quoting_it() {
     assert_no_secret(&herald, dir.path(), &[wrong]);
 }
 
+#[test]
+fn nats_authenticates_with_an_nkey_seed() {
+    let publisher = nkeys::KeyPair::new_user();
+    let reader = nkeys::KeyPair::new_user();
+    let server = NatsServer::start_nkeys(&[&publisher.public_key(), &reader.public_key()]);
+    let seed = publisher.seed().expect("seed");
+    let dir = write(&format!(
+        "{}{}",
+        provider(
+            "bus",
+            "nats",
+            "  secretRef: {name: bus}\n  channel: flux.events"
+        ),
+        secret("bus", &[("address", &server.url()), ("nkey", &seed)]),
+    ));
+    let rt = runtime();
+    let (_reader, mut subscription) = rt.block_on(async {
+        let reader = async_nats::ConnectOptions::with_nkey(reader.seed().expect("seed"))
+            .connect(server.url())
+            .await
+            .expect("subscriber connects");
+        let subscription = reader.subscribe("flux.events").await.expect("subscribe");
+        reader.flush().await.expect("flush");
+        (reader, subscription)
+    });
+    let herald = Herald::serve(dir.path(), &[]);
+    assert_eq!(
+        herald.post_file(&event_file("kustomization-error.json")),
+        202
+    );
+    let message = rt
+        .block_on(async { tokio::time::timeout(WAIT, subscription.next()).await })
+        .expect("a message within the timeout")
+        .expect("subscription open");
+    assert_eq!(std::str::from_utf8(&message.payload).expect("utf-8"), EVENT);
+    assert_no_secret(&herald, dir.path(), &[&seed]);
+}
+
 // --------------------------------------------------------- googlepubsub
 
 /// A fresh 2048-bit RSA key in PKCS#8 PEM (`openssl`, as ring cannot

@@ -1,5 +1,5 @@
 //! A real `nats-server` (the Debian package `nats-server`) on 127.0.0.1
-//! with user/password authorization and its monitoring endpoint, stopped
+//! with user/password or NKey authorization and its monitoring endpoint, stopped
 //! when dropped; restartable on the same port.
 
 use std::net::TcpStream;
@@ -26,8 +26,6 @@ fn free_port() -> u16 {
 impl NatsServer {
     /// Starts a server accepting these users (name, password).
     pub fn start(users: &[(&str, &str)]) -> Self {
-        let port = free_port();
-        let monitor_port = free_port();
         let users: Vec<String> = users
             .iter()
             .map(|(user, password)| {
@@ -38,6 +36,21 @@ impl NatsServer {
                 )
             })
             .collect();
+        Self::start_with(&users)
+    }
+
+    /// Starts a server accepting users with these NKey public keys.
+    pub fn start_nkeys(public_keys: &[&str]) -> Self {
+        let users: Vec<String> = public_keys
+            .iter()
+            .map(|key| format!("{{nkey: {key}}}"))
+            .collect();
+        Self::start_with(&users)
+    }
+
+    fn start_with(users: &[String]) -> Self {
+        let port = free_port();
+        let monitor_port = free_port();
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("nats.conf");
         std::fs::write(
