@@ -206,7 +206,7 @@ impl EventHub {
         rendered: Option<&Rendered>,
         now: u64,
     ) -> Result<Request, String> {
-        let mut body = generic::event_json(n, rendered)?;
+        let mut body = generic::go_event_json(n, rendered)?;
         body.content_type = CONTENT_TYPE;
         let url = SecretString::new(format!(
             "{}/messages?api-version={API_VERSION}",

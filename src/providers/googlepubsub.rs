@@ -285,7 +285,7 @@ impl PubSub {
         rendered: Option<&Rendered>,
         token: SecretString,
     ) -> Result<Request, String> {
-        let event = generic::event_json(n, rendered)?;
+        let event = generic::go_event_json(n, rendered)?;
         let mut message = json!({"data": STANDARD.encode(&event.bytes)});
         if !self.settings.header_pairs.is_empty() {
             let attributes: BTreeMap<&str, &str> = self

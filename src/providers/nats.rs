@@ -158,7 +158,7 @@ impl Nats {
     }
 
     async fn publish(&self, n: &Notification, rendered: Option<&Rendered>) -> Verdict {
-        let body = match generic::event_json(n, rendered) {
+        let body = match generic::go_event_json(n, rendered) {
             Ok(body) => body,
             Err(e) => return Verdict::Fail(e),
         };
@@ -230,7 +230,7 @@ impl Notifier for Nats {
         _thread: Option<&ThreadAnchor>,
     ) -> Result<Request, String> {
         let url = self.settings.address().map_err(|_| "no address")?;
-        Ok(Request::post(url, generic::event_json(n, rendered)?))
+        Ok(Request::post(url, generic::go_event_json(n, rendered)?))
     }
 
     fn conversation(&self) -> Option<&dyn Conversation> {
