@@ -198,6 +198,34 @@ fn publishers(server: &NatsServer) -> usize {
         .count()
 }
 
+/// The first log line after the first `skip` lines that contains `text`.
+fn wait_for_new_log(herald: &Herald, skip: usize, text: &str) -> String {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if let Some(line) = herald
+            .logs()
+            .into_iter()
+            .skip(skip)
+            .find(|l| l.contains(text))
+        {
+            return line;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {text:?} in {:#?}",
+            herald.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Messages the server received since it (re)started.
+fn messages_in(server: &NatsServer) -> u64 {
+    let (_, body) = client::get(&format!("{}/varz", server.monitor));
+    let varz: Value = serde_json::from_str(&body).expect("varz");
+    varz["in_msgs"].as_u64().expect("in_msgs")
+}
+
 #[test]
 fn nats_publishes_the_event_on_one_connection_and_reconnects() {
     let password = "nats-pass-s3cret-0123";
@@ -269,6 +297,27 @@ fn nats_publishes_the_event_on_one_connection_and_reconnects() {
     wait_for_metric(
         &herald,
         "herald_notifications_total{provider_type=\"nats\",result=\"delivered\"} 3",
+    );
+
+    // The server is down: the event is retried until it is back.
+    let retries_before = herald.logs().len();
+    server.stop();
+    let mut event: Value = serde_json::from_str(
+        &std::fs::read_to_string(event_file("helmrelease-error.json")).expect("event"),
+    )
+    .expect("json");
+    event["message"] = json!("sent while the server is down");
+    assert_eq!(herald.post(event.to_string()).0, 202);
+    let retry = wait_for_new_log(&herald, retries_before, "will retry");
+    assert!(retry.contains("NATS"), "{retry}");
+    server.restart();
+    wait_for_metric(
+        &herald,
+        "herald_notifications_total{provider_type=\"nats\",result=\"delivered\"} 4",
+    );
+    assert!(
+        messages_in(&server) >= 1,
+        "not published to the restarted server"
     );
     assert_no_secret(&herald, dir.path(), &[password]);
 }
