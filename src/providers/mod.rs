@@ -8,17 +8,21 @@
 //! module below and add its line to [`constructor`].
 
 pub mod alertmanager;
+pub mod azureeventhub;
 pub mod datadog;
 pub mod discord;
 pub mod generic;
 mod go_time;
 pub mod googlechat;
+pub mod googlepubsub;
 pub mod grafana;
 pub mod incidentio;
 pub mod lark;
 pub mod matrix;
 pub mod msteams;
+pub mod nats;
 pub mod opsgenie;
+pub mod otel;
 pub mod pagerduty;
 pub mod rocket;
 pub mod sentry;
@@ -68,6 +72,10 @@ fn constructor(kind: ProviderType) -> Option<Constructor> {
         ProviderType::Datadog => datadog::new,
         ProviderType::IncidentIo => incidentio::new,
         ProviderType::Sentry => sentry::new,
+        ProviderType::Nats => nats::new,
+        ProviderType::Googlepubsub => googlepubsub::new,
+        ProviderType::Azureeventhub => azureeventhub::new,
+        ProviderType::Otel => otel::new,
         _ => return None,
     })
 }
@@ -94,6 +102,13 @@ pub struct Settings {
     /// The Secret's `headers` (a YAML map, values checked to be valid
     /// header values), sent with every request after the provider's own.
     pub headers: Vec<(HeaderName, SecretString)>,
+    /// The same `headers` with their names as written: Pub/Sub publishes
+    /// them as message attributes, whose names are case-sensitive.
+    pub header_pairs: Vec<(String, SecretString)>,
+    /// The Secret's `creds` (a NATS credentials file) and `nkey` (an NKey
+    /// seed): NATS authentication, read as Flux reads them.
+    pub nats_creds: Option<SecretString>,
+    pub nats_nkey: Option<SecretString>,
 }
 
 impl Settings {
@@ -109,6 +124,9 @@ impl Settings {
             .chain(&self.token)
             .chain(&self.password)
             .chain(self.headers.iter().map(|(_, value)| value))
+            .chain(self.header_pairs.iter().map(|(_, value)| value))
+            .chain(&self.nats_creds)
+            .chain(&self.nats_nkey)
             .collect()
     }
 }
@@ -482,6 +500,7 @@ pub(crate) mod testing {
                 .collect(),
             route: Arc::new(Route {
                 alert: ObjectKey::new("flux-system", "alert"),
+                alert_uid: String::new(),
                 alert_channel: None,
                 provider: ObjectKey::new("flux-system", "provider"),
                 provider_type: ProviderType::Generic,

@@ -268,7 +268,12 @@ fn compile_alert(
         digest,
         inclusion,
         exclusion,
-        route: Arc::new(super::provider::route(key.clone(), channel, &destination)),
+        route: Arc::new(super::provider::route(
+            key.clone(),
+            alert.metadata.uid.clone().unwrap_or_default(),
+            channel,
+            &destination,
+        )),
         key,
         destination,
         event_metadata: spec.event_metadata.clone().unwrap_or_default(),
