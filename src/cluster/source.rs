@@ -28,6 +28,12 @@ use crate::webhook::table::{self as receivers, ReceiverSecret, ReceiverTable, Se
 /// Quiet time after a change before the table is rebuilt, so a burst of
 /// changes costs one rebuild.
 const DEBOUNCE: Duration = Duration::from_millis(100);
+/// More Secrets than this to read at once are read with a paged LIST.
+const BULK_READ_FROM: usize = 64;
+/// Secrets per page of that LIST.
+const SECRET_PAGE: u32 = 500;
+/// Secret GETs in flight at once while refreshing.
+const SECRET_READS_IN_FLIGHT: usize = 16;
 /// Retry delay for a Secret GET that failed for a reason other than 404.
 const SECRET_RETRY: Duration = Duration::from_secs(2);
 
@@ -186,11 +192,15 @@ impl ClusterSource {
         let secret_api = self.api::<PartialObjectMeta<Secret>>();
         let alert_events = reflector::reflector(
             self.alert_writer,
-            watcher(alert_api, config.clone()).default_backoff(),
+            watcher(alert_api, config.clone())
+                .default_backoff()
+                .modify(slim),
         );
         let provider_events = reflector::reflector(
             self.provider_writer,
-            watcher(provider_api, config.clone()).default_backoff(),
+            watcher(provider_api, config.clone())
+                .default_backoff()
+                .modify(slim),
         );
         let changed = self.changed.clone();
         tokio::spawn(forward("Alert", alert_events, changed.clone()));
@@ -199,7 +209,9 @@ impl ClusterSource {
             // Not waited for: without the Receiver CRD, events still flow.
             let receiver_events = reflector::reflector(
                 self.receiver_writer,
-                watcher(receiver_api, config.clone()).default_backoff(),
+                watcher(receiver_api, config.clone())
+                    .default_backoff()
+                    .modify(slim),
             );
             tokio::spawn(forward("Receiver", receiver_events, changed.clone()));
         }
@@ -233,8 +245,15 @@ impl ClusterSource {
             } else {
                 Vec::new()
             };
-            let secrets =
-                refresh_secrets(&client, &self.secrets, &providers, &receivers, &changed).await;
+            let secrets = refresh_secrets(
+                &client,
+                self.namespace.as_deref(),
+                &self.secrets,
+                &providers,
+                &receivers,
+                &changed,
+            )
+            .await;
             let mut receiver_statuses = Vec::new();
             if let Some(table) = &self.receiver_table {
                 let state = self.secrets.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -341,6 +360,16 @@ where
     }
 }
 
+/// Drops what herald never reads from a watched object before it is
+/// stored: `managedFields` and kubectl's last-applied copy are often most of
+/// an object's size, and herald keeps thousands of objects.
+fn slim<K: Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
+    if let Some(annotations) = object.meta_mut().annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
 /// Marks referenced Secrets stale when their metadata changes.
 async fn watch_secrets(
     api: Api<PartialObjectMeta<Secret>>,
@@ -395,10 +424,96 @@ async fn watch_secrets(
     }
 }
 
+/// Reads many referenced Secrets at once (at start-up, every one) with a
+/// paged LIST instead of a GET each: thousands of GETs cost the API server
+/// far more than a few pages. One page is held at a time, and the data of
+/// Secrets nothing references is dropped as each page is read. A Secret
+/// not listed is missing.
+async fn list_secrets(
+    client: &Client,
+    namespace: Option<&str>,
+    cache: &SecretCache,
+    changed: &Arc<Notify>,
+    to_read: &[ObjectKey],
+) -> Result<(), kube::Error> {
+    let api: Api<Secret> = match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    };
+    let mut wanted: HashMap<ObjectKey, u64> = {
+        let state = cache.state.lock().unwrap_or_else(|e| e.into_inner());
+        to_read
+            .iter()
+            .map(|key| (key.clone(), state.marks_of(key)))
+            .collect()
+    };
+    let mut superseded = false;
+    let mut params = kube::api::ListParams::default().limit(SECRET_PAGE);
+    loop {
+        let page = api.list(&params).await?;
+        let mut state = cache.state.lock().unwrap_or_else(|e| e.into_inner());
+        for secret in page.items {
+            let key = ObjectKey::new(
+                secret.metadata.namespace.as_deref().unwrap_or_default(),
+                secret.metadata.name.as_deref().unwrap_or_default(),
+            );
+            if let Some(marks_before) = wanted.remove(&key) {
+                superseded |=
+                    state.finish_read(key, marks_before, Some(secret)) == ReadOutcome::Superseded;
+            }
+        }
+        drop(state);
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => break,
+        }
+    }
+    let mut state = cache.state.lock().unwrap_or_else(|e| e.into_inner());
+    for (key, marks_before) in wanted {
+        superseded |= state.finish_read(key, marks_before, None) == ReadOutcome::Superseded;
+    }
+    drop(state);
+    if superseded {
+        changed.notify_one();
+    }
+    Ok(())
+}
+
+/// Reads one referenced Secret and records what it holds (or that it is
+/// missing); a failed read is retried shortly.
+async fn read_secret(client: &Client, cache: &SecretCache, changed: &Arc<Notify>, key: ObjectKey) {
+    let api: Api<Secret> = Api::namespaced(client.clone(), &key.namespace);
+    let marks_before = cache
+        .state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .marks_of(&key);
+    let result = api.get_opt(&key.name).await;
+    let mut state = cache.state.lock().unwrap_or_else(|e| e.into_inner());
+    let outcome = match result {
+        Ok(found) => state.finish_read(key.clone(), marks_before, found),
+        Err(e) => {
+            drop(state);
+            // Keep what was read before; try again shortly.
+            tracing::warn!(secret = %key, error = %e, "cannot read Secret; retrying");
+            let changed = changed.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(SECRET_RETRY).await;
+                changed.notify_one();
+            });
+            return;
+        }
+    };
+    if outcome == ReadOutcome::Superseded {
+        changed.notify_one();
+    }
+}
+
 /// Reads referenced Secrets that are new or changed, forgets unreferenced
 /// ones, and returns the data of every referenced Secret that exists.
 async fn refresh_secrets(
     client: &Client,
+    namespace: Option<&str>,
     cache: &SecretCache,
     providers: &[Arc<Provider>],
     receivers: &[Arc<Receiver>],
@@ -450,33 +565,21 @@ async fn refresh_secrets(
             .cloned()
             .collect()
     };
-    for key in to_read {
-        let api: Api<Secret> = Api::namespaced(client.clone(), &key.namespace);
-        let marks_before = cache
-            .state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .marks_of(&key);
-        let result = api.get_opt(&key.name).await;
-        let mut state = cache.state.lock().unwrap_or_else(|e| e.into_inner());
-        let outcome = match result {
-            Ok(found) => state.finish_read(key.clone(), marks_before, found),
-            Err(e) => {
-                drop(state);
-                // Keep what was read before; try again shortly.
-                tracing::warn!(secret = %key, error = %e, "cannot read Secret; retrying");
-                let changed = changed.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(SECRET_RETRY).await;
-                    changed.notify_one();
-                });
-                continue;
-            }
-        };
-        if outcome == ReadOutcome::Superseded {
-            changed.notify_one();
+    if to_read.len() > BULK_READ_FROM {
+        if let Err(e) = list_secrets(client, namespace, cache, changed, &to_read).await {
+            tracing::warn!(error = %e, "cannot list Secrets; reading them one by one");
+        } else {
+            let state = cache.state.lock().unwrap_or_else(|e| e.into_inner());
+            return state.data.clone();
         }
     }
+    // A few GETs in flight at once: one at a time, many Secrets are many
+    // round trips in a row.
+    futures::stream::iter(to_read)
+        .for_each_concurrent(SECRET_READS_IN_FLIGHT, |key| {
+            read_secret(client, cache, changed, key)
+        })
+        .await;
     let state = cache.state.lock().unwrap_or_else(|e| e.into_inner());
     state.data.clone()
 }
