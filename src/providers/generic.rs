@@ -49,6 +49,34 @@ pub fn new_hmac(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
     }))
 }
 
+/// The event as Flux marshals it, with the notification's metadata and
+/// the template's message: what `generic` posts and `githubdispatch`
+/// sends as its `client_payload`.
+pub(super) fn flux_event<'a>(
+    n: &'a Notification,
+    rendered: Option<&'a Rendered>,
+) -> impl Serialize + 'a {
+    let event = &n.event;
+    let object = &event.involved_object;
+    Event {
+        involved_object: ObjectReference {
+            kind: &object.kind,
+            namespace: &object.namespace,
+            name: &object.name,
+            uid: &object.uid,
+            api_version: &object.api_version,
+            resource_version: &object.resource_version,
+        },
+        severity: event.severity.as_str(),
+        timestamp: Some(event.timestamp.as_str()).filter(|t| !t.is_empty()),
+        message: message_text(n, rendered),
+        reason: &event.reason,
+        metadata: &n.metadata,
+        reporting_controller: &event.reporting_controller,
+        reporting_instance: &event.reporting_instance,
+    }
+}
+
 /// The event as Flux marshals it (`fluxcd/pkg/apis/event/v1beta1.Event`).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -96,25 +124,7 @@ impl Notifier for Generic {
         _thread: Option<&ThreadAnchor>,
     ) -> Result<Request, String> {
         let event = &n.event;
-        let object = &event.involved_object;
-        let body = Event {
-            involved_object: ObjectReference {
-                kind: &object.kind,
-                namespace: &object.namespace,
-                name: &object.name,
-                uid: &object.uid,
-                api_version: &object.api_version,
-                resource_version: &object.resource_version,
-            },
-            severity: event.severity.as_str(),
-            timestamp: Some(event.timestamp.as_str()).filter(|t| !t.is_empty()),
-            message: message_text(n, rendered),
-            reason: &event.reason,
-            metadata: &n.metadata,
-            reporting_controller: &event.reporting_controller,
-            reporting_instance: &event.reporting_instance,
-        };
-        let body = Body::json(&body)?;
+        let body = Body::json(&flux_event(n, rendered))?;
         let url = self.settings.address().map_err(|_| "no address")?;
         let mut request = Request::post(url, body);
         if let Ok(component) = HeaderValue::from_str(&event.reporting_controller) {

@@ -11,6 +11,7 @@ pub mod alertmanager;
 pub mod datadog;
 pub mod discord;
 pub mod generic;
+pub mod git;
 mod go_time;
 pub mod googlechat;
 pub mod grafana;
@@ -68,6 +69,16 @@ fn constructor(kind: ProviderType) -> Option<Constructor> {
         ProviderType::Datadog => datadog::new,
         ProviderType::IncidentIo => incidentio::new,
         ProviderType::Sentry => sentry::new,
+        ProviderType::Github => git::github::new_status,
+        ProviderType::Githubdispatch => git::github::new_dispatch,
+        ProviderType::Githubpullrequestcomment => git::github::new_comment,
+        ProviderType::Gitlab => git::gitlab::new_status,
+        ProviderType::Gitlabmergerequestcomment => git::gitlab::new_comment,
+        ProviderType::Gitea => git::gitea::new_status,
+        ProviderType::Giteapullrequestcomment => git::gitea::new_comment,
+        ProviderType::Bitbucket => git::bitbucket::new,
+        ProviderType::Bitbucketserver => git::bitbucketserver::new,
+        ProviderType::Azuredevops => git::azuredevops::new,
         _ => return None,
     })
 }
@@ -94,6 +105,23 @@ pub struct Settings {
     /// The Secret's `headers` (a YAML map, values checked to be valid
     /// header values), sent with every request after the provider's own.
     pub headers: Vec<(HeaderName, SecretString)>,
+    /// Every key of the Secret (`spec.secretRef`), masked: the Git forges
+    /// read more than the usual keys (GitHub App keys).
+    pub secret_data: std::collections::BTreeMap<String, SecretString>,
+    /// The Provider's `metadata.uid`, or with none (manifests) a UUID
+    /// derived from its namespace and name: commit status ids and comment
+    /// markers embed it.
+    pub provider_uid: String,
+    /// `spec.commitStatusExpr`, compiled; with the Provider as CEL sees it.
+    pub commit_status_expr: Option<CommitStatusExpr>,
+}
+
+/// A compiled `spec.commitStatusExpr` and the Provider object its
+/// `provider` variable reads.
+#[derive(Clone, Debug)]
+pub struct CommitStatusExpr {
+    pub expression: Arc<crate::webhook::cel::Expression>,
+    pub provider: Arc<Value>,
 }
 
 impl Settings {
@@ -109,6 +137,7 @@ impl Settings {
             .chain(&self.token)
             .chain(&self.password)
             .chain(self.headers.iter().map(|(_, value)| value))
+            .chain(self.secret_data.values())
             .collect()
     }
 }
@@ -222,6 +251,10 @@ pub enum Auth {
         username: String,
         password: SecretString,
     },
+    /// A credential in a header of the service's own (GitLab's
+    /// `PRIVATE-TOKEN`, Gitea's `Authorization: token …`): sent as is and
+    /// marked sensitive like the others.
+    Header(HeaderName, SecretString),
 }
 
 /// A service's answer, as far as providers judge it.
@@ -486,6 +519,7 @@ pub(crate) mod testing {
                 provider: ObjectKey::new("flux-system", "provider"),
                 provider_type: ProviderType::Generic,
                 provider_channel: None,
+                alert_object: None,
             }),
         }
     }

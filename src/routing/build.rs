@@ -263,7 +263,12 @@ fn compile_alert(
         template,
         inclusion,
         exclusion,
-        route: Arc::new(super::provider::route(key.clone(), channel, &destination)),
+        route: Arc::new(super::provider::route(
+            alert,
+            key.clone(),
+            channel,
+            &destination,
+        )),
         key,
         destination,
         event_metadata: spec.event_metadata.clone().unwrap_or_default(),

@@ -68,6 +68,13 @@ pub fn resolve(
             .cloned()
     };
     let address = resolve_address(spec, secret.as_ref());
+    let commit_status_expr = match compile_commit_status_expr(provider) {
+        Ok(expr) => expr,
+        Err(failure) => {
+            failures.push(failure);
+            None
+        }
+    };
     // A missing Secret or an unusable address already explains why there is none.
     let address_explained = secret_missing || address.is_err();
     let address = address.unwrap_or_else(|failure| {
@@ -104,6 +111,17 @@ pub fn resolve(
         password: password.map(SecretString::new),
         channel: channel.clone(),
         headers,
+        secret_data: secret
+            .as_ref()
+            .map(|s| {
+                s.data
+                    .iter()
+                    .map(|(k, v)| (k.clone(), SecretString::new(v.clone())))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        provider_uid: provider_uid(provider, key),
+        commit_status_expr,
     };
     // One queue per endpoint and way of reaching it: a Provider behind
     // another proxy or CA fails (or not) on its own.
@@ -150,15 +168,96 @@ pub fn resolve(
     })
 }
 
-/// The route (Alert and Provider names) of an Alert through a destination.
-pub fn route(alert: ObjectKey, channel: Option<String>, destination: &Destination) -> Route {
+/// The route (Alert and Provider names) of an Alert through a destination;
+/// with the Alert itself when the Provider's `commitStatusExpr` reads it.
+pub fn route(
+    alert: &crate::api::Alert,
+    key: ObjectKey,
+    channel: Option<String>,
+    destination: &Destination,
+) -> Route {
+    let reads_alert = destination.notifier.settings().commit_status_expr.is_some();
     Route {
-        alert,
+        alert: key,
         alert_channel: channel,
         provider: destination.key.clone(),
         provider_type: destination.kind,
         provider_channel: destination.channel.clone(),
+        alert_object: reads_alert
+            .then(|| serde_json::to_value(alert).ok().map(Arc::new))
+            .flatten(),
     }
+}
+
+/// The Provider's `metadata.uid`; in manifests, which have none, a UUID
+/// (version 5 in the URL name space) of `<namespace>/<name>`: stable across
+/// restarts and reloads, so commit status ids and comment markers stay the
+/// same and earlier statuses and comments are found again.
+fn provider_uid(provider: &Provider, key: &ObjectKey) -> String {
+    if let Some(uid) = provider.metadata.uid.as_deref().filter(|u| !u.is_empty()) {
+        return uid.to_owned();
+    }
+    const URL_NAMESPACE: [u8; 16] = [
+        0x6b, 0xa7, 0xb8, 0x11, 0x9d, 0xad, 0x11, 0xd1, 0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4, 0x30,
+        0xc8,
+    ];
+    let mut context = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    context.update(&URL_NAMESPACE);
+    context.update(format!("{}/{}", key.namespace, key.name).as_bytes());
+    let digest = context.finish();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&digest.as_ref()[..16]);
+    b[6] = (b[6] & 0x0f) | 0x50;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// `spec.commitStatusExpr`, compiled. Flux's CRD allows it only on the
+/// commit-status types; Flux compiles it per event and fails each one when
+/// it does not compile, where herald refuses the Provider at once.
+fn compile_commit_status_expr(
+    provider: &Provider,
+) -> Result<Option<providers::CommitStatusExpr>, Failure> {
+    let Some(source) = provider
+        .spec
+        .commit_status_expr
+        .as_deref()
+        .filter(|s| !s.is_empty())
+    else {
+        return Ok(None);
+    };
+    if !super::provider_rules::is_commit_status_provider(provider.spec.type_) {
+        return Err((
+            "InvalidCommitStatusExpr",
+            "spec.commitStatusExpr is only supported for the 'github', 'gitlab', 'gitea', \
+             'bitbucketserver', 'bitbucket', 'azuredevops' provider types"
+                .into(),
+        ));
+    }
+    let expression = crate::webhook::cel::compile(
+        source,
+        &["event", "alert", "provider"],
+        crate::webhook::cel::Output::Any,
+    )
+    .map_err(|e| {
+        (
+            "InvalidCommitStatusExpr",
+            format!("spec.commitStatusExpr: {e}"),
+        )
+    })?;
+    let object = serde_json::to_value(provider).unwrap_or(Value::Null);
+    Ok(Some(providers::CommitStatusExpr {
+        expression: Arc::new(expression),
+        provider: Arc::new(object),
+    }))
 }
 
 /// A referenced Secret and its data.
@@ -218,8 +317,17 @@ fn resolve_address(
             None => return Ok(None),
         },
     };
-    validate_address(address)
-        .map_err(|why| ("InvalidAddress", format!("the address in {source} {why}")))?;
+    // The Git forges take a repository's clone URL, SSH included; their
+    // own parsing checks it.
+    if !crate::providers::git::takes_clone_url(spec.type_) {
+        validate_address(address)
+            .map_err(|why| ("InvalidAddress", format!("the address in {source} {why}")))?;
+    } else if address.len() > MAX_ADDRESS {
+        return Err((
+            "InvalidAddress",
+            format!("the address in {source} is longer than {MAX_ADDRESS} characters"),
+        ));
+    }
     Ok(Some(address.to_owned()))
 }
 
