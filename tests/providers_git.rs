@@ -566,3 +566,478 @@ fn azuredevops_sets_a_commit_status_with_a_pat() {
         headers: vec![("accept", "application/json;api-version=6.0-preview.1")],
     });
 }
+
+/// An RSA key made for the test with `openssl`: the PEM (PKCS#1, as
+/// GitHub hands App keys out) and the public key (DER) that checks the JWT.
+fn rsa_key() -> (String, Vec<u8>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pem = dir.path().join("app.pem");
+    let public = dir.path().join("app.der");
+    let status = Command::new("openssl")
+        .args(["genrsa", "-traditional", "-out"])
+        .arg(&pem)
+        .arg("2048")
+        .output()
+        .expect("openssl genrsa");
+    assert!(status.status.success(), "{status:?}");
+    let status = Command::new("openssl")
+        .args(["rsa", "-RSAPublicKey_out", "-outform", "DER", "-in"])
+        .arg(&pem)
+        .arg("-out")
+        .arg(&public)
+        .output()
+        .expect("openssl rsa");
+    assert!(status.status.success(), "{status:?}");
+    (
+        std::fs::read_to_string(&pem).expect("pem"),
+        std::fs::read(&public).expect("der"),
+    )
+}
+
+/// Checks an RS256 JWT against the public key; returns its claims.
+fn verify_jwt(jwt: &str, public: &[u8]) -> Value {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = jwt.split('.').collect();
+    assert_eq!(parts.len(), 3, "{jwt}");
+    let header: Value = serde_json::from_slice(&b64.decode(parts[0]).expect("b64")).expect("json");
+    assert_eq!(header, json!({"alg": "RS256", "typ": "JWT"}));
+    let signature = b64.decode(parts[2]).expect("b64");
+    ring::signature::UnparsedPublicKey::new(&ring::signature::RSA_PKCS1_2048_8192_SHA256, public)
+        .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &signature)
+        .expect("the JWT is signed with the App's key");
+    serde_json::from_slice(&b64.decode(parts[1]).expect("b64")).expect("claims")
+}
+
+#[test]
+fn github_app_credentials_are_exchanged_for_an_installation_token_once() {
+    let (pem, public) = rsa_key();
+    let pki = Pki::new();
+    let sink = Sink::start_tls(pki.server_config(false));
+    let base = format!("https://{}/api/v3", sink.authority());
+    let address = format!("https://{}/org/repo", sink.authority());
+    let dir = manifests(
+        "github",
+        "",
+        &[
+            ("address", &address),
+            ("githubAppID", "4242"),
+            ("githubAppInstallationID", "777"),
+            ("githubAppPrivateKey", &pem),
+            ("githubAppBaseURL", &base),
+        ],
+        &pki.ca,
+    );
+    let herald = serve(dir.path(), &[]);
+    let installation_token = "ghs_installation_token_9d3e";
+    let expires = k8s_openapi::jiff::Timestamp::now()
+        .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(3600))
+        .expect("time")
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    sink.script([
+        Answer::status(201)
+            .body(json!({"token": installation_token, "expires_at": expires}).to_string()),
+        Answer::status(200).body("[]"),
+        Answer::status(201).body("{}"),
+        Answer::status(200).body("[]"),
+        Answer::status(201).body("{}"),
+    ]);
+    let received = post_and_wait(&herald, &sink, failure("first"), 3);
+    assert_eq!(received[0].method, "POST");
+    assert_eq!(
+        received[0].path,
+        "/api/v3/app/installations/777/access_tokens"
+    );
+    let jwt = header(&received[0], "authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .expect("a bearer JWT")
+        .to_owned();
+    let claims = verify_jwt(&jwt, &public);
+    assert_eq!(claims["iss"], "4242");
+    let (iat, exp) = (
+        claims["iat"].as_i64().expect("iat"),
+        claims["exp"].as_i64().expect("exp"),
+    );
+    assert_eq!(exp - iat, 120, "{claims}");
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    assert!(
+        (now - 60..=now).contains(&iat),
+        "issued 30 s back: {claims}"
+    );
+    let bearer = format!("Bearer {installation_token}");
+    assert_eq!(received[1].method, "GET");
+    assert_eq!(header(&received[1], "authorization"), Some(bearer.as_str()));
+    assert_eq!(
+        received[2].path,
+        format!("/api/v3/repos/org/repo/statuses/{SHA}")
+    );
+    assert_eq!(header(&received[2], "authorization"), Some(bearer.as_str()));
+
+    // The token is still fresh: no second exchange.
+    let received = post_and_wait(&herald, &sink, failure("second"), 5);
+    assert_eq!(received[3].method, "GET");
+    assert_eq!(header(&received[3], "authorization"), Some(bearer.as_str()));
+    assert_eq!(received[4].method, "POST");
+
+    let key_line = pem.lines().nth(1).expect("a key line");
+    let routed = route(dir.path(), &failure("routed"));
+    for (what, text) in [
+        ("logs", herald.logs().join("\n")),
+        ("metrics", metrics(&herald)),
+        ("route", routed),
+    ] {
+        assert_absent(what, &text, &[installation_token, key_line, &jwt]);
+    }
+}
+
+#[test]
+fn githubdispatch_sends_the_event_as_a_repository_dispatch() {
+    let pki = Pki::new();
+    let sink = Sink::start_tls(pki.server_config(false));
+    let address = format!("https://{}/org/repo", sink.authority());
+    let dir = manifests(
+        "githubdispatch",
+        "",
+        &[("address", &address), ("token", TOKEN)],
+        &pki.ca,
+    );
+    let herald = serve(dir.path(), &[]);
+    sink.script([
+        Answer::status(503),
+        Answer::status(204),
+        Answer::status(422).body("{\"message\":\"bad\"}"),
+    ]);
+    let received = post_and_wait(&herald, &sink, failure("dispatched"), 2);
+    let r = &received[1];
+    assert_eq!(r.raw, received[0].raw, "the retry sends the same body");
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.path, "/api/v3/repos/org/repo/dispatches");
+    let bearer = format!("Bearer {TOKEN}");
+    assert_eq!(header(r, "authorization"), Some(bearer.as_str()));
+    assert_eq!(
+        r.body,
+        json!({
+            "event_type": "Kustomization/my-app-kustomization.flux-system",
+            "client_payload": {
+                "involvedObject": {
+                    "kind": "Kustomization",
+                    "namespace": "flux-system",
+                    "name": "my-app-kustomization",
+                    "uid": "7d0cdc51-ddcf-4743-b223-83ca5c699632",
+                    "apiVersion": "kustomize.toolkit.fluxcd.io/v1"
+                },
+                "severity": "error",
+                "timestamp": "2026-11-20T07:26:19Z",
+                "message": "dispatched",
+                "reason": "ReconciliationFailed",
+                "metadata": {"revision": format!("main@sha1:{SHA}")},
+                "reportingController": "kustomize-controller"
+            }
+        })
+    );
+    post_and_wait(&herald, &sink, failure("refused"), 3);
+    assert!(herald.wait_for_log("not retrying", WAIT).is_some());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sink.received().len(), 3, "a 422 was retried");
+    assert_absent("logs", &herald.logs().join("\n"), &[TOKEN]);
+}
+
+/// One change-request comment type against its lookalike.
+struct CommentCase {
+    kind: &'static str,
+    address: &'static str,
+    /// The authenticated user's answer.
+    user: Value,
+    user_path: &'static str,
+    /// Path and query of the listing.
+    list: &'static str,
+    /// Comments, given the marker: another user's with the marker, and
+    /// herald's own (id 9).
+    comments: fn(&str) -> Value,
+    update: (&'static str, &'static str),
+    create: &'static str,
+    auth: (&'static str, String),
+}
+
+fn change_request_event(message: &str) -> Vec<u8> {
+    event(
+        "error",
+        "ReconciliationFailed",
+        message,
+        &[("event.toolkit.fluxcd.io/change_request", "42")],
+    )
+}
+
+/// Updates herald's own earlier comment (found by its marker and author),
+/// then, with none there, creates one.
+fn comment(case: CommentCase) {
+    let pki = Pki::new();
+    let sink = Sink::start_tls(pki.server_config(false));
+    let address = case.address.replace("{}", &sink.authority());
+    let dir = manifests(
+        case.kind,
+        "",
+        &[("address", &address), ("token", TOKEN)],
+        &pki.ca,
+    );
+    let herald = serve(dir.path(), &[]);
+    let marker =
+        format!("<!-- {{prefix}}:{UID}/Kustomization/flux-system/my-app-kustomization -->");
+    let prefix = if case.kind == "gitlabmergerequestcomment" {
+        "flux-mr-comment-key"
+    } else {
+        "flux-pr-comment-key"
+    };
+    let marker = marker.replace("{prefix}", prefix);
+    let body = |message: &str| {
+        format!(
+            "{marker}\n\n## Flux Status\n\n⚠️ Kustomization/flux-system/my-app-kustomization\n\n{message}\n\nMetadata:\n* `revision`: main@sha1:{SHA}\n"
+        )
+    };
+    sink.script([
+        Answer::status(200).body(case.user.to_string()),
+        Answer::status(503),
+        Answer::status(200).body(case.user.to_string()),
+        Answer::status(200).body((case.comments)(&marker).to_string()),
+        Answer::status(200).body("{}"),
+    ]);
+    let received = post_and_wait(&herald, &sink, change_request_event("updated"), 5);
+    for r in &received {
+        assert_eq!(header(r, case.auth.0), Some(case.auth.1.as_str()), "{r:#?}");
+    }
+    assert_eq!(
+        (received[0].method.as_str(), received[0].path.as_str()),
+        ("GET", case.user_path)
+    );
+    assert_eq!(path_and_query(&received[3]), case.list);
+    assert_eq!(received[4].method, case.update.0);
+    assert_eq!(received[4].path, case.update.1);
+    assert_eq!(received[4].body, json!({"body": body("updated")}));
+
+    sink.script([
+        Answer::status(200).body(case.user.to_string()),
+        Answer::status(200).body("[]"),
+        Answer::status(201).body("{}"),
+    ]);
+    let received = post_and_wait(&herald, &sink, change_request_event("created"), 8);
+    assert_eq!(received[7].method, "POST");
+    assert_eq!(received[7].path, case.create);
+    assert_eq!(received[7].body, json!({"body": body("created")}));
+    assert!(wait_for_count(&herald, "\"delivered\"", 2));
+    let routed = route(dir.path(), &change_request_event("routed"));
+    let line: Value = serde_json::from_str(routed.lines().next().expect("a line")).expect("json");
+    assert_eq!(line["payload"]["path"], case.create, "{routed}");
+    assert_eq!(line["payload"]["body"], json!({"body": body("routed")}));
+    assert_absent("logs", &herald.logs().join("\n"), &[TOKEN]);
+    assert_absent("route", &routed, &[TOKEN]);
+    assert_absent("metrics", &metrics(&herald), &[TOKEN]);
+}
+
+#[test]
+fn githubpullrequestcomment_updates_its_own_comment_in_place() {
+    comment(CommentCase {
+        kind: "githubpullrequestcomment",
+        address: "https://{}/org/repo",
+        user: json!({"login": "flux-bot", "id": 1}),
+        user_path: "/api/v3/user",
+        list: "/api/v3/repos/org/repo/issues/42/comments?direction=asc&per_page=100&sort=created",
+        comments: |marker| {
+            json!([
+                {"id": 5, "body": format!("{marker}\n\nquoted"), "user": {"login": "someone"}},
+                {"id": 9, "body": format!("{marker}\n\nold"), "user": {"login": "flux-bot"}},
+            ])
+        },
+        update: ("PATCH", "/api/v3/repos/org/repo/issues/comments/9"),
+        create: "/api/v3/repos/org/repo/issues/42/comments",
+        auth: ("authorization", format!("Bearer {TOKEN}")),
+    });
+}
+
+#[test]
+fn gitlabmergerequestcomment_updates_its_own_note_in_place() {
+    comment(CommentCase {
+        kind: "gitlabmergerequestcomment",
+        address: "https://{}/group/repo",
+        user: json!({"username": "flux-bot", "id": 1}),
+        user_path: "/api/v4/user",
+        list: "/api/v4/projects/group%2Frepo/merge_requests/42/notes?order_by=created_at&per_page=100&sort=asc",
+        comments: |marker| {
+            json!([
+                {"id": 5, "body": format!("{marker}\n\nquoted"), "author": {"username": "someone"}},
+                {"id": 9, "body": format!("{marker}\n\nold"), "author": {"username": "flux-bot"}},
+            ])
+        },
+        update: (
+            "PUT",
+            "/api/v4/projects/group%2Frepo/merge_requests/42/notes/9",
+        ),
+        create: "/api/v4/projects/group%2Frepo/merge_requests/42/notes",
+        auth: ("private-token", TOKEN.to_owned()),
+    });
+}
+
+#[test]
+fn giteapullrequestcomment_updates_its_own_comment_in_place() {
+    comment(CommentCase {
+        kind: "giteapullrequestcomment",
+        address: "https://{}/org/repo",
+        user: json!({"login": "flux-bot", "id": 1}),
+        user_path: "/api/v1/user",
+        list: "/api/v1/repos/org/repo/issues/42/comments?page=1&limit=100",
+        comments: |marker| {
+            json!([
+                {"id": 5, "body": format!("{marker}\n\nquoted"), "user": {"login": "someone"}},
+                {"id": 9, "body": format!("{marker}\n\nold"), "user": {"login": "flux-bot"}},
+            ])
+        },
+        update: ("PATCH", "/api/v1/repos/org/repo/issues/comments/9"),
+        create: "/api/v1/repos/org/repo/issues/42/comments",
+        auth: ("authorization", format!("token {TOKEN}")),
+    });
+}
+
+#[test]
+fn commit_status_expr_names_the_status() {
+    let pki = Pki::new();
+    let sink = Sink::start_tls(pki.server_config(false));
+    let address = format!("https://{}/org/repo", sink.authority());
+    let expr = "'flux/' + alert.metadata.name + '/' + provider.spec.type + '/' + event.involvedObject.name + '/' + event.metadata.revision";
+    let dir = manifests(
+        "github",
+        &format!("  commitStatusExpr: {}", quoted(expr)),
+        &[("address", &address), ("token", TOKEN)],
+        &pki.ca,
+    );
+    let herald = serve(dir.path(), &[]);
+    sink.script([Answer::status(200).body("[]"), Answer::status(201)]);
+    let received = post_and_wait(&herald, &sink, failure("named"), 2);
+    assert_eq!(
+        received[1].body["context"],
+        format!("flux/commits/github/my-app-kustomization/main@sha1:{SHA}")
+    );
+}
+
+#[test]
+fn commit_status_expr_errors_fail_the_notification_or_the_provider() {
+    let pki = Pki::new();
+    let sink = Sink::start_tls(pki.server_config(false));
+    let address = format!("https://{}/org/repo", sink.authority());
+    let dir = manifests(
+        "gitlab",
+        "  commitStatusExpr: 'event.metadata.absent'",
+        &[("address", &address), ("token", TOKEN)],
+        &pki.ca,
+    );
+    let herald = serve(dir.path(), &[]);
+    assert_eq!(herald.post(failure("no such key")).0, 202);
+    let line = herald
+        .wait_for_log("commitStatusExpr", WAIT)
+        .expect("the failure is logged");
+    assert!(
+        line.contains("failed to evaluate the spec.commitStatusExpr CEL expression for the event"),
+        "{line}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(sink.received().is_empty(), "nothing is sent");
+
+    let broken = manifests(
+        "gitea",
+        "  commitStatusExpr: 'event.('",
+        &[("address", &address), ("token", TOKEN)],
+        &pki.ca,
+    );
+    let output = Command::new(binary())
+        .args(["check", "--manifests"])
+        .arg(broken.path())
+        .output()
+        .expect("herald check");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    // The parser's message spans lines; the reason ends it.
+    assert!(
+        text.contains("Provider flux-system/forge: spec.commitStatusExpr: failed to parse")
+            && text.contains("(InvalidCommitStatusExpr)"),
+        "{text}"
+    );
+    assert_absent("check", &text, &[TOKEN]);
+}
+
+#[test]
+fn check_names_what_a_forge_provider_is_missing() {
+    let manifests = [
+        (
+            "no-token",
+            "gitlab",
+            "https://gitlab.example.com/org/repo",
+            vec![],
+        ),
+        (
+            "bad-repo",
+            "github",
+            "https://github.com/org",
+            vec![("token", TOKEN)],
+        ),
+        (
+            "bad-bb-token",
+            "bitbucket",
+            "https://bitbucket.org/o/r",
+            vec![("token", TOKEN)],
+        ),
+        (
+            "not-scm",
+            "bitbucketserver",
+            "https://bb.example.com/PROJ/repo.git",
+            vec![("token", TOKEN)],
+        ),
+        (
+            "bad-azure",
+            "azuredevops",
+            "https://dev.azure.com/org/proj/repo",
+            vec![("token", TOKEN)],
+        ),
+        (
+            "bad-app",
+            "github",
+            "https://github.com/org/repo",
+            vec![
+                ("githubAppID", "1"),
+                ("githubAppInstallationID", "2"),
+                ("githubAppPrivateKey", "not-a-key-secret"),
+            ],
+        ),
+    ];
+    let mut text = String::new();
+    for (name, kind, address, pairs) in &manifests {
+        let mut data = vec![("address", *address)];
+        data.extend(pairs.iter().copied());
+        text.push_str(&format!(
+            "---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {{name: {name}, namespace: flux-system}}\nspec: {{type: {kind}, secretRef: {{name: {name}}}}}\n{}",
+            secret(name, &data)
+        ));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("manifests.yaml"), text).expect("write");
+    let output = Command::new(binary())
+        .args(["check", "--manifests"])
+        .arg(dir.path())
+        .output()
+        .expect("herald check");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    for (name, reason) in [
+        ("no-token", "(SecretKeyMissing)"),
+        ("bad-repo", "(InvalidAddress)"),
+        ("bad-bb-token", "(InvalidToken)"),
+        ("not-scm", "(InvalidAddress)"),
+        ("bad-azure", "(InvalidAddress)"),
+        ("bad-app", "(InvalidGitHubApp)"),
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(&format!("Provider flux-system/{name}")) && l.contains(reason)),
+            "no {reason} for {name} in:\n{text}"
+        );
+    }
+    assert_absent("check", &text, &[TOKEN, "not-a-key-secret"]);
+}
