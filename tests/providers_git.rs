@@ -390,7 +390,7 @@ fn gitea_sets_a_commit_status() {
         address: "https://{}/org/repo",
         secret: vec![("token", TOKEN)],
         env: Vec::new(),
-        read: format!("/api/v1/repos/org/repo/statuses/{SHA}?page=1&limit=50"),
+        read: format!("/api/v1/repos/org/repo/statuses/{SHA}?limit=50&page=1"),
         nothing: Answer::status(200).body("[]"),
         same: Answer::status(200).body(
             json!([{
@@ -883,7 +883,7 @@ fn giteapullrequestcomment_updates_its_own_comment_in_place() {
         address: "https://{}/org/repo",
         user: json!({"login": "flux-bot", "id": 1}),
         user_path: "/api/v1/user",
-        list: "/api/v1/repos/org/repo/issues/42/comments?page=1&limit=100",
+        list: "/api/v1/repos/org/repo/issues/42/comments?limit=100&page=1",
         comments: |marker| {
             json!([
                 {"id": 5, "body": format!("{marker}\n\nquoted"), "user": {"login": "someone"}},

@@ -71,7 +71,8 @@ pub struct ProviderSpec {
     #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
     pub interval: Option<String>,
 
-    /// CEL expression for commit status providers (accepted for compatibility).
+    /// CEL expression naming the commit status of the commit-status types
+    /// (variables `event`, `alert`, `provider`); compiled when the Provider is read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit_status_expr: Option<String>,
 

@@ -169,7 +169,7 @@ impl Gitea {
 
     async fn set_status(&self, n: &Notification, sender: &dyn Sender) -> Result<(), Verdict> {
         let (sha, status) = self.status(n).map_err(Verdict::Fail)?;
-        let url = self.repo_url(&format!("statuses/{}?page=1&limit=50", path_escape(&sha)));
+        let url = self.repo_url(&format!("statuses/{}?limit=50&page=1", path_escape(&sha)));
         let list =
             json_request(Method::GET, url, None::<&()>, self.auth()).map_err(Verdict::Fail)?;
         let reply = exchange(sender, &list, "could not list commit statuses").await?;
@@ -200,7 +200,7 @@ impl Gitea {
         .map_err(Verdict::Fail)?;
         let reply = exchange(sender, &user, "failed to get authenticated user info").await?;
         let me: User = reply.json("the authenticated user")?;
-        let url = self.repo_url(&format!("issues/{number}/comments?page=1&limit=100"));
+        let url = self.repo_url(&format!("issues/{number}/comments?limit=100&page=1"));
         let list =
             json_request(Method::GET, url, None::<&()>, self.auth()).map_err(Verdict::Fail)?;
         let reply = exchange(sender, &list, "failed to list pull request comments").await?;
