@@ -563,7 +563,7 @@ fn azuredevops_sets_a_commit_status_with_a_pat() {
         write: format!("/org/proj/_apis/git/repositories/repo/commits/{SHA}/statuses"),
         body: status,
         auth: ("authorization", basic("", TOKEN)),
-        headers: vec![("accept", "application/json;api-version=6.0-preview.1")],
+        headers: vec![("accept", "application/json;api-version=6.0")],
     });
 }
 

@@ -2,7 +2,7 @@
 //! the address is `https://dev.azure.com/<org>/<project>/_git/<repo>`; the
 //! statuses are read from and posted to
 //! `<host>/<org>/<project>/_apis/git/repositories/<repo>/commits/<sha>/statuses`
-//! with API version `6.0-preview.1` in `Accept`, the token as a personal
+//! with API version `6.0` in `Accept`, the token as a personal
 //! access token (Basic auth, empty user name). The status genre is
 //! `fluxcd`, or `fluxcd:<summary>` when the Alert sets a summary.
 
@@ -27,7 +27,7 @@ use crate::providers::{
 use crate::template::Rendered;
 
 /// The API version the Go client asks for.
-const API_VERSION: &str = "application/json;api-version=6.0-preview.1";
+const API_VERSION: &str = "application/json;api-version=6.0";
 
 pub struct AzureDevOps {
     settings: Settings,

@@ -531,4 +531,76 @@ mod tests {
             Ok("kustomization/app/0c9c2e41")
         );
     }
+
+    fn with_expr(source: &str) -> Settings {
+        let expression = crate::webhook::cel::compile(
+            source,
+            &["event", "alert", "provider"],
+            crate::webhook::cel::Output::Any,
+        )
+        .expect("compiles");
+        Settings {
+            provider_uid: "0c9c2e41-d2f9".into(),
+            commit_status_expr: Some(super::super::CommitStatusExpr {
+                expression: std::sync::Arc::new(expression),
+                provider: std::sync::Arc::new(serde_json::json!({"metadata": {"name": "forge"}})),
+            }),
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn the_expression_reads_event_metadata_alert_and_provider() {
+        let mut n =
+            super::super::testing::notification(Severity::Info, &[("revision", "main@sha1:abc")]);
+        let mut route = (*n.route).clone();
+        route.alert_object = Some(std::sync::Arc::new(
+            serde_json::json!({"metadata": {"name": "commits"}}),
+        ));
+        n.route = std::sync::Arc::new(route);
+        let settings = with_expr(
+            "event.involvedObject.name + '/' + event.metadata.revision + '/' + alert.metadata.name + '/' + provider.metadata.name",
+        );
+        assert_eq!(
+            commit_status_id(&settings, &n).as_deref(),
+            Ok("app/main@sha1:abc/commits/forge")
+        );
+        let not_a_string = with_expr("1 + 1");
+        assert_eq!(
+            commit_status_id(&not_a_string, &n),
+            Err("failed to create commit status: failed to evaluate the spec.commitStatusExpr CEL expression for the event: failed to evaluate CEL expression as string: '1 + 1'".into())
+        );
+        let missing = with_expr("event.metadata.absent");
+        let e = commit_status_id(&missing, &n).expect_err("no such key");
+        assert!(e.starts_with("failed to create commit status: failed to evaluate the spec.commitStatusExpr CEL expression for the event: failed to evaluate the CEL expression 'event.metadata.absent'"), "{e}");
+    }
+
+    #[test]
+    fn comments_carry_the_marker_and_flux_markdown() {
+        let n = super::super::testing::notification(
+            Severity::Error,
+            &[("change_request", "42"), ("revision", "main@sha1:abc")],
+        );
+        let settings = Settings {
+            provider_uid: "uid-1".into(),
+            ..Settings::default()
+        };
+        let marker = comment_marker("flux-pr-comment-key", &settings, &n);
+        assert_eq!(
+            marker,
+            "<!-- flux-pr-comment-key:uid-1/Kustomization/flux-system/app -->"
+        );
+        assert_eq!(
+            comment_body(&marker, &n, None),
+            format!(
+                "{marker}\n\n## Flux Status\n\n⚠️ Kustomization/flux-system/app\n\nHealth check failed\n\nMetadata:\n* `revision`: main@sha1:abc\n"
+            )
+        );
+        assert_eq!(change_request(&n), Ok(42));
+        let bad = super::super::testing::notification(Severity::Error, &[("change_request", "x")]);
+        assert_eq!(
+            change_request(&bad),
+            Err("invalid \"change_request\" metadata value \"x\"".into())
+        );
+    }
 }
