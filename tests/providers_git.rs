@@ -227,6 +227,10 @@ fn assert_request(r: &Received, case: &StatusCase, method: &str, path: &str) {
     for (name, value) in &case.headers {
         assert_eq!(header(r, name), Some(*value), "{name} of {r:#?}");
     }
+    if method == "GET" {
+        assert!(r.raw.is_empty(), "a read has no body: {r:#?}");
+        assert_eq!(header(r, "content-type"), None, "{r:#?}");
+    }
 }
 
 /// Reads (503, then 429 with `Retry-After: 1`, then nothing there), writes;

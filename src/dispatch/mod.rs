@@ -957,10 +957,13 @@ fn request_headers(
     extra: &[(reqwest::header::HeaderName, SecretString)],
 ) -> Result<HeaderMap, String> {
     let mut headers = HeaderMap::new();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static(request.body.content_type),
-    );
+    // A read without a body (a forge's GET) has no content type.
+    if !request.body.content_type.is_empty() {
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(request.body.content_type),
+        );
+    }
     for (name, value) in &request.headers {
         headers.append(name.clone(), value.clone());
     }

@@ -208,6 +208,7 @@ impl Request {
 /// A request body: its bytes exactly as sent, and their content type.
 #[derive(Clone, Debug)]
 pub struct Body {
+    /// Empty for a request without a body: no `Content-Type` is sent.
     pub content_type: &'static str,
     pub bytes: Bytes,
 }

@@ -318,8 +318,8 @@ pub fn query_escape(value: &str) -> String {
     super::zulip::query_escape(value)
 }
 
-/// A request with a JSON body (`Body::json`), or a body-less one (GET)
-/// with `Content-Type: application/json` as the Go clients send.
+/// A request with a JSON body (`Body::json`), or without a body (a read:
+/// no `Content-Type`, as the Go clients send it).
 pub fn json_request(
     method: Method,
     url: String,
@@ -329,7 +329,7 @@ pub fn json_request(
     let body = match body {
         Some(body) => Body::json(body)?,
         None => Body {
-            content_type: "application/json",
+            content_type: "",
             bytes: bytes::Bytes::new(),
         },
     };
