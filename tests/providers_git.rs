@@ -187,6 +187,8 @@ struct StatusCase {
     env: Vec<(&'static str, &'static str)>,
     /// Path (and query) of the read.
     read: String,
+    /// A request sent before the read, and its answer (Gitea's version).
+    preface: Option<(String, Answer)>,
     /// The answer when nothing is there yet.
     nothing: Answer,
     /// An answer holding the status about to be written.
@@ -253,53 +255,68 @@ fn commit_status(case: StatusCase) {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let herald = serve(dir.path(), &env);
 
-    sink.script([
+    // A request some clients send before the read (Gitea's version).
+    let preface: Vec<(String, Answer)> = case.preface.iter().cloned().collect();
+    let first = preface
+        .first()
+        .map_or(case.read.as_str(), |(p, _)| p.as_str());
+    let mut script = vec![
         Answer::status(503),
         Answer::status(429).header("retry-after", "1"),
-        case.nothing.clone(),
-        Answer::status(201).body("{}"),
-    ]);
-    let received = post_and_wait(&herald, &sink, failure("first failure"), 4);
-    for r in &received[..3] {
-        assert_request(r, &case, "GET", &case.read);
-    }
+    ];
+    script.extend(preface.iter().map(|(_, a)| a.clone()));
+    script.extend([case.nothing.clone(), Answer::status(201).body("{}")]);
+    sink.script(script);
+    let count = 4 + preface.len();
+    let received = post_and_wait(&herald, &sink, failure("first failure"), count);
+    assert_request(&received[0], &case, "GET", first);
+    assert_request(&received[1], &case, "GET", first);
     assert!(
         received[2].at - received[1].at >= Duration::from_secs(1),
         "retried before Retry-After"
     );
-    assert_request(&received[3], &case, "POST", &case.write);
+    for (r, (path, _)) in received[2..].iter().zip(&preface) {
+        assert_request(r, &case, "GET", path);
+    }
+    assert_request(&received[count - 2], &case, "GET", &case.read);
+    let write = &received[count - 1];
+    assert_request(write, &case, "POST", &case.write);
     assert_eq!(
-        received[3].body,
+        write.body,
         with_address(&case.body, &address),
         "{}",
         case.kind
     );
-    assert_eq!(
-        header(&received[3], "content-type"),
-        Some("application/json")
-    );
+    assert_eq!(header(write, "content-type"), Some("application/json"));
 
     // The same status is there already: nothing is written.
-    sink.script([case.same.clone()]);
-    let received = post_and_wait(&herald, &sink, failure("second failure"), 5);
-    assert_request(&received[4], &case, "GET", &case.read);
+    let mut script: Vec<Answer> = preface.iter().map(|(_, a)| a.clone()).collect();
+    script.push(case.same.clone());
+    sink.script(script);
+    let count = count + 1 + preface.len();
+    let received = post_and_wait(&herald, &sink, failure("second failure"), count);
+    assert_request(&received[count - 1], &case, "GET", &case.read);
     assert!(
         wait_for_count(&herald, "\"delivered\"", 2),
         "{:#?}",
         herald.logs()
     );
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(sink.received().len(), 5, "an identical status was written");
+    assert_eq!(
+        sink.received().len(),
+        count,
+        "an identical status was written"
+    );
 
     // A 400 is not retried.
     sink.script([Answer::status(400).body("bad request")]);
-    post_and_wait(&herald, &sink, failure("third failure"), 6);
+    post_and_wait(&herald, &sink, failure("third failure"), count + 1);
     let line = herald
         .wait_for_log("not retrying", WAIT)
         .expect("failure logged");
     assert!(line.contains("400"), "{line}");
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(sink.received().len(), 6, "a 400 was retried");
+    assert_eq!(sink.received().len(), count + 1, "a 400 was retried");
 
     let metrics = metrics(&herald);
     let kind = case.kind;
@@ -344,6 +361,7 @@ fn github_sets_a_commit_status_on_github_enterprise() {
         secret: vec![("token", TOKEN)],
         env: Vec::new(),
         read: format!("/api/v3/repos/org/repo/commits/{SHA}/statuses?per_page=50"),
+        preface: None,
         nothing: Answer::status(200).body("[]"),
         same: Answer::status(200).body(json!([status.clone()]).to_string()),
         write: format!("/api/v3/repos/org/repo/statuses/{SHA}"),
@@ -366,6 +384,7 @@ fn gitlab_sets_a_commit_status_on_a_project_in_a_subgroup() {
         read: format!(
             "/api/v4/projects/group%2Fsub%2Frepo/repository/commits/{SHA}/statuses?name=kustomization%2Fmy-app-kustomization%2F0c9c2e41"
         ),
+        preface: None,
         nothing: Answer::status(200).body("[]"),
         same: Answer::status(200).body(
             json!([{
@@ -395,6 +414,10 @@ fn gitea_sets_a_commit_status() {
         secret: vec![("token", TOKEN)],
         env: Vec::new(),
         read: format!("/api/v1/repos/org/repo/statuses/{SHA}?limit=50&page=1"),
+        preface: Some((
+            "/api/v1/version".to_owned(),
+            Answer::status(200).body("{\"version\":\"1.21.0\"}"),
+        )),
         nothing: Answer::status(200).body("[]"),
         same: Answer::status(200).body(
             json!([{
@@ -430,6 +453,7 @@ fn bitbucket_sets_a_build_status_keyed_by_the_sha1_of_the_id() {
         secret: vec![("token", "flux-user:app-password-77a1")],
         env: vec![("BITBUCKET_API_BASE_URL", "https://{}/2.0")],
         read: format!("/2.0/repositories/owner/repo/commit/{SHA}/statuses/build/{key}"),
+        preface: None,
         nothing: Answer::status(404).body("{\"type\":\"error\"}"),
         same: Answer::status(200).body(
             json!({
@@ -526,6 +550,7 @@ fn bitbucketserver_retries_and_refuses_like_the_others() {
         secret: vec![("token", TOKEN)],
         env: Vec::new(),
         read: format!("/rest/api/latest/projects/PROJ/repos/repo/commits/{SHA}/builds?key={key}"),
+        preface: None,
         nothing: Answer::status(404),
         same: Answer::status(200).body(
             json!({
@@ -562,6 +587,7 @@ fn azuredevops_sets_a_commit_status_with_a_pat() {
         secret: vec![("token", TOKEN)],
         env: Vec::new(),
         read: format!("/org/proj/_apis/git/repositories/repo/commits/{SHA}/statuses"),
+        preface: None,
         nothing: Answer::status(200).body("{\"count\":0,\"value\":[]}"),
         same: Answer::status(200).body(json!({"count": 1, "value": [status.clone()]}).to_string()),
         write: format!("/org/proj/_apis/git/repositories/repo/commits/{SHA}/statuses"),
@@ -750,6 +776,8 @@ fn githubdispatch_sends_the_event_as_a_repository_dispatch() {
 struct CommentCase {
     kind: &'static str,
     address: &'static str,
+    /// A request before the others (Gitea's version) and its answer.
+    preface: Option<(&'static str, Value)>,
     /// The authenticated user's answer.
     user: Value,
     user_path: &'static str,
@@ -798,35 +826,55 @@ fn comment(case: CommentCase) {
             "{marker}\n\n## Flux Status\n\n⚠️ Kustomization/flux-system/my-app-kustomization\n\n{message}\n\nMetadata:\n* `revision`: main@sha1:{SHA}\n"
         )
     };
-    sink.script([
-        Answer::status(200).body(case.user.to_string()),
-        Answer::status(503),
-        Answer::status(200).body(case.user.to_string()),
+    // Gitea's version request comes first in every conversation.
+    let preface: Vec<Answer> = case
+        .preface
+        .iter()
+        .map(|(_, v)| Answer::status(200).body(v.to_string()))
+        .collect();
+    let p = preface.len();
+    let user = Answer::status(200).body(case.user.to_string());
+    let mut script = preface.clone();
+    script.extend([user.clone(), Answer::status(503)]);
+    script.extend(preface.iter().cloned());
+    script.extend([
+        user.clone(),
         Answer::status(200).body((case.comments)(&marker).to_string()),
         Answer::status(200).body("{}"),
     ]);
-    let received = post_and_wait(&herald, &sink, change_request_event("updated"), 5);
+    sink.script(script);
+    let count = 5 + 2 * p;
+    let received = post_and_wait(&herald, &sink, change_request_event("updated"), count);
     for r in &received {
         assert_eq!(header(r, case.auth.0), Some(case.auth.1.as_str()), "{r:#?}");
     }
+    if let Some((path, _)) = case.preface {
+        assert_eq!(path_and_query(&received[0]), path);
+        assert_eq!(path_and_query(&received[p + 2]), path);
+    }
     assert_eq!(
-        (received[0].method.as_str(), received[0].path.as_str()),
+        (received[p].method.as_str(), received[p].path.as_str()),
         ("GET", case.user_path)
     );
-    assert_eq!(path_and_query(&received[3]), case.list);
-    assert_eq!(received[4].method, case.update.0);
-    assert_eq!(received[4].path, case.update.1);
-    assert_eq!(received[4].body, json!({"body": body("updated")}));
+    assert_eq!(path_and_query(&received[count - 2]), case.list);
+    let update = &received[count - 1];
+    assert_eq!(update.method, case.update.0);
+    assert_eq!(update.path, case.update.1);
+    assert_eq!(update.body, json!({"body": body("updated")}));
 
-    sink.script([
-        Answer::status(200).body(case.user.to_string()),
+    let mut script = preface.clone();
+    script.extend([
+        user,
         Answer::status(200).body("[]"),
         Answer::status(201).body("{}"),
     ]);
-    let received = post_and_wait(&herald, &sink, change_request_event("created"), 8);
-    assert_eq!(received[7].method, "POST");
-    assert_eq!(received[7].path, case.create);
-    assert_eq!(received[7].body, json!({"body": body("created")}));
+    sink.script(script);
+    let count = count + 3 + p;
+    let received = post_and_wait(&herald, &sink, change_request_event("created"), count);
+    let create = &received[count - 1];
+    assert_eq!(create.method, "POST");
+    assert_eq!(create.path, case.create);
+    assert_eq!(create.body, json!({"body": body("created")}));
     assert!(wait_for_count(&herald, "\"delivered\"", 2));
     let routed = route(dir.path(), &change_request_event("routed"));
     let line: Value = serde_json::from_str(routed.lines().next().expect("a line")).expect("json");
@@ -842,6 +890,7 @@ fn githubpullrequestcomment_updates_its_own_comment_in_place() {
     comment(CommentCase {
         kind: "githubpullrequestcomment",
         address: "https://{}/org/repo",
+        preface: None,
         user: json!({"login": "flux-bot", "id": 1}),
         user_path: "/api/v3/user",
         list: "/api/v3/repos/org/repo/issues/42/comments?direction=asc&per_page=100&sort=created",
@@ -862,6 +911,7 @@ fn gitlabmergerequestcomment_updates_its_own_note_in_place() {
     comment(CommentCase {
         kind: "gitlabmergerequestcomment",
         address: "https://{}/group/repo",
+        preface: None,
         user: json!({"username": "flux-bot", "id": 1}),
         user_path: "/api/v4/user",
         list: "/api/v4/projects/group%2Frepo/merge_requests/42/notes?order_by=created_at&per_page=100&sort=asc",
@@ -885,6 +935,7 @@ fn giteapullrequestcomment_updates_its_own_comment_in_place() {
     comment(CommentCase {
         kind: "giteapullrequestcomment",
         address: "https://{}/org/repo",
+        preface: Some(("/api/v1/version", json!({"version": "1.22.1"}))),
         user: json!({"login": "flux-bot", "id": 1}),
         user_path: "/api/v1/user",
         list: "/api/v1/repos/org/repo/issues/42/comments?limit=100&page=1",

@@ -2,7 +2,10 @@
 //! `gitea` (commit status) and `giteapullrequestcomment`. The API is
 //! `<host>/api/v1/`; the token (else the password) is sent as
 //! `Authorization: token <token>`. Unlike the other forges, a
-//! `Progressing` event sets a `pending` status.
+//! `Progressing` event sets a `pending` status. As the SDK's client does
+//! when Flux makes it for each event, every delivery first asks the
+//! server's version (`GET /api/v1/version`) and refuses one older than
+//! 1.11.
 
 use std::sync::Arc;
 
@@ -110,6 +113,26 @@ fn duplicate(statuses: &[Status], status: &CreateStatus) -> bool {
 }
 
 #[derive(Deserialize)]
+struct ServerVersion {
+    #[serde(default)]
+    version: String,
+}
+
+/// Major and minor of a version as go-version reads it (`1.21.0`,
+/// `v1.22.0+dev-12-gabc`, Forgejo's `7.0.0+gitea-1.21.0`).
+fn parse_version(version: &str) -> Option<(u64, u64)> {
+    let core = version.trim().trim_start_matches('v');
+    let core = core.split(['+', '-']).next()?;
+    let mut parts = core.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = match parts.next() {
+        Some(minor) => minor.parse().ok()?,
+        None => 0,
+    };
+    Some((major, minor))
+}
+
+#[derive(Deserialize)]
 struct Comment {
     id: u64,
     #[serde(default)]
@@ -167,8 +190,34 @@ impl Gitea {
         json_request(Method::POST, url, Some(&status), self.auth())
     }
 
+    /// The SDK's `checkServerVersionGreaterThanOrEqual(1.11)`.
+    async fn check_version(&self, sender: &dyn Sender) -> Result<(), Verdict> {
+        let doing = "failed creating Gitea client";
+        let request = json_request(
+            Method::GET,
+            format!("{}version", self.api),
+            None::<&()>,
+            self.auth(),
+        )
+        .map_err(Verdict::Fail)?;
+        let reply = exchange(sender, &request, doing).await?;
+        let version: ServerVersion = reply.json("the Gitea version")?;
+        match parse_version(&version.version) {
+            Some(found) if found >= (1, 11) => Ok(()),
+            Some(_) => Err(Verdict::Fail(format!(
+                "{doing}: gitea server at version {} does not satisfy >= 1.11",
+                version.version
+            ))),
+            None => Err(Verdict::Fail(format!(
+                "{doing}: unknown gitea server version {:?}",
+                version.version
+            ))),
+        }
+    }
+
     async fn set_status(&self, n: &Notification, sender: &dyn Sender) -> Result<(), Verdict> {
         let (sha, status) = self.status(n).map_err(Verdict::Fail)?;
+        self.check_version(sender).await?;
         let url = self.repo_url(&format!("statuses/{}?limit=50&page=1", path_escape(&sha)));
         let list =
             json_request(Method::GET, url, None::<&()>, self.auth()).map_err(Verdict::Fail)?;
@@ -191,6 +240,7 @@ impl Gitea {
         sender: &dyn Sender,
     ) -> Result<(), Verdict> {
         let number = change_request(n).map_err(Verdict::Fail)?;
+        self.check_version(sender).await?;
         let user = json_request(
             Method::GET,
             format!("{}user", self.api),
@@ -292,6 +342,16 @@ mod tests {
         event.reason = "Progressing".into();
         n.event = Arc::new(event);
         assert_eq!(state(&n), Ok("pending"));
+    }
+
+    #[test]
+    fn versions_compare_as_go_version_reads_them() {
+        assert_eq!(parse_version("1.21.0"), Some((1, 21)));
+        assert_eq!(parse_version("v1.22.0+dev-12-gabc"), Some((1, 22)));
+        assert_eq!(parse_version("7.0.0+gitea-1.21.0"), Some((7, 0)));
+        assert_eq!(parse_version("1.10.6"), Some((1, 10)));
+        assert_eq!(parse_version("development"), None);
+        assert!(parse_version("1.10.6") < Some((1, 11)));
     }
 
     #[test]
