@@ -1096,3 +1096,98 @@ fn check_names_what_a_forge_provider_is_missing() {
     }
     assert_absent("check", &text, &[TOKEN, "not-a-key-secret"]);
 }
+
+/// A GitHub App commenting: its slug names the author to look for
+/// (`<slug>[bot]`), and its installation is found by owner (organization
+/// first, then user).
+#[test]
+fn github_app_comments_as_its_bot_and_finds_its_installation_by_owner() {
+    let (pem, public) = rsa_key();
+    let pki = Pki::new();
+    let sink = Sink::start_tls(pki.server_config(false));
+    let base = format!("https://{}/api/v3/", sink.authority());
+    let address = format!("https://{}/org/repo", sink.authority());
+    let dir = manifests(
+        "githubpullrequestcomment",
+        "",
+        &[
+            ("address", &address),
+            ("githubAppID", "4242"),
+            ("githubAppInstallationOwner", "octo-user"),
+            ("githubAppPrivateKey", &pem),
+            ("githubAppBaseURL", &base),
+        ],
+        &pki.ca,
+    );
+    let herald = serve(dir.path(), &[]);
+    let marker = format!(
+        "<!-- flux-pr-comment-key:{UID}/Kustomization/flux-system/my-app-kustomization -->"
+    );
+    sink.script([
+        Answer::status(200).body(json!({"slug": "flux-app"}).to_string()),
+        Answer::status(404).body("{\"message\":\"Not Found\"}"),
+        Answer::status(200).body(json!({"id": 99}).to_string()),
+        Answer::status(201).body(json!({"token": "ghs_app_comment_token_1b", "expires_at": "2999-01-01T00:00:00Z"}).to_string()),
+        Answer::status(200).body(
+            json!([
+                {"id": 3, "body": format!("{marker}\n\nby a person"), "user": {"login": "flux-app"}},
+                {"id": 9, "body": format!("{marker}\n\nold"), "user": {"login": "flux-app[bot]"}},
+            ])
+            .to_string(),
+        ),
+        Answer::status(200).body("{}"),
+    ]);
+    let received = post_and_wait(&herald, &sink, change_request_event("by the app"), 6);
+    let calls: Vec<(&str, String)> = received
+        .iter()
+        .map(|r| (r.method.as_str(), path_and_query(r)))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("GET", "/api/v3/app".to_owned()),
+            ("GET", "/api/v3/orgs/octo-user/installation".to_owned()),
+            ("GET", "/api/v3/users/octo-user/installation".to_owned()),
+            (
+                "POST",
+                "/api/v3/app/installations/99/access_tokens".to_owned()
+            ),
+            (
+                "GET",
+                "/api/v3/repos/org/repo/issues/42/comments?direction=asc&per_page=100&sort=created"
+                    .to_owned()
+            ),
+            (
+                "PATCH",
+                "/api/v3/repos/org/repo/issues/comments/9".to_owned()
+            ),
+        ]
+    );
+    for r in &received[..4] {
+        let jwt = header(r, "authorization")
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .expect("the App's JWT");
+        assert_eq!(verify_jwt(jwt, &public)["iss"], "4242");
+    }
+    for r in &received[4..] {
+        assert_eq!(
+            header(r, "authorization"),
+            Some("Bearer ghs_app_comment_token_1b")
+        );
+    }
+    assert!(
+        received[5].body["body"]
+            .as_str()
+            .is_some_and(|b| b.starts_with(&marker) && b.contains("by the app")),
+        "{:?}",
+        received[5].body
+    );
+    assert_absent(
+        "logs",
+        &herald.logs().join("\n"),
+        &[
+            "ghs_app_comment_token_1b",
+            pem.lines().nth(1).expect("key line"),
+        ],
+    );
+}
