@@ -227,42 +227,32 @@ impl GitHub {
         }
     }
 
-    async fn set_status(&self, n: &Notification, sender: &dyn Sender) -> Verdict {
-        let (sha, status) = match self.status(n) {
-            Ok(found) => found,
-            Err(e) => return Verdict::Fail(e),
-        };
-        let (token, _) = match self.token(sender, false).await {
-            Ok(token) => token,
-            Err(verdict) => return verdict,
-        };
+    /// A GET with the token.
+    fn read(&self, url: String, token: &SecretString) -> Result<Request, Verdict> {
+        github_request(Method::GET, url, None::<&()>, Auth::Bearer(token.clone()))
+            .map_err(Verdict::Fail)
+    }
+
+    /// Lists the commit's statuses; sets this one unless it is the newest
+    /// of its context already.
+    async fn set_status(&self, n: &Notification, sender: &dyn Sender) -> Result<(), Verdict> {
+        let (sha, status) = self.status(n).map_err(Verdict::Fail)?;
+        let (token, _) = self.token(sender, false).await?;
         let url = self.repo_url(&format!(
             "commits/{}/statuses?per_page=50",
             path_escape(&sha)
         ));
-        let list = match github_request(Method::GET, url, None::<&()>, Auth::Bearer(token.clone()))
-        {
-            Ok(request) => request,
-            Err(e) => return Verdict::Fail(e),
-        };
-        let reply = match exchange(sender, &list, "could not list commit statuses").await {
-            Ok(reply) => reply,
-            Err(verdict) => return verdict,
-        };
-        let statuses: Vec<RepoStatus> = match reply.json("the commit statuses") {
-            Ok(statuses) => statuses,
-            Err(verdict) => return verdict,
-        };
+        let list = self.read(url, &token)?;
+        let reply = exchange(sender, &list, "could not list commit statuses").await?;
+        let statuses: Vec<RepoStatus> = reply.json("the commit statuses")?;
         if duplicate(&statuses, &status) {
-            return Verdict::Delivered;
+            return Ok(());
         }
         let url = self.repo_url(&format!("statuses/{}", path_escape(&sha)));
-        send(
-            sender,
-            github_request(Method::POST, url, Some(&status), Auth::Bearer(token)),
-            "could not create commit status",
-        )
-        .await
+        let write = github_request(Method::POST, url, Some(&status), Auth::Bearer(token))
+            .map_err(Verdict::Fail)?;
+        exchange(sender, &write, "could not create commit status").await?;
+        Ok(())
     }
 
     async fn dispatch(
@@ -270,82 +260,62 @@ impl GitHub {
         n: &Notification,
         rendered: Option<&Rendered>,
         sender: &dyn Sender,
-    ) -> Verdict {
-        let (token, _) = match self.token(sender, false).await {
-            Ok(token) => token,
-            Err(verdict) => return verdict,
-        };
-        send(
+    ) -> Result<(), Verdict> {
+        let (token, _) = self.token(sender, false).await?;
+        let write = self
+            .write(n, rendered, Some(&token))
+            .map_err(Verdict::Fail)?;
+        exchange(
             sender,
-            self.write(n, rendered, Some(&token)),
+            &write,
             "could not send github repository dispatch webhook",
         )
-        .await
+        .await?;
+        Ok(())
     }
 
+    /// Updates the comment this Provider wrote on the pull request (its
+    /// author and marker), else creates one.
     async fn comment(
         &self,
         n: &Notification,
         rendered: Option<&Rendered>,
         sender: &dyn Sender,
-    ) -> Verdict {
-        let number = match change_request(n) {
-            Ok(number) => number,
-            Err(e) => return Verdict::Fail(e),
-        };
-        let (token, slug) = match self.token(sender, true).await {
-            Ok(token) => token,
-            Err(verdict) => return verdict,
-        };
+    ) -> Result<(), Verdict> {
+        let number = change_request(n).map_err(Verdict::Fail)?;
+        let (token, slug) = self.token(sender, true).await?;
         let login = match slug {
             Some(slug) => format!("{slug}[bot]"),
-            None => match self.login(&token, sender).await {
-                Ok(login) => login,
-                Err(verdict) => return verdict,
-            },
+            None => self.login(&token, sender).await?,
         };
         let marker = comment_marker("flux-pr-comment-key", &self.settings, n);
         let url = self.repo_url(&format!(
             "issues/{number}/comments?direction=asc&per_page=100&sort=created"
         ));
-        let list = match github_request(Method::GET, url, None::<&()>, Auth::Bearer(token.clone()))
-        {
-            Ok(request) => request,
-            Err(e) => return Verdict::Fail(e),
-        };
-        let reply = match exchange(sender, &list, "failed to list pull request comments").await {
-            Ok(reply) => reply,
-            Err(verdict) => return verdict,
-        };
-        let comments: Vec<Comment> = match reply.json("the pull request comments") {
-            Ok(comments) => comments,
-            Err(verdict) => return verdict,
-        };
-        let body = serde_json::json!({ "body": comment_body(&marker, n, rendered) });
-        let auth = Auth::Bearer(token);
-        match comments.iter().find(|c| {
+        let list = self.read(url, &token)?;
+        let reply = exchange(sender, &list, "failed to list pull request comments").await?;
+        let comments: Vec<Comment> = reply.json("the pull request comments")?;
+        let existing = comments.iter().find(|c| {
             c.user.as_ref().and_then(|u| u.login.as_deref()) == Some(login.as_str())
                 && c.body.as_deref().unwrap_or_default().contains(&marker)
-        }) {
-            Some(existing) => {
-                let url = self.repo_url(&format!("issues/comments/{}", existing.id));
-                send(
-                    sender,
-                    github_request(Method::PATCH, url, Some(&body), auth),
-                    "failed to update pull request comment",
-                )
-                .await
-            }
-            None => {
-                let url = self.repo_url(&format!("issues/{number}/comments"));
-                send(
-                    sender,
-                    github_request(Method::POST, url, Some(&body), auth),
-                    "failed to create pull request comment",
-                )
-                .await
-            }
-        }
+        });
+        let (method, url, doing) = match existing {
+            Some(comment) => (
+                Method::PATCH,
+                self.repo_url(&format!("issues/comments/{}", comment.id)),
+                "failed to update pull request comment",
+            ),
+            None => (
+                Method::POST,
+                self.repo_url(&format!("issues/{number}/comments")),
+                "failed to create pull request comment",
+            ),
+        };
+        let body = serde_json::json!({ "body": comment_body(&marker, n, rendered) });
+        let write =
+            github_request(method, url, Some(&body), Auth::Bearer(token)).map_err(Verdict::Fail)?;
+        exchange(sender, &write, doing).await?;
+        Ok(())
     }
 
     /// The login of the token's user (`GET /user`).
@@ -373,18 +343,6 @@ struct Comment {
 #[derive(Deserialize)]
 struct User {
     login: Option<String>,
-}
-
-/// Sends a built write request; its verdict.
-async fn send(sender: &dyn Sender, request: Result<Request, String>, doing: &str) -> Verdict {
-    let request = match request {
-        Ok(request) => request,
-        Err(e) => return Verdict::Fail(e),
-    };
-    match exchange(sender, &request, doing).await {
-        Ok(_) => Verdict::Delivered,
-        Err(verdict) => verdict,
-    }
 }
 
 impl Notifier for GitHub {
@@ -434,11 +392,12 @@ impl Conversation for GitHub {
         sender: &'a dyn Sender,
     ) -> BoxFuture<'a, Verdict> {
         Box::pin(async move {
-            match self.kind {
+            let done = match self.kind {
                 Kind::Status => self.set_status(n, sender).await,
                 Kind::Dispatch => self.dispatch(n, rendered, sender).await,
                 Kind::Comment => self.comment(n, rendered, sender).await,
-            }
+            };
+            done.err().unwrap_or(Verdict::Delivered)
         })
     }
 }
