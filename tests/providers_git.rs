@@ -1191,3 +1191,48 @@ fn github_app_comments_as_its_bot_and_finds_its_installation_by_owner() {
         ],
     );
 }
+
+/// GitHub's rate limits come as 403 (or 429) with `X-RateLimit-Reset` or
+/// `Retry-After`: retried when GitHub says, where other 403s fail.
+#[test]
+fn github_rate_limits_are_retried_when_they_end() {
+    let pki = Pki::new();
+    let sink = Sink::start_tls(pki.server_config(false));
+    let address = format!("https://{}/org/repo", sink.authority());
+    let dir = manifests(
+        "github",
+        "",
+        &[("address", &address), ("token", TOKEN)],
+        &pki.ca,
+    );
+    let herald = serve(dir.path(), &[]);
+    let reset = k8s_openapi::jiff::Timestamp::now().as_second() + 2;
+    sink.script([
+        Answer::status(403)
+            .header("x-ratelimit-remaining", "0")
+            .header("x-ratelimit-reset", reset.to_string())
+            .body("{\"message\":\"API rate limit exceeded\"}"),
+        Answer::status(403)
+            .header("retry-after", "1")
+            .body("{\"message\":\"You have exceeded a secondary rate limit\"}"),
+        Answer::status(200).body("[]"),
+        Answer::status(201).body("{}"),
+    ]);
+    let received = post_and_wait(&herald, &sink, failure("limited"), 4);
+    assert!(
+        received[1].at - received[0].at >= Duration::from_millis(900),
+        "retried before the reset"
+    );
+    assert!(
+        received[2].at - received[1].at >= Duration::from_secs(1),
+        "retried before Retry-After"
+    );
+    assert_eq!(received[3].method, "POST");
+    assert!(wait_for_count(&herald, "\"delivered\"", 1));
+
+    sink.script([Answer::status(403).body("{\"message\":\"Resource not accessible\"}")]);
+    post_and_wait(&herald, &sink, failure("forbidden"), 5);
+    assert!(herald.wait_for_log("not retrying", WAIT).is_some());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sink.received().len(), 5, "a plain 403 was retried");
+}

@@ -8,6 +8,7 @@
 //! kept until five minutes before it expires.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use reqwest::Method;
@@ -16,15 +17,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    RepoAddress, change_request, comment_body, comment_marker, commit_status_id, exchange, invalid,
-    json_request, name_and_description, path_escape, progressing, repo_address, revision,
+    RepoAddress, change_request, comment_body, comment_marker, commit_status_id, invalid,
+    json_request, name_and_description, path_escape, prefix, progressing, repo_address, revision,
     show_write, token_or_password,
 };
 use crate::api::Severity;
 use crate::mask::SecretString;
 use crate::notification::Notification;
 use crate::providers::{
-    Auth, Conversation, Invalid, Notifier, Request, Sender, Settings, ThreadAnchor, Verdict,
+    Auth, Conversation, Invalid, Notifier, Reply, Request, Sender, Settings, ThreadAnchor, Verdict,
 };
 use crate::template::Rendered;
 
@@ -119,6 +120,52 @@ fn github_request(
         HeaderValue::from_static("2022-11-28"),
     ));
     Ok(request)
+}
+
+/// Sends a request to GitHub; a 2xx answer is returned. A rate limit
+/// (403 or 429 with `Retry-After`, or `X-RateLimit-Remaining: 0`) is
+/// retried when GitHub says it ends, where go-github gives up; any other
+/// answer is judged as usual.
+async fn github_exchange(
+    sender: &dyn Sender,
+    request: &Request,
+    doing: &str,
+) -> Result<Reply, Verdict> {
+    let reply = sender
+        .send(request)
+        .await
+        .map_err(|e| prefix(e.into(), doing))?;
+    if reply.status.is_success() {
+        return Ok(reply);
+    }
+    if let Some(after) = rate_limited(&reply) {
+        let reason = format!("HTTP {}: GitHub rate limit", reply.status);
+        return Err(prefix(
+            Verdict::Retry {
+                reason,
+                after: Some(after),
+            },
+            doing,
+        ));
+    }
+    Err(prefix(reply.verdict(), doing))
+}
+
+/// How long GitHub asks to wait when an answer is a rate limit.
+fn rate_limited(reply: &Reply) -> Option<Duration> {
+    if !matches!(reply.status.as_u16(), 403 | 429) {
+        return None;
+    }
+    if let Some(after) = reply.retry_after {
+        return Some(after);
+    }
+    let header = |name: &str| reply.headers.get(name).and_then(|v| v.to_str().ok());
+    if header("x-ratelimit-remaining") != Some("0") {
+        return None;
+    }
+    let reset: i64 = header("x-ratelimit-reset")?.trim().parse().ok()?;
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    Some(Duration::from_secs(u64::try_from(reset - now).unwrap_or(0)))
 }
 
 /// `github.RepoStatus` as go-github sends and reads it.
@@ -243,7 +290,7 @@ impl GitHub {
             path_escape(&sha)
         ));
         let list = self.read(url, &token)?;
-        let reply = exchange(sender, &list, "could not list commit statuses").await?;
+        let reply = github_exchange(sender, &list, "could not list commit statuses").await?;
         let statuses: Vec<RepoStatus> = reply.json("the commit statuses")?;
         if duplicate(&statuses, &status) {
             return Ok(());
@@ -251,7 +298,7 @@ impl GitHub {
         let url = self.repo_url(&format!("statuses/{}", path_escape(&sha)));
         let write = github_request(Method::POST, url, Some(&status), Auth::Bearer(token))
             .map_err(Verdict::Fail)?;
-        exchange(sender, &write, "could not create commit status").await?;
+        github_exchange(sender, &write, "could not create commit status").await?;
         Ok(())
     }
 
@@ -265,7 +312,7 @@ impl GitHub {
         let write = self
             .write(n, rendered, Some(&token))
             .map_err(Verdict::Fail)?;
-        exchange(
+        github_exchange(
             sender,
             &write,
             "could not send github repository dispatch webhook",
@@ -293,7 +340,7 @@ impl GitHub {
             "issues/{number}/comments?direction=asc&per_page=100&sort=created"
         ));
         let list = self.read(url, &token)?;
-        let reply = exchange(sender, &list, "failed to list pull request comments").await?;
+        let reply = github_exchange(sender, &list, "failed to list pull request comments").await?;
         let comments: Vec<Comment> = reply.json("the pull request comments")?;
         let existing = comments.iter().find(|c| {
             c.user.as_ref().and_then(|u| u.login.as_deref()) == Some(login.as_str())
@@ -314,7 +361,7 @@ impl GitHub {
         let body = serde_json::json!({ "body": comment_body(&marker, n, rendered) });
         let write =
             github_request(method, url, Some(&body), Auth::Bearer(token)).map_err(Verdict::Fail)?;
-        exchange(sender, &write, doing).await?;
+        github_exchange(sender, &write, doing).await?;
         Ok(())
     }
 
@@ -327,7 +374,8 @@ impl GitHub {
             Auth::Bearer(token.clone()),
         )
         .map_err(Verdict::Fail)?;
-        let reply = exchange(sender, &request, "failed to get authenticated user info").await?;
+        let reply =
+            github_exchange(sender, &request, "failed to get authenticated user info").await?;
         let user: User = reply.json("the authenticated user")?;
         Ok(user.login.unwrap_or_default())
     }
@@ -500,7 +548,7 @@ impl App {
         let url = format!("{}app/installations/{installation}/access_tokens", self.api);
         let request = github_request(Method::POST, url, Some(&()), Auth::Bearer(jwt))
             .map_err(Verdict::Fail)?;
-        let reply = exchange(
+        let reply = github_exchange(
             sender,
             &request,
             "cannot get a GitHub App installation token",
@@ -527,7 +575,7 @@ impl App {
             Auth::Bearer(jwt.clone()),
         )
         .map_err(Verdict::Fail)?;
-        let reply = exchange(sender, &request, "failed to get app information").await?;
+        let reply = github_exchange(sender, &request, "failed to get app information").await?;
         let app: AppInfo = reply.json("the app")?;
         Ok(app.slug.unwrap_or_default())
     }
@@ -547,7 +595,7 @@ impl App {
             let url = format!("{}{kind}/{}/installation", self.api, path_escape(owner));
             let request = github_request(Method::GET, url, None::<&()>, Auth::Bearer(jwt.clone()))
                 .map_err(Verdict::Fail)?;
-            match exchange(sender, &request, "failed to find the installation").await {
+            match github_exchange(sender, &request, "failed to find the installation").await {
                 Ok(reply) => {
                     let found: InstallationInfo = reply.json("the installation")?;
                     return Ok(found.id);
