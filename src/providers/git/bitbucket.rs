@@ -30,6 +30,9 @@ const DEFAULT_API: &str = "https://api.bitbucket.org/2.0";
 pub struct Bitbucket {
     settings: Settings,
     api: String,
+    /// The address's host, which Flux ignores: `check` warns when it is not
+    /// Bitbucket Cloud's and the API is the default one.
+    host: String,
     owner: String,
     repo: String,
     username: String,
@@ -65,6 +68,7 @@ pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| DEFAULT_API.to_owned());
     Ok(Arc::new(Bitbucket {
+        host: address.host.clone(),
         api: api.trim_end_matches('/').to_owned(),
         owner,
         repo,
@@ -209,6 +213,26 @@ impl Notifier for Bitbucket {
     fn masked_address(&self) -> String {
         crate::mask::url(&self.api)
     }
+
+    fn warnings(&self) -> Vec<String> {
+        ignored_host_warning(&self.host, &self.api)
+            .into_iter()
+            .collect()
+    }
+}
+
+/// A warning when the address points elsewhere than Bitbucket Cloud while
+/// statuses go to its API: Flux, and herald, use only the address's path.
+fn ignored_host_warning(host: &str, api: &str) -> Option<String> {
+    let cloud = matches!(
+        host,
+        "https://bitbucket.org" | "https://www.bitbucket.org" | "http://bitbucket.org"
+    );
+    (!cloud && api == DEFAULT_API).then(|| {
+        format!(
+            "bitbucket: the address's host is ignored (as in Flux): build statuses go to {DEFAULT_API}; use type bitbucketserver for Bitbucket Server"
+        )
+    })
 }
 
 impl Conversation for Bitbucket {
@@ -230,6 +254,22 @@ impl Conversation for Bitbucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn another_host_than_bitbucket_cloud_is_warned_about() {
+        assert_eq!(
+            ignored_host_warning("https://bitbucket.org", DEFAULT_API),
+            None
+        );
+        assert!(
+            ignored_host_warning("https://git.example.com", DEFAULT_API)
+                .is_some_and(|w| w.contains("bitbucketserver"))
+        );
+        assert_eq!(
+            ignored_host_warning("https://git.example.com", "https://127.0.0.1:8443/2.0"),
+            None
+        );
+    }
 
     #[test]
     fn the_key_is_the_sha1_of_the_id() {
