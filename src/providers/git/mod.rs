@@ -58,25 +58,10 @@ pub struct RepoAddress {
 /// Parses a clone URL as `chainguard-dev/git-urls` does: a URL with a
 /// scheme, or the scp-like `[user@]host:path`.
 pub fn parse_address(address: &str) -> Result<RepoAddress, String> {
-    let (scheme, host, path) = if let Some((scheme, rest)) = address.split_once("://") {
-        let parsed = url::Url::parse(address)
-            .map_err(|e| format!("the address is not a valid URL ({e})"))?;
-        let host = parsed.host_str().unwrap_or_default();
-        let host = match parsed.port() {
-            Some(port) => format!("{host}:{port}"),
-            None => host.to_owned(),
-        };
-        let _ = rest;
-        (scheme.to_ascii_lowercase(), host, parsed.path().to_owned())
+    let (scheme, host, path) = if address.contains("://") {
+        parse_url(address)?
     } else {
-        let (authority, path) = address
-            .split_once(':')
-            .ok_or_else(|| "the address is neither a URL nor user@host:path".to_owned())?;
-        let host = authority.rsplit('@').next().unwrap_or_default();
-        if host.is_empty() || host.contains(char::is_whitespace) {
-            return Err("the address is neither a URL nor user@host:path".into());
-        }
-        ("ssh".to_owned(), host.to_owned(), path.to_owned())
+        parse_scp_like(address)?
     };
     if host.is_empty() {
         return Err("the address has no host".into());
@@ -88,6 +73,29 @@ pub fn parse_address(address: &str) -> Result<RepoAddress, String> {
         host: format!("{scheme}://{host}"),
         id: id.to_owned(),
     })
+}
+
+/// Scheme, `host[:port]` and path of a URL.
+fn parse_url(address: &str) -> Result<(String, String, String), String> {
+    let parsed =
+        url::Url::parse(address).map_err(|e| format!("the address is not a valid URL ({e})"))?;
+    let host = parsed.host_str().unwrap_or_default();
+    let host = match parsed.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
+    Ok((parsed.scheme().to_owned(), host, parsed.path().to_owned()))
+}
+
+/// The scp-like `[user@]host:path`, which Git reads as SSH.
+fn parse_scp_like(address: &str) -> Result<(String, String, String), String> {
+    let not_one = || "the address is neither a URL nor user@host:path".to_owned();
+    let (authority, path) = address.split_once(':').ok_or_else(not_one)?;
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(not_one());
+    }
+    Ok(("ssh".to_owned(), host.to_owned(), path.to_owned()))
 }
 
 impl RepoAddress {
