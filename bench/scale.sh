@@ -9,7 +9,8 @@
 #   * pipeline: events each matching one Alert, spread over the 10,000
 #     destinations, every accepted notification delivered (counted at the
 #     sink), vs nginx proxy_pass of every request to the same sink;
-#   * memory: RSS once loaded and after the load.
+#   * memory: RSS once loaded and after the load;
+#   * the pipeline again with the durable spool on (--spool-dir), vs nginx.
 # Usage: bench/scale.sh [--quick] [--rounds N] [--alerts N]
 # Needs wrk and nginx (Debian packages; installed when missing and root).
 set -euo pipefail
@@ -85,12 +86,12 @@ CONF
 "$nginx_bin" -c "$work/nginx.conf"
 sleep 0.3
 
-start_herald() { # -> herald_pid, ready_ms
+start_herald() { # [extra flags...] -> herald_pid, ready_ms
   local started
   started=$(now_ms)
   "$bin/herald" serve --manifests "$work/alerts" --events-addr "127.0.0.1:$events_port" \
     --metrics-addr 127.0.0.1:0 --health-addr "127.0.0.1:$health_port" --log-level=warn \
-    --rate-limit-interval=5m >"$work/herald.log" 2>&1 &
+    --rate-limit-interval=5m "$@" >"$work/herald.log" 2>&1 &
   herald_pid=$!
   pids+=("$herald_pid")
   for _ in $(seq 1 3000); do
@@ -141,29 +142,39 @@ echo "ingest ratio median $(printf '%s\n' "${ingest_ratios[@]}" | median)"
 
 # Pipeline: alternate nginx proxy_pass and herald; herald's rate counts
 # only notifications that reached the sink, until the last one did.
-pipe_ratios=()
-for round in $(seq 1 "$rounds"); do
-  before=$(sink_count)
-  read -r n_rps n_total n_bad < <(load "http://127.0.0.1:$nginx_port/" hit)
-  n_sunk=$(( $(sink_count) - before ))
-  before=$(sink_count)
-  t0=$(now_ms)
-  read -r _ h_total h_bad < <(load "http://127.0.0.1:$events_port/" hit)
-  accepted=$(( h_total - h_bad ))
-  while (( $(sink_count) - before < accepted )) && (( $(now_ms) - t0 < 120000 )); do sleep 0.02; done
-  elapsed=$(( $(now_ms) - t0 ))
-  delivered=$(( $(sink_count) - before ))
-  h_rate=$(awk -v d="$delivered" -v ms="$elapsed" 'BEGIN {printf "%.0f", d * 1000 / ms}')
-  r=$(ratio "$h_rate" "$n_rps")
-  pipe_ratios+=("$r")
-  echo "pipeline round $round: nginx proxy_pass $n_rps requests/s ($n_sunk at the sink, non-2xx $n_bad);" \
-    "herald accepted $accepted (503: $h_bad), delivered $delivered in $(( elapsed ))ms = $h_rate/s; ratio $r"
-done
-echo "pipeline ratio median $(printf '%s\n' "${pipe_ratios[@]}" | median) (goal >= 0.5)"
+pipeline() { # label
+  local pipe_ratios=() round before n_rps n_total n_bad n_sunk t0 h_total h_bad accepted elapsed delivered h_rate r
+  for round in $(seq 1 "$rounds"); do
+    before=$(sink_count)
+    read -r n_rps n_total n_bad < <(load "http://127.0.0.1:$nginx_port/" hit)
+    n_sunk=$(( $(sink_count) - before ))
+    before=$(sink_count)
+    t0=$(now_ms)
+    read -r _ h_total h_bad < <(load "http://127.0.0.1:$events_port/" hit)
+    accepted=$(( h_total - h_bad ))
+    while (( $(sink_count) - before < accepted )) && (( $(now_ms) - t0 < 120000 )); do sleep 0.02; done
+    elapsed=$(( $(now_ms) - t0 ))
+    delivered=$(( $(sink_count) - before ))
+    h_rate=$(awk -v d="$delivered" -v ms="$elapsed" 'BEGIN {printf "%.0f", d * 1000 / ms}')
+    r=$(ratio "$h_rate" "$n_rps")
+    pipe_ratios+=("$r")
+    echo "$1 round $round: nginx proxy_pass $n_rps requests/s ($n_sunk at the sink, non-2xx $n_bad);" \
+      "herald accepted $accepted (503: $h_bad), delivered $delivered in $(( elapsed ))ms = $h_rate/s; ratio $r"
+  done
+  echo "$1 ratio median $(printf '%s\n' "${pipe_ratios[@]}" | median) (goal >= 0.5)"
+}
+pipeline pipeline
 read -r _ paths connections < <(curl -fsS "http://127.0.0.1:$sink_port/count")
 echo "sink: $paths distinct paths, $connections connections opened (nginx and herald together)"
 
 # herald gives memory back once events have stopped for a few seconds.
 sleep 5
 echo "RSS after load: $(mib "$(rss_kib "$pid")") MiB (goal <= 80), peak $(mib "$(peak_kib "$pid")") MiB"
+stop_herald
+
+# The same pipeline with every accepted notification written to the spool
+# (on this machine's disk) before the 202.
+start_herald --spool-dir "$work/spool"
+pipeline "pipeline with --spool-dir"
+echo "spool file after the load: $(du -k "$work/spool" | awk '{print $1}') KiB"
 stop_herald

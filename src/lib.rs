@@ -26,6 +26,7 @@ pub mod report;
 pub mod routing;
 pub mod runtime;
 pub mod source;
+pub mod spool;
 pub mod template;
 pub mod transport;
 pub mod webhook;

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::api::{FluxEvent, ProviderType};
+use crate::api::{FluxEvent, ProviderType, Severity};
 use crate::source::ObjectKey;
 
 /// The Alert and Provider a notification goes through, as templates and
@@ -41,11 +41,64 @@ impl Route {
 /// One notification: an event matched by an Alert.
 #[derive(Clone, Debug)]
 pub struct Notification {
-    /// The event, metadata cleaned (DESIGN §3.5).
+    /// The event, metadata cleaned (DESIGN §3.5). For a digest, an event
+    /// about its first object whose message lists them all.
     pub event: Arc<FluxEvent>,
     /// The merged, prefix-stripped metadata for this Alert.
     pub metadata: BTreeMap<String, String>,
     pub route: Arc<Route>,
+    /// Set when this notification is a digest of several (`spec.digest`).
+    pub digest: Option<Arc<Digest>>,
+}
+
+/// What a digest groups: one line per notification it lists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Digest {
+    pub lines: Vec<DigestLine>,
+    /// Notifications grouped, listed or not (at least `lines.len()`).
+    pub total: usize,
+    /// The Alert's `spec.digest.window`, as written.
+    pub window: String,
+}
+
+/// One notification in a digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DigestLine {
+    /// `<kind>/<name>.<namespace>`.
+    pub object: String,
+    pub severity: Severity,
+    pub message: String,
+}
+
+impl Digest {
+    /// The heading every provider shows: how many, over how long.
+    pub fn heading(&self) -> String {
+        let listed = self.lines.len();
+        let mut heading = format!("{} notifications in {}", self.total, self.window);
+        if self.total > listed {
+            heading.push_str(&format!(" ({listed} shown)"));
+        }
+        heading
+    }
+
+    /// The digest as plain text: the heading, then one line per listed
+    /// notification, then how many more there were.
+    pub fn text(&self) -> String {
+        let mut text = self.heading();
+        for line in &self.lines {
+            text.push_str(&format!(
+                "\n• {} [{}]: {}",
+                line.object,
+                line.severity.as_str(),
+                line.message
+            ));
+        }
+        let more = self.total.saturating_sub(self.lines.len());
+        if more > 0 {
+            text.push_str(&format!("\n… and {more} more"));
+        }
+        text
+    }
 }
 
 impl Notification {

@@ -4,9 +4,9 @@
 //! through [`Runtime::table`] and sets [`Runtime::ready`] once it has one.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use axum::Router;
@@ -21,8 +21,9 @@ use crate::http::{self, Limits};
 use crate::metrics::Metrics;
 use crate::receiver::{self, LabelResolver, Receiver, dedup::Dedup};
 use crate::report::Reporter;
-use crate::routing::RoutingTable;
+use crate::routing::{Delivery, RoutingTable};
 use crate::source::{Level, Problem};
+use crate::spool::{Pending, Spool};
 
 /// Addresses, limits and timeouts of the servers.
 #[derive(Clone, Debug)]
@@ -44,6 +45,8 @@ pub struct Hooks {
     pub reporter: Option<Arc<dyn Reporter>>,
     /// How `matchLabels` reads an involved object's labels.
     pub labels: Option<Arc<dyn LabelResolver>>,
+    /// Where accepted notifications are kept until they finish (`--spool-dir`).
+    pub spool: Option<Arc<Spool>>,
 }
 
 pub struct Runtime {
@@ -54,17 +57,28 @@ pub struct Runtime {
     pub dispatcher: Dispatcher,
     receiver: Arc<Receiver>,
     options: RuntimeOptions,
+    spool: Option<Arc<Spool>>,
+    /// What the spool held at start-up, until the first table is published.
+    replay: Arc<Mutex<Option<Pending>>>,
 }
 
 impl Runtime {
     pub fn new(options: RuntimeOptions, hooks: Hooks) -> Self {
         let metrics = Arc::new(Metrics::default());
         let table = Arc::new(ArcSwap::from_pointee(RoutingTable::default()));
-        let dispatcher = Dispatcher::new(
-            options.dispatch.clone(),
-            metrics.clone(),
-            hooks.reporter.clone(),
-        );
+        let dispatcher = match &hooks.spool {
+            Some(spool) => Dispatcher::with_spool(
+                options.dispatch.clone(),
+                metrics.clone(),
+                hooks.reporter.clone(),
+                spool.clone(),
+            ),
+            None => Dispatcher::new(
+                options.dispatch.clone(),
+                metrics.clone(),
+                hooks.reporter.clone(),
+            ),
+        };
         let receiver = Arc::new(Receiver {
             table: table.clone(),
             dispatcher: dispatcher.clone(),
@@ -75,6 +89,7 @@ impl Runtime {
             accepting: AtomicBool::new(true),
             labels: hooks.labels,
             reporter: hooks.reporter,
+            spool: hooks.spool.clone(),
         });
         Self {
             metrics,
@@ -83,6 +98,20 @@ impl Runtime {
             dispatcher,
             receiver,
             options,
+            spool: hooks.spool,
+            replay: Arc::default(),
+        }
+    }
+
+    /// Queues what the spool held at start-up once the first routing table
+    /// is published: each through its Alert as that table has it.
+    pub fn replay_after_first_table(&self, pending: Pending) {
+        if !pending.is_empty() {
+            tracing::info!(
+                notifications = pending.len(),
+                "spool: notifications pending from before the restart will be delivered"
+            );
+            *self.replay.lock().unwrap_or_else(|e| e.into_inner()) = Some(pending);
         }
     }
 
@@ -97,6 +126,9 @@ impl Runtime {
             table: self.table.clone(),
             metrics: self.metrics.clone(),
             ready: self.ready.clone(),
+            dispatcher: self.dispatcher.clone(),
+            spool: self.spool.clone(),
+            replay: self.replay.clone(),
         }
     }
 
@@ -148,7 +180,16 @@ impl Runtime {
         stop_events.cancel();
         let _ = events_server.await;
         let abandoned = self.dispatcher.drain(options.shutdown_timeout).await;
-        if abandoned > 0 {
+        if let Some(spool) = &self.spool {
+            // Removals of the notifications finished while draining.
+            spool.flush().await;
+        }
+        if abandoned > 0 && self.spool.is_some() {
+            tracing::warn!(
+                abandoned,
+                "shutdown timeout reached: notifications kept in the spool, delivered after the restart"
+            );
+        } else if abandoned > 0 {
             tracing::error!(
                 abandoned,
                 "shutdown timeout reached: notifications not delivered"
@@ -168,12 +209,64 @@ pub struct Publisher {
     table: Arc<ArcSwap<RoutingTable>>,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
+    dispatcher: Dispatcher,
+    spool: Option<Arc<Spool>>,
+    replay: Arc<Mutex<Option<Pending>>>,
 }
 
 impl Publisher {
     pub fn publish(&self, table: RoutingTable, problems: &[Problem]) {
         publish(&self.table, &self.metrics, table, problems);
+        self.replay_spool();
         self.ready.store(true, Ordering::Release);
+    }
+
+    /// Queues the spool's pending notifications, oldest first, before
+    /// herald reports ready (so before new events, for every one that fits
+    /// the queue); the rest wait in a task for room.
+    fn replay_spool(&self) {
+        let pending = self.replay.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let (Some(pending), Some(spool)) = (pending, &self.spool) else {
+            return;
+        };
+        let replay = pending.deliveries(&self.table.load(), spool);
+        let total = replay.deliveries.len();
+        let mut waiting = replay.deliveries.into_iter();
+        for (delivery, accepted) in waiting.by_ref() {
+            if let Err(mut back) = self
+                .dispatcher
+                .try_enqueue_accepted(vec![delivery], accepted)
+            {
+                let rest: Vec<_> = back
+                    .pop()
+                    .map(|d| (d, accepted))
+                    .into_iter()
+                    .chain(waiting)
+                    .collect();
+                tracing::warn!(
+                    waiting = rest.len(),
+                    "spool: the queue is full; the rest of the pending notifications are queued as room frees up"
+                );
+                tokio::spawn(requeue_when_room(self.dispatcher.clone(), rest));
+                break;
+            }
+        }
+        tracing::info!(
+            notifications = total,
+            orphaned = replay.orphaned,
+            "spool: pending notifications queued again"
+        );
+    }
+}
+
+/// Queues spooled notifications one by one, waiting while the queue is full.
+async fn requeue_when_room(dispatcher: Dispatcher, rest: Vec<(Delivery, Instant)>) {
+    for (delivery, accepted) in rest {
+        let mut delivery = vec![delivery];
+        while let Err(back) = dispatcher.try_enqueue_accepted(delivery, accepted) {
+            delivery = back;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 

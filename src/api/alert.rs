@@ -11,7 +11,7 @@ use super::severity::SeverityFilter;
 
 /// An Alert routes events from `eventSources` to `providerRef`. One schema
 /// serves v1beta1, v1beta2 and v1beta3; every field Flux accepts is here,
-/// plus herald's `channel` and `template`.
+/// plus herald's `channel`, `template` and `digest`.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "notification.toolkit.fluxcd.io",
@@ -70,6 +70,28 @@ pub struct AlertSpec {
     /// herald: the message this Alert sends, as minijinja (Jinja2) templates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<MessageTemplate>,
+
+    /// herald: group this Alert's notifications. The first one after a
+    /// quiet spell goes out at once; those that follow within `window` go
+    /// out together as one message when it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<DigestSpec>,
+}
+
+/// herald's digests (DESIGN §3.14).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DigestSpec {
+    /// How long notifications are collected into one message, as a Go
+    /// duration between 1s and 24h (e.g. `2m`).
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    pub window: String,
+
+    /// Most notifications one message lists (1 to 100, default 20); it
+    /// counts the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub max_items: Option<u32>,
 }
 
 /// herald's message templates (DESIGN §3.10). Each field is optional; a

@@ -7,7 +7,9 @@ pub mod provider;
 pub mod receiver;
 pub mod severity;
 
-pub use alert::{Alert, AlertSpec, AlertStatus, EventSource, LocalReference, MessageTemplate};
+pub use alert::{
+    Alert, AlertSpec, AlertStatus, DigestSpec, EventSource, LocalReference, MessageTemplate,
+};
 pub use event::{EventError, FluxEvent, InvolvedObject};
 pub use provider::{Provider, ProviderSpec, ProviderStatus, ProviderType};
 pub use receiver::{Receiver, ReceiverResource, ReceiverSpec, ReceiverStatus, ReceiverType};

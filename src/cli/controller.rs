@@ -133,13 +133,18 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     let source = ClusterSource::new(client.clone(), watched, args.matching.table_options())
         .with_receivers(receiver_table.clone());
     let reporter = EventReporter::start(client.clone(), source.alert_store(), identity.clone());
+    let (spool, pending) = args.delivery.open_spool()?;
     let runtime = Runtime::new(
         args.server.runtime_options(args.delivery.dispatch_config()),
         Hooks {
             reporter: Some(reporter.clone()),
             labels: Some(Arc::new(ClusterLabels::new(client.clone()))),
+            spool,
         },
     );
+    if let Some(pending) = pending {
+        runtime.replay_after_first_table(pending);
+    }
     let stop_election = CancellationToken::new();
     let election = if args.enable_leader_election {
         let config = ElectionConfig {

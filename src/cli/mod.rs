@@ -192,9 +192,30 @@ pub struct DeliveryArgs {
     /// a later notification with the same key then starts a new thread.
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = crate::duration::parse)]
     pub thread_ttl: Duration,
+
+    /// Keep every accepted notification in this directory until it is
+    /// delivered or given up: written before the event is answered 202, and
+    /// delivered after a crash or restart. Without it, notifications
+    /// pending at a crash are lost.
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<std::path::PathBuf>,
 }
 
 impl DeliveryArgs {
+    /// Opens `--spool-dir` when given: the spool and what it held.
+    pub fn open_spool(
+        &self,
+    ) -> anyhow::Result<(
+        Option<std::sync::Arc<crate::spool::Spool>>,
+        Option<crate::spool::Pending>,
+    )> {
+        let Some(dir) = &self.spool_dir else {
+            return Ok((None, None));
+        };
+        let (spool, pending) = crate::spool::Spool::open(dir)?;
+        Ok((Some(spool), Some(pending)))
+    }
+
     pub fn dispatch_config(&self) -> DispatchConfig {
         DispatchConfig {
             queue_capacity: self.queue_capacity.max(1),

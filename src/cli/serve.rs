@@ -43,10 +43,17 @@ fn load_table(args: &RoutingArgs) -> (RoutingTable, Vec<Problem>) {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let (spool, pending) = args.delivery.open_spool()?;
     let runtime = Runtime::new(
         args.server.runtime_options(args.delivery.dispatch_config()),
-        Hooks::default(),
+        Hooks {
+            spool,
+            ..Hooks::default()
+        },
     );
+    if let Some(pending) = pending {
+        runtime.replay_after_first_table(pending);
+    }
     let (table, problems) = load_table(&args.routing);
     runtime.publish(table, &problems);
     tokio::spawn(watch_manifests(

@@ -25,6 +25,7 @@
 //! is caught, logged and counted like a failure.
 
 mod clients;
+mod digest;
 pub mod retry;
 #[cfg(test)]
 mod tests;
@@ -48,10 +49,12 @@ use crate::mask::SecretString;
 use crate::metrics::{Metrics, ProviderLabel};
 use crate::providers::{Auth, Conversation, Reply, Request, SendError, Sender, Verdict};
 use crate::report::{self, Reporter};
-use crate::routing::Delivery;
+use crate::routing::{Delivery, DigestPolicy};
+use crate::spool::Spool;
 use crate::template::Rendered;
 
 use self::clients::Clients;
+use self::digest::{Digests, Offer};
 use self::threads::ThreadStore;
 
 /// How much of a response body is read (Slack's replies are small).
@@ -109,6 +112,8 @@ pub struct Enqueued {
     /// Given up at once (logged, counted, Warning Event): their
     /// destination's own queue was full.
     pub refused: usize,
+    /// Held for their Alert's digest.
+    pub held: usize,
 }
 
 /// A cheap handle; clones share the queues.
@@ -127,6 +132,10 @@ struct Inner {
     abandon: CancellationToken,
     threads: ThreadStore,
     reporter: Option<Arc<dyn Reporter>>,
+    /// Where accepted notifications are kept until they finish (`--spool-dir`).
+    spool: Option<Arc<Spool>>,
+    /// Open digest windows (`spec.digest`).
+    digests: Digests,
 }
 
 /// One destination's queue, served by one worker.
@@ -325,8 +334,25 @@ impl Dispatcher {
                 metrics,
                 reporter,
                 abandon: CancellationToken::new(),
+                spool: None,
+                digests: Digests::default(),
             }),
         }
+    }
+
+    /// A dispatcher that forgets each notification's spool record when it
+    /// finishes (see [`crate::spool`]).
+    pub fn with_spool(
+        config: DispatchConfig,
+        metrics: Arc<Metrics>,
+        reporter: Option<Arc<dyn Reporter>>,
+        spool: Arc<Spool>,
+    ) -> Self {
+        let mut dispatcher = Self::new(config, metrics, reporter);
+        if let Some(inner) = Arc::get_mut(&mut dispatcher.inner) {
+            inner.spool = Some(spool);
+        }
+        dispatcher
     }
 
     /// Queues the notifications of one event.
@@ -344,10 +370,34 @@ impl Dispatcher {
     /// given up and `QueueFull` is returned: the receiver answers 503 and
     /// Flux retries the event.
     pub fn try_enqueue(&self, notifications: Vec<Delivery>) -> Result<Enqueued, QueueFull> {
+        self.try_enqueue_accepted(notifications, Instant::now())
+            .map_err(|_| QueueFull)
+    }
+
+    /// [`Dispatcher::try_enqueue`] for notifications accepted at
+    /// `accepted` (a spool's, read back after a restart): their max age
+    /// counts from then. When the global bound is full they are handed
+    /// back, untouched.
+    pub fn try_enqueue_accepted(
+        &self,
+        notifications: Vec<Delivery>,
+        accepted: Instant,
+    ) -> Result<Enqueued, Vec<Delivery>> {
         if notifications.is_empty() {
             return Ok(Enqueued::default());
         }
         let inner = &self.inner;
+        // Nothing is held for a digest when the event will be refused.
+        if inner.permits.available_permits() < notifications.len() {
+            return Err(notifications);
+        }
+        let (notifications, held) = self.hold_for_digests(notifications);
+        if notifications.is_empty() {
+            return Ok(Enqueued {
+                held,
+                ..Enqueued::default()
+            });
+        }
         let mut lanes = inner.lanes.lock().unwrap_or_else(|e| e.into_inner());
         let mut created = Vec::new();
         let mut queued = Vec::with_capacity(notifications.len());
@@ -375,14 +425,15 @@ impl Dispatcher {
             for queue in created {
                 lanes.remove(&queue);
             }
-            return Err(QueueFull);
+            let back = queued.into_iter().map(|(n, _, _)| n).chain(refused);
+            return Err(back.collect());
         }
         let mut global = global;
-        let accepted = Instant::now();
         let deadline = after(accepted, inner.config.max_delivery_age);
         let enqueued = Enqueued {
             queued: queued.len(),
             refused: refused.len(),
+            held,
         };
         for (notification, lane, lane_permit) in queued {
             // `global` holds one permit per queued notification.
@@ -413,6 +464,66 @@ impl Dispatcher {
         Ok(enqueued)
     }
 
+    /// Passes each notification through its Alert's digest window: those
+    /// to send now, and how many were held. A window opened here gets its
+    /// timer.
+    fn hold_for_digests(&self, notifications: Vec<Delivery>) -> (Vec<Delivery>, usize) {
+        let inner = &self.inner;
+        let mut send = Vec::with_capacity(notifications.len());
+        let mut held = 0;
+        for notification in notifications {
+            let kind = notification
+                .alert
+                .digest
+                .is_some()
+                .then(|| notification.alert.destination.kind.as_str());
+            match inner.digests.offer(notification) {
+                Offer::Send { delivery, opened } => {
+                    if let Some(policy) = opened {
+                        tokio::spawn(
+                            self.clone()
+                                .digest_rounds(delivery.alert.key.clone(), policy),
+                        );
+                    }
+                    send.push(delivery);
+                }
+                Offer::Held => {
+                    held += 1;
+                    inner
+                        .metrics
+                        .notification(kind.unwrap_or_default(), "held_for_digest");
+                }
+            }
+        }
+        (send, held)
+    }
+
+    /// An Alert's digest windows, one after another while they hold
+    /// something; each digest is queued when its window ends (its max age
+    /// counts from then).
+    async fn digest_rounds(self, alert: crate::source::ObjectKey, policy: DigestPolicy) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(policy.window) => {}
+                () = self.inner.abandon.cancelled() => return,
+            }
+            let Some(digest) = self.inner.digests.close(&alert) else {
+                return;
+            };
+            self.queue_digest(digest);
+        }
+    }
+
+    fn queue_digest(&self, digest: Delivery) {
+        tracing::debug!(alert = %digest.alert.key, notifications = digest.digest.as_ref().map_or(0, |d| d.total),
+            "digest window ended: sending its digest");
+        if let Err(back) = self.try_enqueue_accepted(vec![digest], Instant::now()) {
+            for digest in back {
+                self.inner.refuse(&digest);
+            }
+        }
+    }
+
     /// Notifications accepted and not finished.
     pub fn pending(&self) -> usize {
         self.inner.pending()
@@ -422,6 +533,10 @@ impl Dispatcher {
     /// passes; then abandons the rest, logging each one (masked). Returns
     /// how many were abandoned.
     pub async fn drain(&self, timeout: Duration) -> usize {
+        // Open digest windows are sent now, so the drain delivers them.
+        for digest in self.inner.digests.close_all() {
+            self.queue_digest(digest);
+        }
         let deadline = tokio::time::Instant::from_std(after(Instant::now(), timeout));
         while self.pending() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -458,8 +573,16 @@ impl Inner {
             .set(i64::try_from(self.pending()).unwrap_or(i64::MAX));
     }
 
+    /// Forgets a finished notification's spool record.
+    fn unspool(&self, n: &Delivery) {
+        if let Some(spool) = &self.spool {
+            n.spooled.iter().for_each(|id| spool.remove(*id));
+        }
+    }
+
     /// Gives up a notification whose destination's queue is full.
     fn refuse(&self, n: &Delivery) {
+        self.unspool(n);
         let Described {
             alert,
             provider,
@@ -556,11 +679,24 @@ async fn worker(inner: Arc<Inner>, queue: u64, lane: Arc<Lane>) {
     }
 }
 
+/// How a delivery ended: finished (delivered, failed, skipped or given
+/// up: its spool record goes), or abandoned at shutdown (its record stays,
+/// to be delivered after the restart).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ended {
+    Finished,
+    Abandoned,
+}
+
 /// Delivers one notification; a panic on the way is caught, logged (masked)
 /// and counted as a failure, and the worker goes on with the next one.
 async fn deliver_guarded(inner: &Inner, lane: &Lane, breaker: &mut Breaker, job: Job) {
     let delivery = AssertUnwindSafe(deliver(inner, lane, breaker, &job)).catch_unwind();
-    let Err(panic) = delivery.await else {
+    let outcome = delivery.await;
+    if !matches!(outcome, Ok(Ended::Abandoned)) {
+        inner.unspool(&job.notification);
+    }
+    let Err(panic) = outcome else {
         return;
     };
     let n = &job.notification;
@@ -612,6 +748,7 @@ async fn sweeping<T>(
                 let expired = lane.take_expired(Instant::now());
                 for job in &expired {
                     inner.expire(job, 0, last_error);
+                    inner.unspool(&job.notification);
                 }
                 drop(expired);
                 inner.update_depth();
@@ -622,15 +759,15 @@ async fn sweeping<T>(
 
 /// Delivers one notification, retrying until it is delivered, fails for
 /// good, grows older than `max_delivery_age`, or shutdown abandons it.
-async fn deliver(inner: &Inner, lane: &Lane, breaker: &mut Breaker, job: &Job) {
+async fn deliver(inner: &Inner, lane: &Lane, breaker: &mut Breaker, job: &Job) -> Ended {
     let n = &job.notification;
     if inner.abandon.is_cancelled() {
         inner.abandoned(n);
-        return;
+        return Ended::Abandoned;
     }
     if job.expired(Instant::now()) {
         inner.expire(job, 0, breaker.last_error.as_deref());
-        return;
+        return Ended::Finished;
     }
     let destination = &n.alert.destination;
     let notifier = &destination.notifier;
@@ -650,7 +787,7 @@ async fn deliver(inner: &Inner, lane: &Lane, breaker: &mut Breaker, job: &Job) {
         tracing::debug!(alert = %n.alert.key, provider = %destination.key, event = %n.event.object_ref(),
             reason, "skipped: the provider sends nothing for this event");
         inner.metrics.notification(provider_type, "skipped");
-        return;
+        return Ended::Finished;
     }
     let built = match notifier.conversation() {
         Some(conversation) => Ok(Plan::Conversation(conversation)),
@@ -679,19 +816,19 @@ async fn deliver(inner: &Inner, lane: &Lane, breaker: &mut Breaker, job: &Job) {
                     destination.key
                 ),
             );
-            return;
+            return Ended::Finished;
         }
     };
     let mut attempt = 0u32;
     loop {
         if inner.abandon.is_cancelled() {
             inner.abandoned(n);
-            return;
+            return Ended::Abandoned;
         }
         let now = Instant::now();
         if job.expired(now) {
             inner.expire(job, attempt, breaker.last_error.as_deref());
-            return;
+            return Ended::Finished;
         }
         // The destination asked for a pause, or its circuit is open: wait
         // for the next request slot, or until this notification expires.
@@ -750,7 +887,7 @@ async fn deliver(inner: &Inner, lane: &Lane, breaker: &mut Breaker, job: &Job) {
                     .observe(job.accepted.elapsed().as_secs_f64());
                 inner.metrics.notification(provider_type, "delivered");
                 tracing::debug!(alert = %n.alert.key, event = %n.event.object_ref(), attempt, "delivered");
-                return;
+                return Ended::Finished;
             }
             Attempt::Fail(reason) => {
                 let Described {
@@ -774,7 +911,7 @@ async fn deliver(inner: &Inner, lane: &Lane, breaker: &mut Breaker, job: &Job) {
                         "event {event}: delivery to provider {provider} ({address}) failed: {error}"
                     ),
                 );
-                return;
+                return Ended::Finished;
             }
             Attempt::Retry { reason, after } => {
                 let Described {
@@ -796,7 +933,7 @@ async fn deliver(inner: &Inner, lane: &Lane, breaker: &mut Breaker, job: &Job) {
                 if delay >= remaining {
                     // The next attempt would come after the max age.
                     inner.expire(job, attempt, Some(&error));
-                    return;
+                    return Ended::Finished;
                 }
                 tracing::warn!(%alert, %provider, %event, %address, attempt, %error,
                     retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),

@@ -522,6 +522,7 @@ pub(crate) mod testing {
                 provider_channel: None,
                 alert_object: None,
             }),
+            digest: None,
         }
     }
 }

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::api::Severity;
 use crate::mask::SecretString;
-use crate::notification::Notification;
+use crate::notification::{Digest, Notification};
 use crate::template::Rendered;
 
 /// Where `chat.postMessage` lives; used when a Provider has a token and no address.
@@ -38,6 +38,10 @@ pub fn new(mut settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
 
 impl Slack {
     fn message(&self, n: &Notification, rendered: Option<&Rendered>) -> Value {
+        let templated = rendered.is_some_and(|r| r.text.is_some() || r.blocks.is_some());
+        if let Some(digest) = n.digest.as_deref().filter(|_| !templated) {
+            return self.digest_message(n, digest);
+        }
         let event = &n.event;
         let author = n.object_name();
         let rendered_text = rendered.and_then(|r| r.text.as_deref());
@@ -64,16 +68,57 @@ impl Slack {
                 .collect();
             attachment["fields"] = Value::Array(fields);
         }
-        let username = self
-            .settings
-            .username
-            .as_deref()
-            .filter(|u| !u.is_empty())
-            .unwrap_or(&event.reporting_controller);
-        let mut payload = json!({ "username": username, "attachments": [attachment] });
+        let mut payload = json!({ "username": self.username(n), "attachments": [attachment] });
         if has_blocks {
             payload["text"] = Value::from(text);
         }
+        if let Some(channel) = n.route.channel() {
+            payload["channel"] = Value::from(channel);
+        }
+        payload
+    }
+}
+
+impl Slack {
+    /// The Provider's username, else the event's reporting controller (as Flux).
+    fn username<'a>(&'a self, n: &'a Notification) -> &'a str {
+        self.settings
+            .username
+            .as_deref()
+            .filter(|u| !u.is_empty())
+            .unwrap_or(&n.event.reporting_controller)
+    }
+
+    /// A digest: its heading as the message text, then one attachment per
+    /// listed notification, in Flux's attachment style, and a last one
+    /// counting those not listed.
+    fn digest_message(&self, n: &Notification, digest: &Digest) -> Value {
+        let mut attachments: Vec<Value> = digest
+            .lines
+            .iter()
+            .map(|line| {
+                let first_line = line.message.lines().next().unwrap_or("");
+                json!({
+                    "color": color(line.severity),
+                    "author_name": line.object,
+                    "text": line.message,
+                    "fallback": format!("{}: {first_line}", line.object),
+                    "mrkdwn_in": ["text"],
+                })
+            })
+            .collect();
+        let more = digest.total.saturating_sub(digest.lines.len());
+        if more > 0 {
+            attachments.push(json!({
+                "text": format!("… and {more} more"),
+                "fallback": format!("… and {more} more"),
+            }));
+        }
+        let mut payload = json!({
+            "username": self.username(n),
+            "text": format!("{} for Alert {}", digest.heading(), n.route.alert),
+            "attachments": attachments,
+        });
         if let Some(channel) = n.route.channel() {
             payload["channel"] = Value::from(channel);
         }

@@ -33,6 +33,7 @@ use crate::metrics::Metrics;
 use crate::report::{self, Reporter};
 use crate::routing::RoutingTable;
 use crate::routing::{Delivery, Labels, notifications_for};
+use crate::spool::{Record, Spool, SpoolError};
 
 /// Largest accepted event body.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -55,6 +56,8 @@ pub struct Receiver {
     pub labels: Option<Arc<dyn LabelResolver>>,
     /// Where `matchLabels` lookup failures are recorded.
     pub reporter: Option<Arc<dyn Reporter>>,
+    /// Where accepted notifications are written before the 202 (`--spool-dir`).
+    pub spool: Option<Arc<Spool>>,
 }
 
 /// Reads the labels of the object an event is about.
@@ -216,11 +219,23 @@ impl Receiver {
         };
         // Named only in log lines, so only built for them.
         let debug_object = tracing::enabled!(tracing::Level::DEBUG).then(|| event.object_ref());
-        let notifications = self.route(event).await;
+        let mut notifications = self.route(event).await;
         let routed = notifications.first().map(|n| n.event.clone());
+        let spooled = match self.spool_all(&mut notifications).await {
+            Ok(spooled) => spooled,
+            Err(error) => {
+                self.dedup.forget(key);
+                self.metrics.event("spool_failed");
+                tracing::error!(%error, "event refused with 503: it could not be made durable");
+                return unavailable("cannot write the spool\n");
+            }
+        };
         // Only the global bound refuses the event; a notification whose
         // own destination is full is given up by the dispatcher (§3.9).
         let Ok(enqueued) = self.dispatcher.try_enqueue(notifications) else {
+            if let Some(spool) = &self.spool {
+                spooled.into_iter().for_each(|id| spool.remove(id));
+            }
             self.dedup.forget(key);
             self.metrics.event("queue_full");
             let object = routed.map(|e| e.object_ref()).unwrap_or_default();
@@ -239,6 +254,21 @@ impl Receiver {
 }
 
 impl Receiver {
+    /// Writes the notifications to the spool, when there is one, and marks
+    /// each with its record; their ids.
+    async fn spool_all(&self, notifications: &mut [Delivery]) -> Result<Vec<u64>, SpoolError> {
+        let Some(spool) = self.spool.as_ref().filter(|_| !notifications.is_empty()) else {
+            return Ok(Vec::new());
+        };
+        let now = std::time::SystemTime::now();
+        let records: Vec<Record> = notifications.iter().map(|n| Record::of(n, now)).collect();
+        let ids = spool.append(&records).await?;
+        for (notification, id) in notifications.iter_mut().zip(&ids) {
+            notification.spooled.push(*id);
+        }
+        Ok(ids)
+    }
+
     /// Routes an event, fetching its object's labels first when an Alert
     /// needs them. The table is re-read after the fetch (never held across it).
     async fn route(&self, event: FluxEvent) -> Vec<Delivery> {

@@ -3,10 +3,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::goregex::{self, CompileError};
 use super::matcher::Matcher;
-use super::{CompiledAlert, Destination, PatternList, RoutingTable, SourceRoute, TableOptions};
+use super::{
+    CompiledAlert, Destination, DigestPolicy, PatternList, RoutingTable, SourceRoute, TableOptions,
+};
 use crate::api::{Alert, MessageTemplate};
 use crate::source::{Kind, Level, ObjectKey, Origin, Problem, Snapshot};
 use crate::template::CompiledTemplate;
@@ -242,6 +245,7 @@ fn compile_alert(
         }
     };
     let template = compile_template(spec.template.as_ref(), destination.as_deref(), report);
+    let digest = digest_policy(spec.digest.as_ref(), destination.as_deref(), report);
     let destination = destination?;
     if spec.suspend == Some(true) {
         report(
@@ -261,6 +265,7 @@ fn compile_alert(
     let channel = spec.channel.clone().filter(|c| !c.is_empty());
     Some(Arc::new(CompiledAlert {
         template,
+        digest,
         inclusion,
         exclusion,
         route: Arc::new(super::provider::route(
@@ -377,6 +382,70 @@ impl RegexCache {
         }
         Some(list.clone())
     }
+}
+
+/// Longest and shortest `spec.digest.window`: a day-long window would hold
+/// notifications past any max delivery age; sub-second windows group nothing.
+const DIGEST_WINDOW_MAX: Duration = Duration::from_secs(24 * 3600);
+const DIGEST_WINDOW_MIN: Duration = Duration::from_secs(1);
+/// `spec.digest.maxItems` when not given, and its bound.
+const DIGEST_ITEMS_DEFAULT: u32 = 20;
+const DIGEST_ITEMS_MAX: u32 = 100;
+
+/// Checks an Alert's `spec.digest`. A bad one is reported and the Alert
+/// sends every notification on its own (nothing is lost to a typo).
+/// Commit-status and change-request providers act per commit, so they
+/// never group.
+fn digest_policy(
+    spec: Option<&crate::api::DigestSpec>,
+    destination: Option<&Destination>,
+    report: &mut impl FnMut(Level, &'static str, String),
+) -> Option<DigestPolicy> {
+    let spec = spec?;
+    let mut invalid = |field: &str, what: String| {
+        report(
+            Level::Error,
+            "InvalidDigest",
+            format!("spec.digest.{field}: {what}; notifications are sent one by one"),
+        );
+    };
+    let window = match crate::duration::parse(&spec.window) {
+        Ok(window) if (DIGEST_WINDOW_MIN..=DIGEST_WINDOW_MAX).contains(&window) => window,
+        Ok(_) => {
+            invalid("window", format!("{:?} is outside 1s..24h", spec.window));
+            return None;
+        }
+        Err(e) => {
+            invalid("window", e);
+            return None;
+        }
+    };
+    let max_items = spec.max_items.unwrap_or(DIGEST_ITEMS_DEFAULT);
+    if !(1..=DIGEST_ITEMS_MAX).contains(&max_items) {
+        invalid(
+            "maxItems",
+            format!("{max_items} is outside 1..{DIGEST_ITEMS_MAX}"),
+        );
+        return None;
+    }
+    if let Some(kind) = destination.map(|d| d.kind)
+        && (super::provider_rules::is_commit_status_provider(kind)
+            || super::provider_rules::is_change_request_provider(kind))
+    {
+        report(
+            Level::Warning,
+            "DigestNotSupported",
+            format!(
+                "spec.digest: provider type '{}' reports per commit; notifications are sent one by one",
+                kind.as_str()
+            ),
+        );
+        return None;
+    }
+    Some(DigestPolicy {
+        window,
+        max_items: max_items as usize,
+    })
 }
 
 /// Compiles an Alert's template. A syntax error is reported and the Alert

@@ -64,6 +64,13 @@ pub struct Destination {
     pub queue: u64,
 }
 
+/// An Alert's `spec.digest`, checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DigestPolicy {
+    pub window: Duration,
+    pub max_items: usize,
+}
+
 /// An Alert ready to match events.
 pub struct CompiledAlert {
     pub key: ObjectKey,
@@ -74,6 +81,8 @@ pub struct CompiledAlert {
     pub summary: Option<String>,
     /// The Alert's message template, when it has one that compiled.
     pub template: Option<CompiledTemplate>,
+    /// How its notifications are grouped (`spec.digest`), when they are.
+    pub digest: Option<DigestPolicy>,
     severities: SeverityMask,
     inclusion: Option<Arc<PatternList>>,
     exclusion: Option<Arc<PatternList>>,
@@ -123,6 +132,7 @@ impl CompiledAlert {
             event_metadata: self.event_metadata.clone(),
             summary: self.summary.clone(),
             template: None,
+            digest: self.digest,
             severities: self.severities,
             inclusion: self.inclusion.clone(),
             exclusion: self.exclusion.clone(),
@@ -135,6 +145,9 @@ impl CompiledAlert {
 pub struct Delivery {
     pub alert: Arc<CompiledAlert>,
     pub notification: Notification,
+    /// Its records in the spool (`--spool-dir`; several for a digest),
+    /// forgotten when it finishes.
+    pub spooled: Vec<u64>,
 }
 
 impl std::ops::Deref for Delivery {
@@ -185,6 +198,21 @@ impl RoutingTable {
     /// Alerts this table routes to (ready, not suspended).
     pub fn alert_count(&self) -> usize {
         self.alert_count
+    }
+
+    /// Every Alert this table routes to, by key: what a notification read
+    /// back from the spool is delivered through.
+    pub fn alerts_by_key(&self) -> HashMap<ObjectKey, Arc<CompiledAlert>> {
+        let mut alerts = HashMap::with_capacity(self.alert_count);
+        for routes in self.index.values().flat_map(HashMap::values) {
+            let by_name = routes.by_name.values().flatten();
+            for route in routes.any_name.iter().chain(by_name) {
+                alerts
+                    .entry(route.alert.key.clone())
+                    .or_insert_with(|| route.alert.clone());
+            }
+        }
+        alerts
     }
 
     /// The Alerts an event matches, each once, with labels from the snapshot.
@@ -326,8 +354,10 @@ pub fn notifications_for(mut event: FluxEvent, alerts: Vec<Arc<CompiledAlert>>) 
                 metadata: metadata::merge(&event, &alert.event_metadata, alert.summary.as_deref()),
                 event: event.clone(),
                 route: alert.route.clone(),
+                digest: None,
             },
             alert,
+            spooled: Vec::new(),
         })
         .collect()
 }

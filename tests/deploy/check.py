@@ -26,7 +26,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 KNOWN_KINDS = {
     ("v1", "Namespace"), ("v1", "ServiceAccount"), ("v1", "Service"),
-    ("v1", "Secret"), ("v1", "ConfigMap"),
+    ("v1", "Secret"), ("v1", "ConfigMap"), ("v1", "PersistentVolumeClaim"),
     ("apps/v1", "Deployment"),
     ("rbac.authorization.k8s.io/v1", "ClusterRole"),
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
@@ -181,6 +181,34 @@ def check_grace_period(docs, where):
         problem(where, f"terminationGracePeriodSeconds {grace} does not outlast herald's drain ({DRAIN_SECONDS}s)")
 
 
+def check_spool():
+    """With spool.enabled the pod mounts a claim that exists at the path
+    --spool-dir names, and a ReadWriteOnce volume is never attached twice."""
+    text, chart = render_chart({"spool": {"enabled": True}})
+    where = "charts/herald (spool)"
+    claims = {d["metadata"]["name"] for d in chart if d["kind"] == "PersistentVolumeClaim"}
+    deployment = next(d for d in chart if d["kind"] == "Deployment")
+    spec = deployment["spec"]
+    pod = spec["template"]["spec"]
+    container = pod["containers"][0]
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    mounts = {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
+    claim = volumes.get("spool", {}).get("persistentVolumeClaim", {}).get("claimName")
+    if claim not in claims:
+        problem(where, f"the spool volume's claim {claim!r} is not rendered")
+    if f"--spool-dir={mounts.get('spool')}" not in container["args"]:
+        problem(where, "--spool-dir does not name the spool volume's mount path")
+    if spec.get("strategy", {}).get("type") != "Recreate":
+        problem(where, "a ReadWriteOnce spool volume needs the Recreate strategy")
+    try:
+        render_chart({"spool": {"enabled": True}, "replicas": 2})
+        problem(where, "replicas: 2 with one spool volume is rendered instead of refused")
+    except Exception as e:  # Helm's `fail`
+        if "replicas: 1" not in str(e):
+            problem(where, f"replicas: 2 refused without saying why: {e}")
+    return text
+
+
 def check_replace_flux():
     """The README's recipe, applied to Flux's own CRDs and a Flux-like
     Deployment: herald's image and herald's CRDs come out."""
@@ -275,6 +303,7 @@ def main():
         problem("charts/herald/crds/crds.yaml", "differs from crds/crds.yaml (copy it over)")
     check_kinds(parse(chart_crds, "chart crds"), "charts/herald/crds")
 
+    (out / "chart-spool.yaml").write_text(check_spool())
     check_replace_flux()
     check_docker_context()
 
