@@ -533,3 +533,56 @@ fn tls_material(secret: &Found<'_>) -> Result<(Option<String>, Option<Identity>)
     }
     Ok((ca, identity))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(uid: Option<&str>) -> Provider {
+        let mut provider: Provider = serde_json::from_value(serde_json::json!({
+            "apiVersion": "notification.toolkit.fluxcd.io/v1beta3",
+            "kind": "Provider",
+            "metadata": {"name": "forge", "namespace": "flux-system"},
+            "spec": {"type": "github"},
+        }))
+        .expect("provider");
+        provider.metadata.uid = uid.map(str::to_owned);
+        provider
+    }
+
+    /// In a cluster the UID is the object's; in manifests a UUID of the
+    /// namespace and name, the same on every run.
+    #[test]
+    fn the_provider_uid_is_the_objects_or_derived_from_its_name() {
+        let key = ObjectKey::new("flux-system", "forge");
+        assert_eq!(
+            provider_uid(&provider(Some("0c9c2e41-aaaa")), &key),
+            "0c9c2e41-aaaa"
+        );
+        let derived = provider_uid(&provider(None), &key);
+        assert_eq!(derived, provider_uid(&provider(Some("")), &key));
+        // Python's uuid.uuid5(uuid.NAMESPACE_URL, "flux-system/forge").
+        assert_eq!(derived, "30d29478-5e75-5eaa-a530-d2ce9f3cae2a");
+        assert_ne!(
+            derived,
+            provider_uid(&provider(None), &ObjectKey::new("flux-system", "other"))
+        );
+    }
+
+    #[test]
+    fn a_commit_status_expr_on_another_type_is_refused() {
+        let mut slack = provider(None);
+        slack.spec.type_ = crate::api::ProviderType::Slack;
+        slack.spec.commit_status_expr = Some("'x'".into());
+        let (reason, message) = compile_commit_status_expr(&slack).expect_err("refused");
+        assert_eq!(reason, "InvalidCommitStatusExpr");
+        assert!(message.contains("only supported for"), "{message}");
+        let mut github = provider(None);
+        github.spec.commit_status_expr = Some("'x'".into());
+        assert!(
+            compile_commit_status_expr(&github)
+                .expect("compiles")
+                .is_some()
+        );
+    }
+}
