@@ -1061,6 +1061,12 @@ fn check_names_what_a_forge_provider_is_missing() {
                 ("githubAppPrivateKey", "not-a-key-secret"),
             ],
         ),
+        (
+            "ssh-address",
+            "gitlab",
+            "git@gitlab.example.com:group/repo.git",
+            vec![("token", TOKEN)],
+        ),
     ];
     let mut text = String::new();
     for (name, kind, address, pairs) in &manifests {
@@ -1094,6 +1100,10 @@ fn check_names_what_a_forge_provider_is_missing() {
             "no {reason} for {name} in:\n{text}"
         );
     }
+    assert!(
+        !text.contains("Provider flux-system/ssh-address"),
+        "an SSH clone address is a forge address: {text}"
+    );
     assert_absent("check", &text, &[TOKEN, "not-a-key-secret"]);
 }
 
