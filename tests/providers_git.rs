@@ -287,7 +287,11 @@ fn commit_status(case: StatusCase) {
         "{}",
         case.kind
     );
-    assert_eq!(header(write, "content-type"), Some("application/json"));
+    let content_type = match case.kind {
+        "azuredevops" => "application/json;charset=utf-8",
+        _ => "application/json",
+    };
+    assert_eq!(header(write, "content-type"), Some(content_type));
 
     // The same status is there already: nothing is written.
     let mut script: Vec<Answer> = preface.iter().map(|(_, a)| a.clone()).collect();

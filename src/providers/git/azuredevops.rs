@@ -2,7 +2,8 @@
 //! the address is `https://dev.azure.com/<org>/<project>/_git/<repo>`; the
 //! statuses are read from and posted to
 //! `<host>/<org>/<project>/_apis/git/repositories/<repo>/commits/<sha>/statuses`
-//! with API version `6.0` in `Accept`, the token as a personal
+//! with API version `6.0` in `Accept` (and `Content-Type:
+//! application/json;charset=utf-8` on the write), the token as a personal
 //! access token (Basic auth, empty user name). The status genre is
 //! `fluxcd`, or `fluxcd:<summary>` when the Alert sets a summary.
 
@@ -22,7 +23,7 @@ use crate::api::Severity;
 use crate::mask::SecretString;
 use crate::notification::Notification;
 use crate::providers::{
-    Auth, Conversation, Invalid, Notifier, Request, Sender, Settings, ThreadAnchor, Verdict,
+    Auth, Body, Conversation, Invalid, Notifier, Request, Sender, Settings, ThreadAnchor, Verdict,
 };
 use crate::template::Rendered;
 
@@ -126,7 +127,11 @@ impl AzureDevOps {
             username: String::new(),
             password: self.token.clone(),
         };
-        let mut request = json_request(method, url, body, auth)?;
+        let mut request = json_request(method, url, None::<&()>, auth)?;
+        if let Some(body) = body {
+            // The Go client adds the charset to every body's media type.
+            request.body = Body::json_as("application/json;charset=utf-8", body)?;
+        }
         request
             .headers
             .push((ACCEPT, HeaderValue::from_static(API_VERSION)));
