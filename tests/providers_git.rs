@@ -406,7 +406,7 @@ fn gitlab_sets_a_commit_status_on_a_project_in_a_subgroup() {
             "description": "reconciliation failed",
         }),
         auth: ("private-token", TOKEN.to_owned()),
-        headers: Vec::new(),
+        headers: vec![("accept", "application/json")],
     });
 }
 

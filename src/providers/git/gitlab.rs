@@ -65,6 +65,21 @@ fn build(settings: Settings, comment: bool) -> Result<Arc<dyn Notifier>, Invalid
     }))
 }
 
+/// A request as client-go sends it: `Accept: application/json` on every one.
+fn gitlab_request(
+    method: Method,
+    url: String,
+    body: Option<&impl Serialize>,
+    auth: Auth,
+) -> Result<Request, String> {
+    let mut request = json_request(method, url, body, auth)?;
+    request.headers.push((
+        reqwest::header::ACCEPT,
+        reqwest::header::HeaderValue::from_static("application/json"),
+    ));
+    Ok(request)
+}
+
 /// client-go's `PathEscape`: `url.PathEscape` with `.` escaped too.
 fn project_path(id: &str) -> String {
     path_escape(id).replace('.', "%2E")
@@ -154,11 +169,11 @@ impl GitLab {
             let marker = comment_marker("flux-mr-comment-key", &self.settings, n);
             let body = serde_json::json!({ "body": comment_body(&marker, n, rendered) });
             let url = self.project_url(&format!("merge_requests/{iid}/notes"));
-            return json_request(Method::POST, url, Some(&body), self.auth());
+            return gitlab_request(Method::POST, url, Some(&body), self.auth());
         }
         let (sha, status) = self.status(n)?;
         let url = self.project_url(&format!("statuses/{}", path_escape(&sha)));
-        json_request(Method::POST, url, Some(&status), self.auth())
+        gitlab_request(Method::POST, url, Some(&status), self.auth())
     }
 
     async fn set_status(&self, n: &Notification, sender: &dyn Sender) -> Result<(), Verdict> {
@@ -169,7 +184,7 @@ impl GitLab {
             query_escape(&status.name)
         ));
         let list =
-            json_request(Method::GET, url, None::<&()>, self.auth()).map_err(Verdict::Fail)?;
+            gitlab_request(Method::GET, url, None::<&()>, self.auth()).map_err(Verdict::Fail)?;
         let reply = exchange(sender, &list, "unable to list commit status").await?;
         let statuses: Vec<CommitStatus> = reply.json("the commit statuses")?;
         if duplicate(&statuses, &sha, &status) {
@@ -177,7 +192,7 @@ impl GitLab {
         }
         let url = self.project_url(&format!("statuses/{}", path_escape(&sha)));
         let write =
-            json_request(Method::POST, url, Some(&status), self.auth()).map_err(Verdict::Fail)?;
+            gitlab_request(Method::POST, url, Some(&status), self.auth()).map_err(Verdict::Fail)?;
         exchange(sender, &write, "unable to set commit status").await?;
         Ok(())
     }
@@ -189,7 +204,7 @@ impl GitLab {
         sender: &dyn Sender,
     ) -> Result<(), Verdict> {
         let iid = change_request(n).map_err(Verdict::Fail)?;
-        let user = json_request(
+        let user = gitlab_request(
             Method::GET,
             format!("{}user", self.api),
             None::<&()>,
@@ -202,7 +217,7 @@ impl GitLab {
             "merge_requests/{iid}/notes?order_by=created_at&per_page=100&sort=asc"
         ));
         let list =
-            json_request(Method::GET, url, None::<&()>, self.auth()).map_err(Verdict::Fail)?;
+            gitlab_request(Method::GET, url, None::<&()>, self.auth()).map_err(Verdict::Fail)?;
         let reply = exchange(sender, &list, "failed to list merge request notes").await?;
         let notes: Vec<Note> = reply.json("the merge request notes")?;
         let marker = comment_marker("flux-mr-comment-key", &self.settings, n);
@@ -223,7 +238,7 @@ impl GitLab {
                 "failed to create merge request note",
             ),
         };
-        let write = json_request(method, url, Some(&body), self.auth()).map_err(Verdict::Fail)?;
+        let write = gitlab_request(method, url, Some(&body), self.auth()).map_err(Verdict::Fail)?;
         exchange(sender, &write, doing).await?;
         Ok(())
     }
