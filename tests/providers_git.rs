@@ -1250,3 +1250,59 @@ fn github_rate_limits_are_retried_when_they_end() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(sink.received().len(), 5, "a plain 403 was retried");
 }
+
+/// kustomize-controller's "Reconciliation finished" event (an info event
+/// marked `commit_status: update`) sets a success status; a `Progressing`
+/// event sets none (GitHub) and an info event without the commit key or
+/// the mark is not routed to a commit-status provider at all.
+#[test]
+fn reconciliation_finished_sets_success_and_progressing_sets_nothing() {
+    let pki = Pki::new();
+    let sink = Sink::start_tls(pki.server_config(false));
+    let address = format!("https://{}/org/repo", sink.authority());
+    let dir = manifests(
+        "github",
+        "",
+        &[("address", &address), ("token", TOKEN)],
+        &pki.ca,
+    );
+    let herald = serve(dir.path(), &[]);
+    sink.script([Answer::status(200).body("[]"), Answer::status(201)]);
+    let finished = event(
+        "info",
+        "ReconciliationSucceeded",
+        "Reconciliation finished in 1.2s, next run in 10m",
+        &[("kustomize.toolkit.fluxcd.io/commit_status", "update")],
+    );
+    let received = post_and_wait(&herald, &sink, finished, 2);
+    assert_eq!(
+        received[1].body,
+        json!({
+            "state": "success",
+            "description": "reconciliation succeeded",
+            "context": STATUS_ID,
+        })
+    );
+    let progressing = event(
+        "info",
+        "Progressing",
+        "Applying revision",
+        &[("kustomize.toolkit.fluxcd.io/commit_status", "update")],
+    );
+    assert_eq!(herald.post(progressing).0, 202);
+    let plain = event("info", "ReconciliationSucceeded", "no mark", &[]);
+    assert_eq!(herald.post(plain).0, 202);
+    assert!(
+        wait_for_count(&herald, "skipped", 1),
+        "{:#?}",
+        herald.logs()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sink.received().len(), 2, "Progressing or unmarked was sent");
+    let metrics = metrics(&herald);
+    assert!(
+        metrics
+            .contains("herald_notifications_total{provider_type=\"github\",result=\"skipped\"} 1"),
+        "{metrics}"
+    );
+}
