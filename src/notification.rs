@@ -17,6 +17,9 @@ use crate::source::ObjectKey;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
     pub alert: ObjectKey,
+    /// The Alert's `metadata.uid` ("" when its manifest has none): `otel`
+    /// derives trace IDs from it, as Flux does.
+    pub alert_uid: String,
     /// The Alert's own channel (`spec.channel`), overriding the Provider's.
     pub alert_channel: Option<String>,
     pub provider: ObjectKey,

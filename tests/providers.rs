@@ -782,9 +782,9 @@ fn check_reports_unusable_transport_settings() {
             &[("address", "https://hooks.example.com/secret-webhook-path")],
         ),
         provider(
-            "unsupported",
+            "nats-over-https",
             "nats",
-            "  address: https://hooks.example.com/x",
+            "  address: https://hooks.example.com/x\n  channel: flux",
         ),
         provider(
             "threads",
@@ -822,10 +822,7 @@ fn check_reports_unusable_transport_settings() {
             "Provider flux-system/hmac-without-token",
             "(SecretKeyMissing)",
         ),
-        (
-            "Provider flux-system/unsupported",
-            "(ProviderTypeNotSupported)",
-        ),
+        ("Provider flux-system/nats-over-https", "(InvalidAddress)"),
         ("Alert flux-system/threads", "(ThreadsNotSupported)"),
         ("Alert flux-system/threads", "(BlocksNotSupported)"),
     ] {

@@ -49,34 +49,6 @@ pub fn new_hmac(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
     }))
 }
 
-/// The event as Flux marshals it, with the notification's metadata and
-/// the template's message: what `generic` posts and `githubdispatch`
-/// sends as its `client_payload`.
-pub(super) fn flux_event<'a>(
-    n: &'a Notification,
-    rendered: Option<&'a Rendered>,
-) -> impl Serialize + 'a {
-    let event = &n.event;
-    let object = &event.involved_object;
-    Event {
-        involved_object: ObjectReference {
-            kind: &object.kind,
-            namespace: &object.namespace,
-            name: &object.name,
-            uid: &object.uid,
-            api_version: &object.api_version,
-            resource_version: &object.resource_version,
-        },
-        severity: event.severity.as_str(),
-        timestamp: Some(event.timestamp.as_str()).filter(|t| !t.is_empty()),
-        message: message_text(n, rendered),
-        reason: &event.reason,
-        metadata: &n.metadata,
-        reporting_controller: &event.reporting_controller,
-        reporting_instance: &event.reporting_instance,
-    }
-}
-
 /// The event as Flux marshals it (`fluxcd/pkg/apis/event/v1beta1.Event`).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -112,6 +84,51 @@ struct ObjectReference<'a> {
     resource_version: &'a str,
 }
 
+/// The event byte for byte as Go's `json.Marshal(event)` writes it: as
+/// [`event_json`], with `<`, `>`, `&`, U+2028 and U+2029 escaped as
+/// `\u003c`… (they only occur inside JSON strings, so the value is the
+/// same). What the message buses (NATS, Pub/Sub, Event Hubs) carry.
+pub(crate) fn go_event_json(n: &Notification, rendered: Option<&Rendered>) -> Result<Body, String> {
+    let mut body = event_json(n, rendered)?;
+    let text = String::from_utf8_lossy(&body.bytes);
+    if text.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
+        let escaped = text
+            .replace('<', "\\u003c")
+            .replace('>', "\\u003e")
+            .replace('&', "\\u0026")
+            .replace('\u{2028}', "\\u2028")
+            .replace('\u{2029}', "\\u2029");
+        body.bytes = escaped.into_bytes().into();
+    }
+    Ok(body)
+}
+
+/// The event as Flux marshals it (`json.Marshal(event)`, but for Go's HTML
+/// escaping), with a text template's result as its `message`: what
+/// `generic` POSTs.
+pub(crate) fn event_json(n: &Notification, rendered: Option<&Rendered>) -> Result<Body, String> {
+    let event = &n.event;
+    let object = &event.involved_object;
+    let body = Event {
+        involved_object: ObjectReference {
+            kind: &object.kind,
+            namespace: &object.namespace,
+            name: &object.name,
+            uid: &object.uid,
+            api_version: &object.api_version,
+            resource_version: &object.resource_version,
+        },
+        severity: event.severity.as_str(),
+        timestamp: Some(event.timestamp.as_str()).filter(|t| !t.is_empty()),
+        message: message_text(n, rendered),
+        reason: &event.reason,
+        metadata: &n.metadata,
+        reporting_controller: &event.reporting_controller,
+        reporting_instance: &event.reporting_instance,
+    };
+    Body::json(&body)
+}
+
 impl Notifier for Generic {
     fn settings(&self) -> &Settings {
         &self.settings
@@ -124,7 +141,7 @@ impl Notifier for Generic {
         _thread: Option<&ThreadAnchor>,
     ) -> Result<Request, String> {
         let event = &n.event;
-        let body = Body::json(&flux_event(n, rendered))?;
+        let body = event_json(n, rendered)?;
         let url = self.settings.address().map_err(|_| "no address")?;
         let mut request = Request::post(url, body);
         if let Ok(component) = HeaderValue::from_str(&event.reporting_controller) {
@@ -158,6 +175,21 @@ mod tests {
     use crate::api::Severity;
     use crate::mask::SecretString;
     use crate::providers::testing::notification;
+
+    #[test]
+    fn the_buses_get_the_event_html_escaped_as_go_marshals_it() {
+        let mut n = notification(Severity::Info, &[("note", "a\u{2028}b")]);
+        std::sync::Arc::make_mut(&mut n.event).message = "<b> & </b>".into();
+        let body = go_event_json(&n, None).expect("json");
+        let text = std::str::from_utf8(&body.bytes).expect("utf-8");
+        assert!(
+            text.contains(r#""message":"\u003cb\u003e \u0026 \u003c/b\u003e""#),
+            "{text}"
+        );
+        assert!(text.contains(r#""note":"a\u2028b""#), "{text}");
+        let value: serde_json::Value = serde_json::from_slice(&body.bytes).expect("valid JSON");
+        assert_eq!(value["message"], "<b> & </b>");
+    }
 
     fn settings(token: Option<&str>) -> Settings {
         Settings {

@@ -25,6 +25,14 @@ pub fn unix(timestamp: &str) -> i64 {
     parse(timestamp).map_or(GO_ZERO_UNIX, |t| t.as_second())
 }
 
+/// `max(0, time.Time.UnixNano())` of the event's timestamp, as OTLP
+/// exporters write span times (0 when there is none).
+pub fn unix_nanos(timestamp: &str) -> u64 {
+    parse(timestamp).map_or(0, |t| {
+        u64::try_from(t.as_nanosecond().max(0)).unwrap_or(u64::MAX)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,5 +47,7 @@ mod tests {
         assert_eq!(rfc3339(""), "0001-01-01T00:00:00Z");
         assert_eq!(unix("1970-01-01T00:01:00Z"), 60);
         assert_eq!(unix(""), GO_ZERO_UNIX);
+        assert_eq!(unix_nanos("1970-01-01T00:01:00.5Z"), 60_500_000_000);
+        assert_eq!(unix_nanos(""), 0);
     }
 }

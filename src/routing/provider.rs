@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::Destination;
 use crate::api::alert::LocalReference;
-use crate::api::{Provider, ProviderSpec};
+use crate::api::{Provider, ProviderSpec, ProviderType};
 use crate::mask::SecretString;
 use crate::notification::Route;
 use crate::providers::{self, BuildError, Invalid, Settings};
@@ -75,19 +75,26 @@ pub fn resolve(
             None
         }
     };
+    if let Some(name) = spec
+        .service_account_name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+    {
+        failures.push(workload_identity(name));
+    }
     // A missing Secret or an unusable address already explains why there is none.
     let address_explained = secret_missing || address.is_err();
     let address = address.unwrap_or_else(|failure| {
         failures.push(failure);
         None
     });
-    let headers = match secret.as_ref().map(parse_headers) {
+    let (headers, header_pairs) = match secret.as_ref().map(parse_headers) {
         Some(Ok(headers)) => headers,
         Some(Err(failure)) => {
             failures.push(failure);
-            Vec::new()
+            Default::default()
         }
-        None => Vec::new(),
+        None => Default::default(),
     };
     let transport = match resolve_transport(spec, key, snapshot, secret.as_ref(), &mut warnings) {
         Ok(transport) => transport,
@@ -111,6 +118,9 @@ pub fn resolve(
         password: password.map(SecretString::new),
         channel: channel.clone(),
         headers,
+        header_pairs,
+        nats_creds: value("creds").map(SecretString::new),
+        nats_nkey: value("nkey").map(SecretString::new),
         secret_data: secret
             .as_ref()
             .map(|s| {
@@ -154,6 +164,14 @@ pub fn resolve(
         return Err(failures);
     };
     warnings.extend(notifier.warnings());
+    if spec.type_ == ProviderType::Nats && !transport.is_default() {
+        // As in Flux: the NATS client makes its own connections.
+        warnings.push(
+            "spec.certSecretRef and proxies do not apply to nats (as in Flux): herald connects \
+             to the NATS server directly, trusting the system's roots for tls://"
+                .into(),
+        );
+    }
     Ok(Resolved {
         destination: Destination {
             key: key.clone(),
@@ -179,6 +197,7 @@ pub fn route(
     let reads_alert = destination.notifier.settings().commit_status_expr.is_some();
     Route {
         alert: key,
+        alert_uid: alert.metadata.uid.clone().unwrap_or_default(),
         alert_channel: channel,
         provider: destination.key.clone(),
         provider_type: destination.kind,
@@ -317,17 +336,18 @@ fn resolve_address(
             None => return Ok(None),
         },
     };
-    // The Git forges take a repository's clone URL, SSH included; their
-    // own parsing checks it.
-    if !crate::providers::git::takes_clone_url(spec.type_) {
-        validate_address(address)
-            .map_err(|why| ("InvalidAddress", format!("the address in {source} {why}")))?;
-    } else if address.len() > MAX_ADDRESS {
-        return Err((
-            "InvalidAddress",
-            format!("the address in {source} is longer than {MAX_ADDRESS} characters"),
-        ));
-    }
+    // Not every address is a URL (DESIGN §3.12): a NATS server, a GCP
+    // project, an Event Hubs connection string, a Git clone URL. Their
+    // providers check them.
+    let checked = match spec.type_ {
+        ProviderType::Nats | ProviderType::Googlepubsub | ProviderType::Azureeventhub => {
+            validate_length(address)
+        }
+        // The Git forges take a repository's clone URL, SSH included.
+        kind if crate::providers::git::takes_clone_url(kind) => validate_length(address),
+        _ => validate_address(address),
+    };
+    checked.map_err(|why| ("InvalidAddress", format!("the address in {source} {why}")))?;
     Ok(Some(address.to_owned()))
 }
 
@@ -349,11 +369,31 @@ fn no_address(secret: Option<&Found<'_>>) -> Failure {
     }
 }
 
-/// Why an address is unusable, without quoting it (it is a secret).
-fn validate_address(address: &str) -> Result<(), String> {
+/// `spec.serviceAccountName` asks for workload identity (a token exchanged
+/// with the cloud for the Provider's ServiceAccount). Flux v1.9.3 refuses it
+/// too unless its `ObjectLevelWorkloadIdentity` feature gate is on; herald
+/// has no such exchange, so it always refuses, naming the field.
+fn workload_identity(name: &str) -> Failure {
+    (
+        "WorkloadIdentityNotSupported",
+        format!(
+            "spec.serviceAccountName: '{name}' asks for workload identity, which herald does not \
+             support; give the provider static credentials in spec.secretRef instead"
+        ),
+    )
+}
+
+/// Why an address is too long to accept (Flux's limit).
+fn validate_length(address: &str) -> Result<(), String> {
     if address.len() > MAX_ADDRESS {
         return Err(format!("is longer than {MAX_ADDRESS} characters"));
     }
+    Ok(())
+}
+
+/// Why an address is unusable, without quoting it (it is a secret).
+fn validate_address(address: &str) -> Result<(), String> {
+    validate_length(address)?;
     let parsed = url::Url::parse(address).map_err(|e| format!("is not a valid URL ({e})"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(format!(
@@ -367,10 +407,13 @@ fn validate_address(address: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The Secret's `headers`, parsed and as written.
+type Headers = (Vec<(HeaderName, SecretString)>, Vec<(String, SecretString)>);
+
 /// The Secret's `headers`: a YAML map of header names to values.
-fn parse_headers(secret: &Found<'_>) -> Result<Vec<(HeaderName, SecretString)>, Failure> {
+fn parse_headers(secret: &Found<'_>) -> Result<Headers, Failure> {
     let Some(text) = secret.get(&["headers"]) else {
-        return Ok(Vec::new());
+        return Ok(Default::default());
     };
     let invalid = |why: String| {
         (
@@ -382,7 +425,7 @@ fn parse_headers(secret: &Found<'_>) -> Result<Vec<(HeaderName, SecretString)>, 
         .map_err(|e| invalid(format!("is not YAML: {e}")))?
     {
         Value::Object(map) => map,
-        Value::Null => return Ok(Vec::new()),
+        Value::Null => return Ok(Default::default()),
         _ => {
             return Err(invalid(
                 "must be a YAML map of header names to values".into(),
@@ -390,6 +433,7 @@ fn parse_headers(secret: &Found<'_>) -> Result<Vec<(HeaderName, SecretString)>, 
         }
     };
     let mut headers = Vec::with_capacity(map.len());
+    let mut pairs = Vec::with_capacity(map.len());
     for (name, value) in map {
         let value = match value {
             Value::String(value) => value,
@@ -401,9 +445,10 @@ fn parse_headers(secret: &Found<'_>) -> Result<Vec<(HeaderName, SecretString)>, 
             .map_err(|_| invalid(format!("{name:?} is not a valid header name")))?;
         HeaderValue::from_str(&value)
             .map_err(|_| invalid(format!("value of {name:?} is not a valid header value")))?;
-        headers.push((header, SecretString::new(value)));
+        headers.push((header, SecretString::new(value.clone())));
+        pairs.push((name, SecretString::new(value)));
     }
-    Ok(headers)
+    Ok((headers, pairs))
 }
 
 /// The transport: `certSecretRef` (CA and client certificate) and the

@@ -455,8 +455,8 @@ spec: {type: slack, address: 'ftp://example.com/secret-path'}
 ---
 apiVersion: notification.toolkit.fluxcd.io/v1beta3
 kind: Provider
-metadata: {name: teams, namespace: ns}
-spec: {type: nats, address: 'https://example.com/hook'}
+metadata: {name: nats-over-https, namespace: ns}
+spec: {type: nats, address: 'https://example.com/hook', channel: flux}
 ";
     let (_, problems) = table_with(manifests, &TableOptions::default());
     let reasons: Vec<_> = problems
@@ -469,7 +469,7 @@ spec: {type: nats, address: 'https://example.com/hook'}
             ("Provider ns/missing-secret", "SecretNotFound"),
             ("Provider ns/no-keys", "SecretKeyMissing"),
             ("Provider ns/ftp", "InvalidAddress"),
-            ("Provider ns/teams", "ProviderTypeNotSupported"),
+            ("Provider ns/nats-over-https", "InvalidAddress"),
         ]
     );
     assert!(

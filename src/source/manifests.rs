@@ -116,6 +116,49 @@ fn split_documents(text: &str) -> Vec<&str> {
     documents
 }
 
+/// Documents parsed together: large enough to share among threads, small
+/// enough that a batch's parsed values stay a few megabytes.
+const PARSE_BATCH: usize = 512;
+/// Below this many documents a batch is parsed on the calling thread.
+const PARALLEL_FROM: usize = 64;
+
+/// Parses a batch of documents, in order. YAML parsing is most of the cost
+/// of loading thousands of objects, and documents parse independently, so
+/// a large batch is split among the machine's cores.
+fn parse_batch(documents: &[&str]) -> Vec<Result<Value, String>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    if threads < 2 || documents.len() < PARALLEL_FROM {
+        return documents
+            .iter()
+            .map(|d| crate::yaml::parse_document(d))
+            .collect();
+    }
+    let share = documents.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parsing: Vec<_> = documents
+            .chunks(share)
+            .map(|part| {
+                let handle = scope.spawn(move || {
+                    part.iter()
+                        .map(|d| crate::yaml::parse_document(d))
+                        .collect::<Vec<_>>()
+                });
+                (part.len(), handle)
+            })
+            .collect();
+        parsing
+            .into_iter()
+            .flat_map(|(count, handle)| {
+                handle.join().unwrap_or_else(|_| {
+                    vec![Err("the YAML parser failed on this document".to_owned()); count]
+                })
+            })
+            .collect()
+    })
+}
+
 #[derive(Default)]
 struct Loader {
     snapshot: Snapshot,
@@ -137,24 +180,31 @@ impl Loader {
 
     fn load_file(&mut self, path: &Path, text: &str) {
         // Documents are numbered among the non-empty ones, as a reader counts them.
-        let documents = split_documents(text).into_iter().filter(|d| {
-            d.lines()
-                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-        });
-        for (index, document) in documents.enumerate() {
-            let origin = Origin::File {
-                path: path.to_owned(),
-                document: index,
-            };
-            match crate::yaml::parse_document(document) {
-                Ok(Value::Null) => {}
-                Ok(value) => self.load_document(origin, value),
-                Err(e) => self.problem(
-                    origin,
-                    "document",
-                    "InvalidYAML",
-                    format!("invalid YAML: {e}"),
-                ),
+        let documents: Vec<&str> = split_documents(text)
+            .into_iter()
+            .filter(|d| {
+                d.lines()
+                    .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+            })
+            .collect();
+        let mut index = 0;
+        for batch in documents.chunks(PARSE_BATCH) {
+            for parsed in parse_batch(batch) {
+                let origin = Origin::File {
+                    path: path.to_owned(),
+                    document: index,
+                };
+                index += 1;
+                match parsed {
+                    Ok(Value::Null) => {}
+                    Ok(value) => self.load_document(origin, value),
+                    Err(e) => self.problem(
+                        origin,
+                        "document",
+                        "InvalidYAML",
+                        format!("invalid YAML: {e}"),
+                    ),
+                }
             }
         }
     }

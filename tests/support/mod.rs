@@ -1,4 +1,5 @@
 //! Shared test support: a recording webhook sink, a `herald serve` process,
+//! a real `nats-server` (`nats`), an OTLP protobuf reader (`otlp`),
 //! a real kube-apiserver (`kubeapi`), a TCP proxy that cuts connections
 //! (`cutter`), a recording HTTP proxy (`proxy`) and test certificates (`tls`).
 #![allow(dead_code)]
@@ -6,6 +7,8 @@
 pub mod cutter;
 pub mod herald;
 pub mod kubeapi;
+pub mod nats;
+pub mod otlp;
 pub mod proxy;
 pub mod sink;
 pub mod tls;

@@ -25,7 +25,8 @@ use crate::api::Severity;
 use crate::mask::SecretString;
 use crate::notification::Notification;
 use crate::providers::{
-    Auth, Conversation, Invalid, Notifier, Reply, Request, Sender, Settings, ThreadAnchor, Verdict,
+    Auth, Body, Conversation, Invalid, Notifier, Reply, Request, Sender, Settings, ThreadAnchor,
+    Verdict,
 };
 use crate::template::Rendered;
 
@@ -103,14 +104,23 @@ fn api_base(address: &RepoAddress) -> String {
     format!("{}/api/v3/", address.host)
 }
 
-/// The headers go-github sends with every request.
+/// The headers go-github sends with every request, and its bodies as its
+/// `json.Encoder` writes them (HTML not escaped, a final newline).
 fn github_request(
     method: Method,
     url: String,
     body: Option<&impl Serialize>,
     auth: Auth,
 ) -> Result<Request, String> {
-    let mut request = json_request(method, url, body, auth)?;
+    let mut request = json_request(method, url, None::<&()>, auth)?;
+    if let Some(body) = body {
+        let mut bytes = serde_json::to_vec(body).map_err(|e| format!("cannot encode JSON: {e}"))?;
+        bytes.push(b'\n');
+        request.body = Body {
+            content_type: "application/json",
+            bytes: bytes.into(),
+        };
+    }
     request.headers.push((
         reqwest::header::ACCEPT,
         HeaderValue::from_static("application/vnd.github.v3+json"),
@@ -120,6 +130,23 @@ fn github_request(
         HeaderValue::from_static("2022-11-28"),
     ));
     Ok(request)
+}
+
+/// `repository_dispatch`'s body: `event_type` `<Kind>/<name>.<namespace>`
+/// and the event, as `json.Marshal` wrote it (HTML escaped), as the raw
+/// `client_payload`; go-github's encoder adds the final newline.
+fn dispatch_body(n: &Notification, rendered: Option<&Rendered>) -> Result<Body, String> {
+    let object = &n.event.involved_object;
+    let event_type = format!("{}/{}.{}", object.kind, object.name, object.namespace);
+    let event_type = serde_json::to_string(&event_type).map_err(|e| e.to_string())?;
+    let payload = crate::providers::generic::go_event_json(n, rendered)?;
+    let mut bytes = format!("{{\"event_type\":{event_type},\"client_payload\":").into_bytes();
+    bytes.extend_from_slice(&payload.bytes);
+    bytes.extend_from_slice(b"}\n");
+    Ok(Body {
+        content_type: "application/json",
+        bytes: bytes.into(),
+    })
 }
 
 /// Sends a request to GitHub; a 2xx answer is returned. A rate limit
@@ -244,13 +271,10 @@ impl GitHub {
                 github_request(Method::POST, url, Some(&status), auth)
             }
             Kind::Dispatch => {
-                let object = &n.event.involved_object;
-                let body = serde_json::json!({
-                    "event_type": format!("{}/{}.{}", object.kind, object.name, object.namespace),
-                    "client_payload": serde_json::to_value(crate::providers::generic::flux_event(n, rendered))
-                        .map_err(|e| e.to_string())?,
-                });
-                github_request(Method::POST, self.repo_url("dispatches"), Some(&body), auth)
+                let mut request =
+                    github_request(Method::POST, self.repo_url("dispatches"), None::<&()>, auth)?;
+                request.body = dispatch_body(n, rendered)?;
+                Ok(request)
             }
             Kind::Comment => {
                 let number = change_request(n)?;
