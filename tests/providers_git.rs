@@ -292,6 +292,10 @@ fn commit_status(case: StatusCase) {
         _ => "application/json",
     };
     assert_eq!(header(write, "content-type"), Some(content_type));
+    // go-github and Flux's Bitbucket Server code encode with json.Encoder
+    // (a final newline); the other clients with json.Marshal.
+    let newline = matches!(case.kind, "github" | "bitbucketserver");
+    assert_eq!(write.raw.ends_with(b"\n"), newline, "{:?}", write.raw);
 
     // The same status is there already: nothing is written.
     let mut script: Vec<Answer> = preface.iter().map(|(_, a)| a.clone()).collect();
@@ -741,8 +745,22 @@ fn githubdispatch_sends_the_event_as_a_repository_dispatch() {
         Answer::status(204),
         Answer::status(422).body("{\"message\":\"bad\"}"),
     ]);
-    let received = post_and_wait(&herald, &sink, failure("dispatched"), 2);
+    let received = post_and_wait(&herald, &sink, failure("dispatched <a> & <b>"), 2);
     let r = &received[1];
+    // The payload is json.Marshal's (HTML escaped), in the event's field
+    // order; go-github's encoder ends the body with a newline.
+    let raw = String::from_utf8(r.raw.clone()).expect("utf-8");
+    assert!(
+        raw.starts_with(
+            "{\"event_type\":\"Kustomization/my-app-kustomization.flux-system\",\"client_payload\":{\"involvedObject\":{\"kind\":\"Kustomization\","
+        ),
+        "{raw}"
+    );
+    assert!(
+        raw.contains("\"message\":\"dispatched \\u003ca\\u003e \\u0026 \\u003cb\\u003e\""),
+        "{raw}"
+    );
+    assert!(raw.ends_with("}}\n"), "{raw:?}");
     assert_eq!(r.raw, received[0].raw, "the retry sends the same body");
     assert_eq!(r.method, "POST");
     assert_eq!(r.path, "/api/v3/repos/org/repo/dispatches");
@@ -762,7 +780,7 @@ fn githubdispatch_sends_the_event_as_a_repository_dispatch() {
                 },
                 "severity": "error",
                 "timestamp": "2026-11-20T07:26:19Z",
-                "message": "dispatched",
+                "message": "dispatched <a> & <b>",
                 "reason": "ReconciliationFailed",
                 "metadata": {"revision": format!("main@sha1:{SHA}")},
                 "reportingController": "kustomize-controller"
