@@ -26,6 +26,9 @@ pub struct Route {
     pub provider_type: ProviderType,
     /// The Provider's `spec.channel`.
     pub provider_channel: Option<String>,
+    /// The Alert as JSON, for the `alert` variable of the Provider's
+    /// `spec.commitStatusExpr`; kept only when the Provider has one.
+    pub alert_object: Option<Arc<serde_json::Value>>,
 }
 
 impl Route {

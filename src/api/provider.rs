@@ -71,7 +71,8 @@ pub struct ProviderSpec {
     #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
     pub interval: Option<String>,
 
-    /// CEL expression for commit status providers (accepted for compatibility).
+    /// CEL expression naming the commit status of the commit-status types
+    /// (variables `event`, `alert`, `provider`); compiled when the Provider is read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit_status_expr: Option<String>,
 
@@ -84,8 +85,8 @@ pub struct ProviderSpec {
     pub suspend: Option<bool>,
 }
 
-/// Every provider type Flux defines. herald accepts them all; the ones it
-/// cannot deliver to yet are reported `Ready=False` (ProviderTypeNotSupported).
+/// Every provider type Flux defines; herald delivers to each (a type added
+/// before its provider would be `Ready=False`, ProviderTypeNotSupported).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderType {

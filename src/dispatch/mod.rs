@@ -1094,15 +1094,18 @@ fn request_headers(
     extra: &[(reqwest::header::HeaderName, SecretString)],
 ) -> Result<HeaderMap, String> {
     let mut headers = HeaderMap::new();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static(request.body.content_type),
-    );
+    // A read without a body (a forge's GET) has no content type.
+    if !request.body.content_type.is_empty() {
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(request.body.content_type),
+        );
+    }
     for (name, value) in &request.headers {
         headers.append(name.clone(), value.clone());
     }
     let authorization = match &request.auth {
-        Auth::None => None,
+        Auth::None | Auth::Header(..) => None,
         Auth::Bearer(token) => Some(format!("Bearer {}", token.expose())),
         Auth::Basic { username, password } => {
             use base64::Engine;
@@ -1118,6 +1121,12 @@ fn request_headers(
             .map_err(|_| "the credentials are not a valid Authorization header".to_owned())?;
         value.set_sensitive(true);
         headers.insert(AUTHORIZATION, value);
+    }
+    if let Auth::Header(name, credential) = &request.auth {
+        let mut value = HeaderValue::from_str(credential.expose())
+            .map_err(|_| format!("the credentials are not a valid {name} header"))?;
+        value.set_sensitive(true);
+        headers.insert(name.clone(), value);
     }
     for (name, value) in extra {
         let mut value = HeaderValue::from_str(value.expose())

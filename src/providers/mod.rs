@@ -12,6 +12,7 @@ pub mod azureeventhub;
 pub mod datadog;
 pub mod discord;
 pub mod generic;
+pub mod git;
 mod go_time;
 pub mod googlechat;
 pub mod googlepubsub;
@@ -49,7 +50,8 @@ use crate::notification::Notification;
 use crate::template::Rendered;
 
 /// The provider type's constructor, or `None` when herald cannot deliver
-/// to it yet: the registry.
+/// to it yet: the registry. Every type of Flux v1.9.3 has one now; the
+/// `None` path stays for a type added to the API before its provider.
 fn constructor(kind: ProviderType) -> Option<Constructor> {
     Some(match kind {
         ProviderType::Slack => slack::new,
@@ -76,7 +78,16 @@ fn constructor(kind: ProviderType) -> Option<Constructor> {
         ProviderType::Googlepubsub => googlepubsub::new,
         ProviderType::Azureeventhub => azureeventhub::new,
         ProviderType::Otel => otel::new,
-        _ => return None,
+        ProviderType::Github => git::github::new_status,
+        ProviderType::Githubdispatch => git::github::new_dispatch,
+        ProviderType::Githubpullrequestcomment => git::github::new_comment,
+        ProviderType::Gitlab => git::gitlab::new_status,
+        ProviderType::Gitlabmergerequestcomment => git::gitlab::new_comment,
+        ProviderType::Gitea => git::gitea::new_status,
+        ProviderType::Giteapullrequestcomment => git::gitea::new_comment,
+        ProviderType::Bitbucket => git::bitbucket::new,
+        ProviderType::Bitbucketserver => git::bitbucketserver::new,
+        ProviderType::Azuredevops => git::azuredevops::new,
     })
 }
 
@@ -109,6 +120,23 @@ pub struct Settings {
     /// seed): NATS authentication, read as Flux reads them.
     pub nats_creds: Option<SecretString>,
     pub nats_nkey: Option<SecretString>,
+    /// Every key of the Secret (`spec.secretRef`), masked: the Git forges
+    /// read more than the usual keys (GitHub App keys).
+    pub secret_data: std::collections::BTreeMap<String, SecretString>,
+    /// The Provider's `metadata.uid`, or with none (manifests) a UUID
+    /// derived from its namespace and name: commit status ids and comment
+    /// markers embed it.
+    pub provider_uid: String,
+    /// `spec.commitStatusExpr`, compiled; with the Provider as CEL sees it.
+    pub commit_status_expr: Option<CommitStatusExpr>,
+}
+
+/// A compiled `spec.commitStatusExpr` and the Provider object its
+/// `provider` variable reads.
+#[derive(Clone, Debug)]
+pub struct CommitStatusExpr {
+    pub expression: Arc<crate::webhook::cel::Expression>,
+    pub provider: Arc<Value>,
 }
 
 impl Settings {
@@ -127,6 +155,7 @@ impl Settings {
             .chain(self.header_pairs.iter().map(|(_, value)| value))
             .chain(&self.nats_creds)
             .chain(&self.nats_nkey)
+            .chain(self.secret_data.values())
             .collect()
     }
 }
@@ -197,6 +226,7 @@ impl Request {
 /// A request body: its bytes exactly as sent, and their content type.
 #[derive(Clone, Debug)]
 pub struct Body {
+    /// Empty for a request without a body: no `Content-Type` is sent.
     pub content_type: &'static str,
     pub bytes: Bytes,
 }
@@ -240,6 +270,10 @@ pub enum Auth {
         username: String,
         password: SecretString,
     },
+    /// A credential in a header of the service's own (GitLab's
+    /// `PRIVATE-TOKEN`, Gitea's `Authorization: token …`): sent as is and
+    /// marked sensitive like the others.
+    Header(HeaderName, SecretString),
 }
 
 /// A service's answer, as far as providers judge it.
@@ -505,6 +539,7 @@ pub(crate) mod testing {
                 provider: ObjectKey::new("flux-system", "provider"),
                 provider_type: ProviderType::Generic,
                 provider_channel: None,
+                alert_object: None,
             }),
             digest: None,
         }

@@ -110,7 +110,7 @@ fn summary(n: &Notification) -> String {
 /// Go's `splitCamelcase`: runs of lower case, upper case, digits and other
 /// characters, an upper-case run giving its last letter to a following
 /// lower-case run (`PDFLoader` → `PDF Loader`).
-fn split_camel_case(s: &str) -> Vec<String> {
+pub(super) fn split_camel_case(s: &str) -> Vec<String> {
     fn class(c: char) -> u8 {
         if c.is_lowercase() {
             1

@@ -269,8 +269,8 @@ fn compile_alert(
         inclusion,
         exclusion,
         route: Arc::new(super::provider::route(
+            alert,
             key.clone(),
-            alert.metadata.uid.clone().unwrap_or_default(),
             channel,
             &destination,
         )),

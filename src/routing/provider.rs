@@ -68,6 +68,13 @@ pub fn resolve(
             .cloned()
     };
     let address = resolve_address(spec, secret.as_ref());
+    let commit_status_expr = match compile_commit_status_expr(provider) {
+        Ok(expr) => expr,
+        Err(failure) => {
+            failures.push(failure);
+            None
+        }
+    };
     if let Some(name) = spec
         .service_account_name
         .as_deref()
@@ -114,6 +121,17 @@ pub fn resolve(
         header_pairs,
         nats_creds: value("creds").map(SecretString::new),
         nats_nkey: value("nkey").map(SecretString::new),
+        secret_data: secret
+            .as_ref()
+            .map(|s| {
+                s.data
+                    .iter()
+                    .map(|(k, v)| (k.clone(), SecretString::new(v.clone())))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        provider_uid: provider_uid(provider, key),
+        commit_status_expr,
     };
     // One queue per endpoint and way of reaching it: a Provider behind
     // another proxy or CA fails (or not) on its own.
@@ -168,21 +186,97 @@ pub fn resolve(
     })
 }
 
-/// The route (Alert and Provider names) of an Alert through a destination.
+/// The route (Alert and Provider names) of an Alert through a destination;
+/// with the Alert itself when the Provider's `commitStatusExpr` reads it.
 pub fn route(
-    alert: ObjectKey,
-    alert_uid: String,
+    alert: &crate::api::Alert,
+    key: ObjectKey,
     channel: Option<String>,
     destination: &Destination,
 ) -> Route {
+    let reads_alert = destination.notifier.settings().commit_status_expr.is_some();
     Route {
-        alert,
-        alert_uid,
+        alert: key,
+        alert_uid: alert.metadata.uid.clone().unwrap_or_default(),
         alert_channel: channel,
         provider: destination.key.clone(),
         provider_type: destination.kind,
         provider_channel: destination.channel.clone(),
+        alert_object: reads_alert
+            .then(|| serde_json::to_value(alert).ok().map(Arc::new))
+            .flatten(),
     }
+}
+
+/// The Provider's `metadata.uid`; in manifests, which have none, a UUID
+/// (version 5 in the URL name space) of `<namespace>/<name>`: stable across
+/// restarts and reloads, so commit status ids and comment markers stay the
+/// same and earlier statuses and comments are found again.
+fn provider_uid(provider: &Provider, key: &ObjectKey) -> String {
+    if let Some(uid) = provider.metadata.uid.as_deref().filter(|u| !u.is_empty()) {
+        return uid.to_owned();
+    }
+    const URL_NAMESPACE: [u8; 16] = [
+        0x6b, 0xa7, 0xb8, 0x11, 0x9d, 0xad, 0x11, 0xd1, 0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4, 0x30,
+        0xc8,
+    ];
+    let mut context = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    context.update(&URL_NAMESPACE);
+    context.update(format!("{}/{}", key.namespace, key.name).as_bytes());
+    let digest = context.finish();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&digest.as_ref()[..16]);
+    b[6] = (b[6] & 0x0f) | 0x50;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// `spec.commitStatusExpr`, compiled. Flux's CRD allows it only on the
+/// commit-status types; Flux compiles it per event and fails each one when
+/// it does not compile, where herald refuses the Provider at once.
+fn compile_commit_status_expr(
+    provider: &Provider,
+) -> Result<Option<providers::CommitStatusExpr>, Failure> {
+    let Some(source) = provider
+        .spec
+        .commit_status_expr
+        .as_deref()
+        .filter(|s| !s.is_empty())
+    else {
+        return Ok(None);
+    };
+    if !super::provider_rules::is_commit_status_provider(provider.spec.type_) {
+        return Err((
+            "InvalidCommitStatusExpr",
+            "spec.commitStatusExpr is only supported for the 'github', 'gitlab', 'gitea', \
+             'bitbucketserver', 'bitbucket', 'azuredevops' provider types"
+                .into(),
+        ));
+    }
+    let expression = crate::webhook::cel::compile(
+        source,
+        &["event", "alert", "provider"],
+        crate::webhook::cel::Output::Any,
+    )
+    .map_err(|e| {
+        (
+            "InvalidCommitStatusExpr",
+            format!("spec.commitStatusExpr: {e}"),
+        )
+    })?;
+    let object = serde_json::to_value(provider).unwrap_or(Value::Null);
+    Ok(Some(providers::CommitStatusExpr {
+        expression: Arc::new(expression),
+        provider: Arc::new(object),
+    }))
 }
 
 /// A referenced Secret and its data.
@@ -243,11 +337,14 @@ fn resolve_address(
         },
     };
     // Not every address is a URL (DESIGN §3.12): a NATS server, a GCP
-    // project, an Event Hubs connection string. Their providers check them.
+    // project, an Event Hubs connection string, a Git clone URL. Their
+    // providers check them.
     let checked = match spec.type_ {
         ProviderType::Nats | ProviderType::Googlepubsub | ProviderType::Azureeventhub => {
             validate_length(address)
         }
+        // The Git forges take a repository's clone URL, SSH included.
+        kind if crate::providers::git::takes_clone_url(kind) => validate_length(address),
         _ => validate_address(address),
     };
     checked.map_err(|why| ("InvalidAddress", format!("the address in {source} {why}")))?;
@@ -480,4 +577,57 @@ fn tls_material(secret: &Found<'_>) -> Result<(Option<String>, Option<Identity>)
         return Err(missing("has neither 'ca.crt' nor 'tls.crt' and 'tls.key'"));
     }
     Ok((ca, identity))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(uid: Option<&str>) -> Provider {
+        let mut provider: Provider = serde_json::from_value(serde_json::json!({
+            "apiVersion": "notification.toolkit.fluxcd.io/v1beta3",
+            "kind": "Provider",
+            "metadata": {"name": "forge", "namespace": "flux-system"},
+            "spec": {"type": "github"},
+        }))
+        .expect("provider");
+        provider.metadata.uid = uid.map(str::to_owned);
+        provider
+    }
+
+    /// In a cluster the UID is the object's; in manifests a UUID of the
+    /// namespace and name, the same on every run.
+    #[test]
+    fn the_provider_uid_is_the_objects_or_derived_from_its_name() {
+        let key = ObjectKey::new("flux-system", "forge");
+        assert_eq!(
+            provider_uid(&provider(Some("0c9c2e41-aaaa")), &key),
+            "0c9c2e41-aaaa"
+        );
+        let derived = provider_uid(&provider(None), &key);
+        assert_eq!(derived, provider_uid(&provider(Some("")), &key));
+        // Python's uuid.uuid5(uuid.NAMESPACE_URL, "flux-system/forge").
+        assert_eq!(derived, "30d29478-5e75-5eaa-a530-d2ce9f3cae2a");
+        assert_ne!(
+            derived,
+            provider_uid(&provider(None), &ObjectKey::new("flux-system", "other"))
+        );
+    }
+
+    #[test]
+    fn a_commit_status_expr_on_another_type_is_refused() {
+        let mut slack = provider(None);
+        slack.spec.type_ = crate::api::ProviderType::Slack;
+        slack.spec.commit_status_expr = Some("'x'".into());
+        let (reason, message) = compile_commit_status_expr(&slack).expect_err("refused");
+        assert_eq!(reason, "InvalidCommitStatusExpr");
+        assert!(message.contains("only supported for"), "{message}");
+        let mut github = provider(None);
+        github.spec.commit_status_expr = Some("'x'".into());
+        assert!(
+            compile_commit_status_expr(&github)
+                .expect("compiles")
+                .is_some()
+        );
+    }
 }

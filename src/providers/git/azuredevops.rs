@@ -1,0 +1,267 @@
+//! Azure DevOps, as Flux v1.9.3 drives it through `azure-devops-go-api` v6:
+//! the address is `https://dev.azure.com/<org>/<project>/_git/<repo>`; the
+//! statuses are read from and posted to
+//! `<host>/<org>/<project>/_apis/git/repositories/<repo>/commits/<sha>/statuses`
+//! with API version `6.0` in `Accept` (and `Content-Type:
+//! application/json;charset=utf-8` on the write), the token as a personal
+//! access token (Basic auth, empty user name). The status genre is
+//! `fluxcd`, or `fluxcd:<summary>` when the Alert sets a summary.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use reqwest::Method;
+use reqwest::header::{ACCEPT, HeaderValue};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{
+    commit_status_id, exchange, invalid, json_request, name_and_description, path_escape,
+    progressing, repo_address, revision, show_write,
+};
+use crate::api::Severity;
+use crate::mask::SecretString;
+use crate::notification::Notification;
+use crate::providers::{
+    Auth, Body, Conversation, Invalid, Notifier, Request, Sender, Settings, ThreadAnchor, Verdict,
+};
+use crate::template::Rendered;
+
+/// The API version the Go client asks for.
+const API_VERSION: &str = "application/json;api-version=6.0";
+
+pub struct AzureDevOps {
+    settings: Settings,
+    /// `<host>/<org>/<project>/_apis/git/repositories/<repo>/commits/`.
+    commits: String,
+    host: String,
+    token: SecretString,
+}
+
+pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
+    let token = settings
+        .token
+        .clone()
+        .filter(|t| !t.expose().is_empty())
+        .ok_or_else(|| {
+            invalid(
+                "SecretKeyMissing",
+                "azuredevops: the Secret of spec.secretRef has no 'token' (herald does not support Azure workload identity)",
+            )
+        })?;
+    let address = repo_address(&settings, "azuredevops")?;
+    let [org, project, _, repo] = address.id.split('/').collect::<Vec<_>>()[..] else {
+        return Err(invalid(
+            "InvalidAddress",
+            format!(
+                "azuredevops: invalid repository id '{}': expected <organization>/<project>/_git/<repository>",
+                address.id
+            ),
+        ));
+    };
+    Ok(Arc::new(AzureDevOps {
+        commits: format!(
+            "{}/{}/{}/_apis/git/repositories/{}/commits/",
+            address.host,
+            path_escape(org),
+            path_escape(project),
+            path_escape(repo)
+        ),
+        host: address.host.clone(),
+        token,
+        settings,
+    }))
+}
+
+/// `git.GitStatus`, as sent and read.
+#[derive(Serialize, Deserialize)]
+struct GitStatus {
+    context: Option<Context>,
+    description: Option<String>,
+    state: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, PartialEq, Eq)]
+struct Context {
+    genre: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Statuses {
+    #[serde(default)]
+    value: Vec<GitStatus>,
+}
+
+fn state(severity: Severity) -> Result<&'static str, String> {
+    match severity {
+        Severity::Info => Ok("succeeded"),
+        Severity::Error => Ok("error"),
+        _ => Err("can't convert to azure devops state".into()),
+    }
+}
+
+/// Flux's `duplicateAzureDevOpsStatus`: the first complete status of this
+/// name and genre decides.
+fn duplicate(statuses: &[GitStatus], status: &GitStatus) -> bool {
+    statuses
+        .iter()
+        .find(|s| {
+            s.state.is_some()
+                && s.description.is_some()
+                && s.context.as_ref().is_some_and(|c| {
+                    c.name.is_some() && c.genre.is_some() && Some(c) == status.context.as_ref()
+                })
+        })
+        .is_some_and(|s| s.state == status.state && s.description == status.description)
+}
+
+impl AzureDevOps {
+    fn request_to(
+        &self,
+        method: Method,
+        url: String,
+        body: Option<&GitStatus>,
+    ) -> Result<Request, String> {
+        let auth = Auth::Basic {
+            username: String::new(),
+            password: self.token.clone(),
+        };
+        let mut request = json_request(method, url, None::<&()>, auth)?;
+        if let Some(body) = body {
+            // The Go client adds the charset to every body's media type.
+            request.body = Body::json_as("application/json;charset=utf-8", body)?;
+        }
+        request
+            .headers
+            .push((ACCEPT, HeaderValue::from_static(API_VERSION)));
+        Ok(request)
+    }
+
+    fn status(&self, n: &Notification) -> Result<(String, GitStatus), String> {
+        let sha = revision(n)?;
+        let state = state(n.event.severity)?;
+        let (_, description) = name_and_description(n);
+        let name = commit_status_id(&self.settings, n)?;
+        let genre = match n.metadata.get("summary") {
+            Some(summary) => format!("fluxcd:{summary}"),
+            None => "fluxcd".to_owned(),
+        };
+        Ok((
+            format!("{}{}/statuses", self.commits, path_escape(&sha)),
+            GitStatus {
+                context: Some(Context {
+                    genre: Some(genre),
+                    name: Some(name),
+                }),
+                description: Some(description),
+                state: Some(state.into()),
+            },
+        ))
+    }
+
+    fn write(&self, n: &Notification) -> Result<Request, String> {
+        let (url, status) = self.status(n)?;
+        self.request_to(Method::POST, url, Some(&status))
+    }
+
+    async fn set_status(&self, n: &Notification, sender: &dyn Sender) -> Result<(), Verdict> {
+        let (url, status) = self.status(n).map_err(Verdict::Fail)?;
+        let list = self
+            .request_to(Method::GET, url.clone(), None)
+            .map_err(Verdict::Fail)?;
+        let reply = exchange(sender, &list, "could not list commit statuses").await?;
+        let statuses: Statuses = reply.json("the commit statuses")?;
+        if duplicate(&statuses.value, &status) {
+            return Ok(());
+        }
+        let write = self
+            .request_to(Method::POST, url, Some(&status))
+            .map_err(Verdict::Fail)?;
+        exchange(sender, &write, "could not create commit status").await?;
+        Ok(())
+    }
+}
+
+impl Notifier for AzureDevOps {
+    fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn skips(&self, n: &Notification) -> Option<&'static str> {
+        progressing(n).then_some("Azure DevOps commit statuses are not set for Progressing events")
+    }
+
+    fn request(
+        &self,
+        n: &Notification,
+        _rendered: Option<&Rendered>,
+        _thread: Option<&ThreadAnchor>,
+    ) -> Result<Request, String> {
+        self.write(n)
+    }
+
+    fn conversation(&self) -> Option<&dyn Conversation> {
+        Some(self)
+    }
+
+    fn payload(&self, n: &Notification, _rendered: Option<&Rendered>) -> Result<Value, String> {
+        if self.skips(n).is_some() {
+            return Ok(Value::Null);
+        }
+        Ok(show_write(&self.write(n)?))
+    }
+
+    fn masked_address(&self) -> String {
+        self.host.clone()
+    }
+}
+
+impl Conversation for AzureDevOps {
+    fn deliver<'a>(
+        &'a self,
+        n: &'a Notification,
+        _rendered: Option<&'a Rendered>,
+        sender: &'a dyn Sender,
+    ) -> BoxFuture<'a, Verdict> {
+        Box::pin(async move {
+            self.set_status(n, sender)
+                .await
+                .err()
+                .unwrap_or(Verdict::Delivered)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(name: &str, genre: &str, state: &str) -> GitStatus {
+        GitStatus {
+            context: Some(Context {
+                genre: Some(genre.into()),
+                name: Some(name.into()),
+            }),
+            description: Some("reconciliation succeeded".into()),
+            state: Some(state.into()),
+        }
+    }
+
+    #[test]
+    fn name_and_genre_pick_the_status_that_decides() {
+        let new = status("n", "fluxcd", "succeeded");
+        assert!(duplicate(&[status("n", "fluxcd", "succeeded")], &new));
+        assert!(!duplicate(
+            &[
+                status("n", "fluxcd", "error"),
+                status("n", "fluxcd", "succeeded")
+            ],
+            &new
+        ));
+        assert!(!duplicate(
+            &[status("n", "fluxcd:other", "succeeded")],
+            &new
+        ));
+    }
+}
