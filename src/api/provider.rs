@@ -85,8 +85,8 @@ pub struct ProviderSpec {
     pub suspend: Option<bool>,
 }
 
-/// Every provider type Flux defines; herald delivers to each (a type added
-/// before its provider would be `Ready=False`, ProviderTypeNotSupported).
+/// Every provider type Flux defines; herald delivers to each (the provider
+/// registry matches on this enum, so a type cannot be added without one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderType {

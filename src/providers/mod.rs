@@ -52,8 +52,8 @@ use crate::template::Rendered;
 /// The provider type's constructor, or `None` when herald cannot deliver
 /// to it yet: the registry. Every type of Flux v1.9.3 has one now; the
 /// `None` path stays for a type added to the API before its provider.
-fn constructor(kind: ProviderType) -> Option<Constructor> {
-    Some(match kind {
+fn constructor(kind: ProviderType) -> Constructor {
+    match kind {
         ProviderType::Slack => slack::new,
         ProviderType::Generic => generic::new,
         ProviderType::GenericHmac => generic::new_hmac,
@@ -88,7 +88,7 @@ fn constructor(kind: ProviderType) -> Option<Constructor> {
         ProviderType::Bitbucket => git::bitbucket::new,
         ProviderType::Bitbucketserver => git::bitbucketserver::new,
         ProviderType::Azuredevops => git::azuredevops::new,
-    })
+    }
 }
 
 /// Builds a provider from its settings, or says why it cannot be built.
@@ -174,17 +174,9 @@ pub enum Invalid {
     },
 }
 
-/// A provider type herald cannot deliver to yet, or settings it cannot use.
-#[derive(Debug, PartialEq, Eq)]
-pub enum BuildError {
-    Unsupported(String),
-    Invalid(Invalid),
-}
-
-/// Builds the provider for a type.
-pub fn build(kind: ProviderType, settings: Settings) -> Result<Arc<dyn Notifier>, BuildError> {
-    let constructor = constructor(kind).ok_or_else(|| BuildError::Unsupported(kind.as_str()))?;
-    constructor(settings).map_err(BuildError::Invalid)
+/// Builds the provider for a type, or says why its settings cannot make one.
+pub fn build(kind: ProviderType, settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
+    constructor(kind)(settings)
 }
 
 /// One HTTP request to a notification service.

@@ -15,7 +15,7 @@ use crate::api::alert::LocalReference;
 use crate::api::{Provider, ProviderSpec, ProviderType};
 use crate::mask::SecretString;
 use crate::notification::Route;
-use crate::providers::{self, BuildError, Invalid, Settings};
+use crate::providers::{self, Invalid, Settings};
 use crate::source::{ObjectKey, SecretData, Snapshot};
 use crate::transport::{self, Identity, Transport};
 
@@ -143,19 +143,12 @@ pub fn resolve(
     ));
     let notifier = match providers::build(spec.type_, settings) {
         Ok(notifier) => Some(notifier),
-        Err(BuildError::Unsupported(kind)) => {
-            failures.push((
-                "ProviderTypeNotSupported",
-                format!("spec.type: provider type '{kind}' is not supported by herald yet"),
-            ));
-            None
-        }
-        Err(BuildError::Invalid(Invalid::NoAddress)) if address_explained => None,
-        Err(BuildError::Invalid(Invalid::NoAddress)) => {
+        Err(Invalid::NoAddress) if address_explained => None,
+        Err(Invalid::NoAddress) => {
             failures.push(no_address(secret.as_ref()));
             None
         }
-        Err(BuildError::Invalid(Invalid::Setting { reason, message })) => {
+        Err(Invalid::Setting { reason, message }) => {
             failures.push((reason, message));
             None
         }
