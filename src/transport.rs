@@ -87,10 +87,17 @@ impl Transport {
 }
 
 /// The settings every delivery client shares.
+/// Idle connections kept per host, per client.
+const MAX_IDLE_PER_HOST: usize = 256;
+
 pub fn base_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
         .pool_idle_timeout(Duration::from_secs(90))
+        // Thousands of destinations often share one host (every Slack
+        // webhook is on hooks.slack.com): after a burst, keep enough idle
+        // connections to reuse, not one per destination that was busy.
+        .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
         .connect_timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
 }
