@@ -345,18 +345,54 @@ fn cluster_loaded<K: Clone>(object: &Arc<K>) -> Loaded<K> {
     }
 }
 
-/// Drives a reflector stream, ringing `changed` on every event.
-async fn forward<S, E>(kind: &'static str, events: S, changed: Arc<Notify>)
+/// Drives a reflector stream, ringing `changed` when an object is added,
+/// deleted or its spec changes (a new `metadata.generation`). Status-only
+/// updates — herald's own status writes among them — keep the generation
+/// and change nothing herald routes by, so they ring nothing: otherwise
+/// writing the status of 10,000 Alerts rebuilt the table after each batch.
+async fn forward<S, K>(kind: &'static str, events: S, changed: Arc<Notify>)
 where
-    S: futures::Stream<Item = Result<E, watcher::Error>>,
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    K: Resource,
 {
+    let mut generations: HashMap<ObjectKey, Option<i64>> = HashMap::new();
     let mut events = std::pin::pin!(events);
     while let Some(event) = events.next().await {
-        if let Err(e) = event {
-            tracing::warn!(kind, error = %e, "watch failed; retrying");
-            continue;
+        let event = match event {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!(kind, error = %e, "watch failed; retrying");
+                continue;
+            }
+        };
+        let key = |object: &K| {
+            ObjectKey::new(
+                object.meta().namespace.as_deref().unwrap_or_default(),
+                object.meta().name.as_deref().unwrap_or_default(),
+            )
+        };
+        let ring = match &event {
+            watcher::Event::Init => {
+                generations.clear();
+                false
+            }
+            watcher::Event::InitApply(object) => {
+                generations.insert(key(object), object.meta().generation);
+                false
+            }
+            watcher::Event::InitDone => true,
+            watcher::Event::Apply(object) => {
+                let generation = object.meta().generation;
+                generations.insert(key(object), generation) != Some(generation)
+            }
+            watcher::Event::Delete(object) => {
+                generations.remove(&key(object));
+                true
+            }
+        };
+        if ring {
+            changed.notify_one();
         }
-        changed.notify_one();
     }
 }
 
