@@ -414,6 +414,10 @@ async fn watch_secrets(
 ) {
     let events = watcher(api, watcher::Config::default()).default_backoff();
     let mut events = std::pin::pin!(events);
+    // The Secrets a (re-)list showed, so that its end marks stale only the
+    // referenced ones it did not show (deleted meanwhile): those it showed
+    // were compared with what was read as they came.
+    let mut listed: HashSet<ObjectKey> = HashSet::new();
     while let Some(event) = events.next().await {
         let event = match event {
             Ok(event) => event,
@@ -431,6 +435,9 @@ async fn watch_secrets(
                     meta.metadata.name.as_deref().unwrap_or_default(),
                 );
                 let version = meta.metadata.resource_version.as_deref();
+                if matches!(event, watcher::Event::InitApply(_)) {
+                    listed.insert(key.clone());
+                }
                 let mut state = cache.state.lock().unwrap_or_else(|e| e.into_inner());
                 let referenced = state.referenced.contains(&key);
                 // A Secret whose data was read at this very version is current.
@@ -443,15 +450,26 @@ async fn watch_secrets(
                 }
                 changed_now && !matches!(event, watcher::Event::InitApply(_))
             }
-            watcher::Event::Init => false,
-            // A re-list may have missed deletions: read every referenced Secret again.
+            watcher::Event::Init => {
+                listed.clear();
+                false
+            }
+            // A re-list may have missed deletions: read again every
+            // referenced Secret it did not show.
             watcher::Event::InitDone => {
                 let mut state = cache.state.lock().unwrap_or_else(|e| e.into_inner());
-                let referenced: Vec<_> = state.referenced.iter().cloned().collect();
-                for key in referenced {
+                let unlisted: Vec<_> = state
+                    .referenced
+                    .iter()
+                    .filter(|key| !listed.contains(*key))
+                    .cloned()
+                    .collect();
+                let any = !unlisted.is_empty();
+                for key in unlisted {
                     state.mark_stale(key);
                 }
-                true
+                listed = HashSet::new();
+                any
             }
         };
         if touched {
