@@ -270,6 +270,17 @@ impl Cluster {
     }
 
     fn start_herald_with(&self, kubeconfig: &std::path::Path, pod: &str, extra: &[&str]) -> Herald {
+        self.start_herald_env(kubeconfig, pod, extra, &[])
+    }
+
+    /// [`Cluster::start_herald_with`], with more environment variables.
+    fn start_herald_env(
+        &self,
+        kubeconfig: &std::path::Path,
+        pod: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Herald {
         let mut flags: Vec<&str> = extra.to_vec();
         if matches!(self.api, Server::Shared(_))
             && !flags
@@ -278,11 +289,9 @@ impl Cluster {
         {
             flags.push("--watch-all-namespaces=false");
         }
-        let herald = Herald::controller(
-            kubeconfig,
-            &flags,
-            &[("POD_NAME", pod), ("RUNTIME_NAMESPACE", &self.namespace)],
-        );
+        let mut env = env.to_vec();
+        env.extend([("POD_NAME", pod), ("RUNTIME_NAMESPACE", &self.namespace)]);
+        let herald = Herald::controller(kubeconfig, &flags, &env);
         let deadline = Instant::now() + WAIT;
         while client::get(&format!("{}/readyz", herald.health)).0 != 200 {
             assert!(
@@ -1619,4 +1628,255 @@ fn cert_secret_ref_secrets_are_read_and_used() {
         herald.logs()
     );
     herald.assert_no_secret_in_logs();
+}
+
+// ------------------------------------------------------ workload identity
+
+/// The claims of a JWT, decoded without checking its signature (the API
+/// server's TokenReview checks that).
+fn jwt_claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT has three parts");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url claims");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+/// `spec.serviceAccountName` with `--feature-gates=ObjectLevelWorkloadIdentity=true`:
+/// herald asks the API server for the ServiceAccount's token (audience
+/// `api://AzureADTokenExchange`), exchanges it at the Azure AD lookalike
+/// (`AZURE_AUTHORITY_HOST`) for an access token, and sends the event to the
+/// Event Hubs lookalike with it; the next event reuses the cached token.
+/// Both lookalikes sit behind the Provider's proxy (which forwards every
+/// host to one TLS sink), so herald uses the real Event Hubs host name; the
+/// Provider's certSecretRef trusts the test CA. Without the gate the
+/// Provider is not ready with Flux's message; a missing ServiceAccount or
+/// annotation fails the delivery naming it; no token is shown anywhere.
+#[test]
+fn workload_identity_exchanges_a_service_account_token_with_azure_ad() {
+    const ACCESS_TOKEN: &str = "aad-access-token-s3cret-0123456789";
+    const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+    const CLIENT: &str = "0c8b4a5e-1111-2222-3333-444455556666";
+    let pki = support::tls::Pki::new();
+    let sink = Sink::start_tls(pki.server_config(false));
+    let proxy = support::proxy::Proxy::start(Some(sink.authority()));
+    sink.script([Answer::status(200)
+        .header("content-type", "application/json")
+        .body(format!(
+            "{{\"token_type\":\"Bearer\",\"expires_in\":3599,\"ext_expires_in\":3599,\"access_token\":\"{ACCESS_TOKEN}\"}}"
+        ))]);
+    sink.default_answer(Answer::status(201));
+    let cluster = Cluster::shared("identity");
+    let ns = cluster.namespace.clone();
+    let provider = |name: &str, account: &str| {
+        format!(
+            "---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\n\
+             metadata: {{name: {name}}}\n\
+             spec: {{type: azureeventhub, address: flux-hub, channel: my-ns, serviceAccountName: {account}, \
+             certSecretRef: {{name: ca}}, proxySecretRef: {{name: proxy}}}}\n\
+             ---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\n\
+             metadata: {{name: {name}}}\n\
+             spec: {{providerRef: {{name: {name}}}, eventSources: [{{kind: Kustomization, name: '*'}}]}}\n"
+        )
+    };
+    let manifests = format!(
+        "{}{}{}---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: hub-identity\n  annotations:\n    \
+         azure.workload.identity/tenant-id: {TENANT}\n    azure.workload.identity/client-id: {CLIENT}\n\
+         ---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: no-client-id\n  annotations:\n    \
+         azure.workload.identity/tenant-id: {TENANT}\n\
+         ---\napiVersion: v1\nkind: Secret\nmetadata: {{name: ca}}\nstringData:\n  ca.crt: {}\n\
+         ---\napiVersion: v1\nkind: Secret\nmetadata: {{name: proxy}}\nstringData:\n  address: {}\n",
+        provider("hub", "hub-identity"),
+        provider("missing", "nobody"),
+        provider("unannotated", "no-client-id"),
+        serde_json::to_string(&pki.ca).expect("quoted"),
+        proxy.url,
+    );
+    cluster.create_in(&ns, &manifests);
+
+    // Gate off (Flux's default): not ready, with Flux's message.
+    let herald = cluster.start_herald(&[]);
+    let condition = cluster.wait_reason("Provider", "hub", "False", "WorkloadIdentityNotSupported");
+    let message = condition["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(
+            "to use spec.serviceAccountName for provider authentication please enable the \
+             ObjectLevelWorkloadIdentity feature gate in the controller"
+        ),
+        "{message}"
+    );
+    drop(herald);
+
+    // Gate on.
+    let herald = cluster.start_herald_env(
+        cluster.api.herald_kubeconfig(),
+        "herald-test-0",
+        &["--feature-gates=ObjectLevelWorkloadIdentity=true"],
+        &[("AZURE_AUTHORITY_HOST", "https://login.example-cloud.test/")],
+    );
+    for name in ["hub", "missing", "unannotated"] {
+        cluster.wait_reason("Provider", name, "True", "Succeeded");
+    }
+    assert_eq!(
+        herald
+            .post(cluster.event("kustomization-error.json", "first"))
+            .0,
+        202
+    );
+    let received = sink.wait_for(2, WAIT);
+    assert_eq!(received.len(), 2, "{:#?}", herald.logs());
+
+    // The exchange: Azure AD's client credentials grant with the
+    // ServiceAccount's token as the assertion.
+    let exchange = &received[0];
+    assert_eq!(exchange.method, "POST");
+    assert_eq!(exchange.path, format!("/{TENANT}/oauth2/v2.0/token"));
+    assert_eq!(
+        exchange
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/x-www-form-urlencoded")
+    );
+    let form: std::collections::BTreeMap<String, String> =
+        url::form_urlencoded::parse(&exchange.raw)
+            .into_owned()
+            .collect();
+    let keys: Vec<&str> = form.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "client_assertion",
+            "client_assertion_type",
+            "client_id",
+            "grant_type",
+            "scope"
+        ]
+    );
+    assert_eq!(
+        form["client_assertion_type"],
+        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    );
+    assert_eq!(form["client_id"], CLIENT);
+    assert_eq!(form["grant_type"], "client_credentials");
+    assert_eq!(form["scope"], "https://eventhubs.azure.net//.default");
+    let assertion = form["client_assertion"].clone();
+    let claims = jwt_claims(&assertion);
+    assert_eq!(
+        claims["sub"],
+        format!("system:serviceaccount:{ns}:hub-identity")
+    );
+    assert_eq!(claims["aud"], json!(["api://AzureADTokenExchange"]));
+    // The API server itself vouches for it.
+    let review: k8s_openapi::api::authentication::v1::TokenReview = serde_json::from_value(json!({
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenReview",
+        "spec": {"token": assertion, "audiences": ["api://AzureADTokenExchange"]}
+    }))
+    .expect("TokenReview");
+    let reviews: Api<k8s_openapi::api::authentication::v1::TokenReview> =
+        Api::all(cluster.client.clone());
+    let status = cluster
+        .rt
+        .block_on(reviews.create(&Default::default(), &review))
+        .expect("TokenReview")
+        .status
+        .expect("review status");
+    assert_eq!(status.authenticated, Some(true), "{status:?}");
+    assert_eq!(
+        status.user.and_then(|u| u.username),
+        Some(format!("system:serviceaccount:{ns}:hub-identity"))
+    );
+
+    // The event, with the exchanged token, at the real host name.
+    let send = &received[1];
+    assert_eq!(send.method, "POST");
+    assert_eq!(send.path, "/flux-hub/messages");
+    assert_eq!(
+        send.headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok()),
+        Some(format!("Bearer {ACCESS_TOKEN}").as_str())
+    );
+    let body: Value = serde_json::from_slice(&send.raw).expect("the event as JSON");
+    assert_eq!(body["message"], "first");
+    assert_eq!(body["involvedObject"]["namespace"], ns.as_str());
+    let tunnels: Vec<String> = proxy
+        .wait_for(2, WAIT)
+        .into_iter()
+        .map(|p| p.request_line)
+        .collect();
+    assert!(
+        tunnels.contains(&"CONNECT login.example-cloud.test:443 HTTP/1.1".to_owned()),
+        "{tunnels:?}"
+    );
+    assert!(
+        tunnels.contains(&"CONNECT my-ns.servicebus.windows.net:443 HTTP/1.1".to_owned()),
+        "{tunnels:?}"
+    );
+
+    // The cached token serves the next event: no second exchange.
+    assert_eq!(
+        herald
+            .post(cluster.event("kustomization-error.json", "second"))
+            .0,
+        202
+    );
+    let received = sink.wait_for(3, WAIT);
+    assert_eq!(received.len(), 3);
+    assert_eq!(received[2].path, "/flux-hub/messages");
+    assert_eq!(
+        received[2]
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok()),
+        Some(format!("Bearer {ACCESS_TOKEN}").as_str())
+    );
+
+    // A missing ServiceAccount and a missing annotation fail the delivery,
+    // named in the Alert's Warning Event.
+    let note = |alert: &str| {
+        cluster.wait_warning("NotificationDispatchFailed", alert)["note"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let missing = note("missing");
+    assert!(
+        missing.contains(&format!(
+            "spec.serviceAccountName: ServiceAccount {ns}/nobody not found"
+        )),
+        "{missing}"
+    );
+    let unannotated = note("unannotated");
+    assert!(
+        unannotated.contains(&format!(
+            "spec.serviceAccountName: ServiceAccount {ns}/no-client-id has no annotation \
+             azure.workload.identity/client-id"
+        )),
+        "{unannotated}"
+    );
+    // Neither would reach Azure AD: the sink saw nothing more.
+    assert_eq!(sink.received().len(), 3);
+
+    // No token anywhere herald writes.
+    let (_, metrics) = client::get(&format!("{}/metrics", herald.metrics));
+    let mut shown: Vec<String> = herald.logs();
+    shown.push(metrics);
+    shown.extend(cluster.events().iter().map(Value::to_string));
+    for kind in ["Alert", "Provider"] {
+        for name in ["hub", "missing", "unannotated"] {
+            let object = cluster.get("v1beta3", kind, name).expect("object");
+            shown.push(object["status"].to_string());
+        }
+    }
+    let signature = assertion.rsplit('.').next().expect("signature").to_owned();
+    for text in &shown {
+        assert!(!text.contains(ACCESS_TOKEN), "access token shown: {text}");
+        assert!(
+            !text.contains(&signature),
+            "ServiceAccount token shown: {text}"
+        );
+    }
 }
