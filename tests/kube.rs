@@ -1686,7 +1686,12 @@ fn workload_identity_exchanges_a_service_account_token_with_azure_ad() {
          ---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: no-client-id\n  annotations:\n    \
          azure.workload.identity/tenant-id: {TENANT}\n\
          ---\napiVersion: v1\nkind: Secret\nmetadata: {{name: ca}}\nstringData:\n  ca.crt: {}\n\
-         ---\napiVersion: v1\nkind: Secret\nmetadata: {{name: proxy}}\nstringData:\n  address: {}\n",
+         ---\napiVersion: v1\nkind: Secret\nmetadata: {{name: proxy}}\nstringData:\n  address: {}\n\
+         ---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\n\
+         metadata: {{name: both}}\n\
+         spec: {{type: azureeventhub, address: flux-hub, channel: my-ns, serviceAccountName: hub-identity, \
+         secretRef: {{name: jwt}}}}\n\
+         ---\napiVersion: v1\nkind: Secret\nmetadata: {{name: jwt}}\nstringData:\n  token: static-jwt\n",
         provider("hub", "hub-identity"),
         provider("missing", "nobody"),
         provider("unannotated", "no-client-id"),
@@ -1718,6 +1723,14 @@ fn workload_identity_exchanges_a_service_account_token_with_azure_ad() {
     for name in ["hub", "missing", "unannotated"] {
         cluster.wait_reason("Provider", name, "True", "Succeeded");
     }
+    // As in Flux, a JWT and a ServiceAccount exclude each other.
+    let both = cluster.wait_reason("Provider", "both", "False", "InvalidCredentials");
+    assert!(
+        both["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("spec.serviceAccountName and a JWT")),
+        "{both}"
+    );
     assert_eq!(
         herald
             .post(cluster.event("kustomization-error.json", "first"))
@@ -1878,5 +1891,91 @@ fn workload_identity_exchanges_a_service_account_token_with_azure_ad() {
             !text.contains(&signature),
             "ServiceAccount token shown: {text}"
         );
+    }
+}
+
+/// `azuredevops` with `spec.serviceAccountName` and no token: as Flux, herald
+/// exchanges the ServiceAccount's token for an Azure AD token with Azure
+/// DevOps' scope and uses it where the personal access token would go
+/// (Basic, empty user name), for both the status read and write. Here
+/// `AZURE_AUTHORITY_HOST` points straight at the lookalike.
+#[test]
+fn workload_identity_sets_azure_devops_commit_statuses_with_the_exchanged_token() {
+    const ACCESS_TOKEN: &str = "aad-devops-token-s3cret-9876543210";
+    const TENANT: &str = "tenant-for-devops";
+    const CLIENT: &str = "client-for-devops";
+    const SHA: &str = "731f7eaddfb6af01cb2173e18f0f75b0ba780ef1";
+    let pki = support::tls::Pki::new();
+    let sink = Sink::start_tls(pki.server_config(false));
+    sink.script([
+        Answer::status(200).body(format!(
+            "{{\"token_type\":\"Bearer\",\"expires_in\":3599,\"access_token\":\"{ACCESS_TOKEN}\"}}"
+        )),
+        Answer::status(200).body("{\"count\":0,\"value\":[]}"),
+    ]);
+    sink.default_answer(Answer::status(201).body("{}"));
+    let cluster = Cluster::shared("identity-devops");
+    let ns = cluster.namespace.clone();
+    let manifests = format!(
+        "---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\n\
+         metadata: {{name: devops}}\n\
+         spec: {{type: azuredevops, address: 'https://{}/org/proj/_git/repo', \
+         serviceAccountName: devops-identity, certSecretRef: {{name: ca}}}}\n\
+         ---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\n\
+         metadata: {{name: devops}}\n\
+         spec: {{providerRef: {{name: devops}}, eventSources: [{{kind: Kustomization, name: '*'}}]}}\n\
+         ---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: devops-identity\n  annotations:\n    \
+         azure.workload.identity/tenant-id: {TENANT}\n    azure.workload.identity/client-id: {CLIENT}\n\
+         ---\napiVersion: v1\nkind: Secret\nmetadata: {{name: ca}}\nstringData:\n  ca.crt: {}\n",
+        sink.authority(),
+        serde_json::to_string(&pki.ca).expect("quoted"),
+    );
+    cluster.create_in(&ns, &manifests);
+    let authority = format!("https://{}", sink.authority());
+    let herald = cluster.start_herald_env(
+        cluster.api.herald_kubeconfig(),
+        "herald-test-0",
+        &["--feature-gates=CacheSecretsAndConfigMaps=false,ObjectLevelWorkloadIdentity=true"],
+        &[("AZURE_AUTHORITY_HOST", &authority)],
+    );
+    cluster.wait_reason("Provider", "devops", "True", "Succeeded");
+    let mut event: Value =
+        serde_json::from_str(&cluster.event("kustomization-error.json", "devops")).expect("event");
+    event["metadata"]["kustomize.toolkit.fluxcd.io/revision"] = json!(format!("main@sha1:{SHA}"));
+    assert_eq!(herald.post(event.to_string()).0, 202);
+    let received = sink.wait_for(3, WAIT);
+    assert_eq!(received.len(), 3, "{:#?}", herald.logs());
+    assert_eq!(received[0].path, format!("/{TENANT}/oauth2/v2.0/token"));
+    let form: std::collections::BTreeMap<String, String> =
+        url::form_urlencoded::parse(&received[0].raw)
+            .into_owned()
+            .collect();
+    assert_eq!(form["client_id"], CLIENT);
+    assert_eq!(form["grant_type"], "client_credentials");
+    assert_eq!(
+        form["scope"],
+        "499b84ac-1321-427f-aa17-267ca6975798/.default"
+    );
+    assert_eq!(
+        jwt_claims(&form["client_assertion"])["sub"],
+        format!("system:serviceaccount:{ns}:devops-identity")
+    );
+    use base64::Engine;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!(":{ACCESS_TOKEN}"))
+    );
+    let statuses = format!("/org/proj/_apis/git/repositories/repo/commits/{SHA}/statuses");
+    for (r, method) in [(&received[1], "GET"), (&received[2], "POST")] {
+        assert_eq!(r.method, method);
+        assert_eq!(r.path, statuses);
+        assert_eq!(
+            r.headers.get("authorization").and_then(|v| v.to_str().ok()),
+            Some(basic.as_str())
+        );
+    }
+    assert_eq!(received[2].body["state"], "error");
+    for line in herald.logs() {
+        assert!(!line.contains(ACCESS_TOKEN), "access token logged: {line}");
     }
 }

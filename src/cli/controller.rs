@@ -257,3 +257,30 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feature_gates_are_fluxs_and_an_unknown_one_is_named() {
+        assert_eq!(
+            parse_feature_gates("ObjectLevelWorkloadIdentity=true, DisableConfigWatchers=f"),
+            Ok(FeatureGates(vec![
+                ("ObjectLevelWorkloadIdentity".into(), true),
+                ("DisableConfigWatchers".into(), false),
+            ]))
+        );
+        let error =
+            parse_feature_gates("ObjectLevelWorkloadIdentity=true,ObjectLevelIdentity=true")
+                .expect_err("unknown gate");
+        assert!(
+            error.starts_with("feature gate 'ObjectLevelIdentity' is not supported"),
+            "{error}"
+        );
+        let error = parse_feature_gates("ObjectLevelWorkloadIdentity=yes").expect_err("not a bool");
+        assert!(error.contains("'yes' is not a boolean"), "{error}");
+        let error = parse_feature_gates("ObjectLevelWorkloadIdentity").expect_err("no value");
+        assert!(error.contains("is not NAME=BOOL"), "{error}");
+    }
+}
