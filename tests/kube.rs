@@ -1847,6 +1847,36 @@ fn workload_identity_exchanges_a_service_account_token_with_azure_ad() {
         Some(format!("Bearer {ACCESS_TOKEN}").as_str())
     );
 
+    // Event Hubs answering 401 drops the cached token: herald exchanges the
+    // ServiceAccount's token again and sends once more with the new one.
+    const RENEWED: &str = "aad-access-token-s3cret-renewed-42";
+    sink.script([
+        Answer::status(401),
+        Answer::status(200).body(format!(
+            "{{\"token_type\":\"Bearer\",\"expires_in\":3599,\"access_token\":\"{RENEWED}\"}}"
+        )),
+    ]);
+    assert_eq!(
+        herald
+            .post(cluster.event("kustomization-error.json", "third"))
+            .0,
+        202
+    );
+    let received = sink.wait_for(6, WAIT);
+    assert_eq!(received.len(), 6, "{:#?}", herald.logs());
+    let bearer = |r: &support::sink::Received| {
+        r.headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(received[3].path, "/flux-hub/messages");
+    assert_eq!(bearer(&received[3]), Some(format!("Bearer {ACCESS_TOKEN}")));
+    assert_eq!(received[4].path, format!("/{TENANT}/oauth2/v2.0/token"));
+    assert_eq!(received[5].path, "/flux-hub/messages");
+    assert_eq!(bearer(&received[5]), Some(format!("Bearer {RENEWED}")));
+    assert!(herald.wait_for_log("\"delivered\"", WAIT).is_some());
+
     // A missing ServiceAccount and a missing annotation fail the delivery,
     // named in the Alert's Warning Event.
     let note = |alert: &str| {
@@ -1871,7 +1901,7 @@ fn workload_identity_exchanges_a_service_account_token_with_azure_ad() {
         "{unannotated}"
     );
     // Neither would reach Azure AD: the sink saw nothing more.
-    assert_eq!(sink.received().len(), 3);
+    assert_eq!(sink.received().len(), 6);
 
     // No token anywhere herald writes.
     let (_, metrics) = client::get(&format!("{}/metrics", herald.metrics));
@@ -1887,6 +1917,7 @@ fn workload_identity_exchanges_a_service_account_token_with_azure_ad() {
     let signature = assertion.rsplit('.').next().expect("signature").to_owned();
     for text in &shown {
         assert!(!text.contains(ACCESS_TOKEN), "access token shown: {text}");
+        assert!(!text.contains(RENEWED), "access token shown: {text}");
         assert!(
             !text.contains(&signature),
             "ServiceAccount token shown: {text}"
@@ -1978,4 +2009,81 @@ fn workload_identity_sets_azure_devops_commit_statuses_with_the_exchanged_token(
     for line in herald.logs() {
         assert!(!line.contains(ACCESS_TOKEN), "access token logged: {line}");
     }
+}
+
+/// Azure AD refusing the exchange (no federated credential matches the
+/// ServiceAccount) fails the notification with the ServiceAccount, the
+/// HTTP status and AAD's error code, and nothing of either token.
+#[test]
+fn workload_identity_refused_by_azure_ad_fails_naming_the_service_account() {
+    let pki = support::tls::Pki::new();
+    let sink = Sink::start_tls(pki.server_config(false));
+    sink.default_answer(
+        Answer::status(401)
+            .header("content-type", "application/json")
+            .body(
+                "{\"error\":\"invalid_client\",\"error_description\":\"AADSTS700213: No matching \
+                 federated identity record found for presented assertion subject\",\
+                 \"error_codes\":[700213]}",
+            ),
+    );
+    let cluster = Cluster::shared("identity-refused");
+    let ns = cluster.namespace.clone();
+    let manifests = format!(
+        "---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\n\
+         metadata: {{name: hub}}\n\
+         spec: {{type: azureeventhub, address: flux-hub, channel: my-ns.servicebus.windows.net, \
+         serviceAccountName: unfederated, certSecretRef: {{name: ca}}}}\n\
+         ---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\n\
+         metadata: {{name: hub}}\n\
+         spec: {{providerRef: {{name: hub}}, eventSources: [{{kind: Kustomization, name: '*'}}]}}\n\
+         ---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: unfederated\n  annotations:\n    \
+         azure.workload.identity/tenant-id: tenant-x\n    azure.workload.identity/client-id: client-x\n\
+         ---\napiVersion: v1\nkind: Secret\nmetadata: {{name: ca}}\nstringData:\n  ca.crt: {}\n",
+        serde_json::to_string(&pki.ca).expect("quoted"),
+    );
+    cluster.create_in(&ns, &manifests);
+    let authority = format!("https://{}/", sink.authority());
+    let herald = cluster.start_herald_env(
+        cluster.api.herald_kubeconfig(),
+        "herald-test-0",
+        &["--feature-gates=ObjectLevelWorkloadIdentity=true"],
+        &[("AZURE_AUTHORITY_HOST", &authority)],
+    );
+    cluster.wait_reason("Provider", "hub", "True", "Succeeded");
+    assert_eq!(
+        herald
+            .post(cluster.event("kustomization-error.json", "refused"))
+            .0,
+        202
+    );
+    let event = cluster.wait_warning("NotificationDispatchFailed", "hub");
+    let note = event["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains(&format!(
+            "spec.serviceAccountName: ServiceAccount {ns}/unfederated: Azure AD refused the \
+             token exchange: HTTP 401 Unauthorized (invalid_client)"
+        )),
+        "{note}"
+    );
+    // Refused at once (401 is not retried): one exchange, no send.
+    let received = sink.received();
+    assert_eq!(received.len(), 1, "{received:#?}");
+    assert_eq!(received[0].path, "/tenant-x/oauth2/v2.0/token");
+    let form: std::collections::BTreeMap<String, String> =
+        url::form_urlencoded::parse(&received[0].raw)
+            .into_owned()
+            .collect();
+    let signature = form["client_assertion"]
+        .rsplit('.')
+        .next()
+        .expect("signature")
+        .to_owned();
+    for line in herald.logs() {
+        assert!(
+            !line.contains(&signature),
+            "ServiceAccount token logged: {line}"
+        );
+    }
+    assert!(!event.to_string().contains(&signature));
 }

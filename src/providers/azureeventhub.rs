@@ -264,22 +264,39 @@ impl EventHub {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let exchanged = match &self.credential {
-            Credential::Identity(identity) => {
-                match identity.azure_token(SCOPE_EVENT_HUBS, sender).await {
-                    Ok(token) => Some(token),
-                    Err(verdict) => return verdict,
-                }
-            }
+        let identity = match &self.credential {
+            Credential::Identity(identity) => Some(identity),
             _ => None,
         };
-        let request = match self.send_request(n, rendered, now, exchanged) {
-            Ok(request) => request,
-            Err(e) => return Verdict::Fail(e),
-        };
-        match sender.send(&request).await {
-            Ok(reply) => reply.verdict(),
-            Err(e) => e.into(),
+        // With workload identity, a 401 drops the cached token and the
+        // send is tried once more with a new one (it may have been revoked).
+        let mut fresh = false;
+        loop {
+            let exchanged = match identity {
+                Some(identity) => match identity.azure_token(SCOPE_EVENT_HUBS, sender).await {
+                    Ok(token) => Some(token),
+                    Err(verdict) => return verdict,
+                },
+                None => None,
+            };
+            let request = match self.send_request(n, rendered, now, exchanged) {
+                Ok(request) => request,
+                Err(e) => return Verdict::Fail(e),
+            };
+            let reply = match sender.send(&request).await {
+                Ok(reply) => reply,
+                Err(e) => return e.into(),
+            };
+            match identity {
+                Some(identity) if reply.status == reqwest::StatusCode::UNAUTHORIZED => {
+                    identity.forget(SCOPE_EVENT_HUBS);
+                    if fresh {
+                        return reply.verdict();
+                    }
+                    fresh = true;
+                }
+                _ => return reply.verdict(),
+            }
         }
     }
 }

@@ -17,7 +17,8 @@
 //!
 //! Whether identity is available is process-wide: `herald controller`
 //! decides it once from its `--feature-gates` ([`enable`], [`disable`]);
-//! `serve --manifests` sets nothing, and has no API server to ask.
+//! `serve`, `route` and `check` set nothing: they request no tokens (`serve`
+//! has no API server to ask; `route` and `check` only show).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -84,8 +85,9 @@ pub fn for_provider(
                 "WorkloadIdentityNotSupported",
                 format!(
                     "spec.serviceAccountName: '{service_account}' asks for workload identity, \
-                     which needs `herald controller` (the ServiceAccount's token comes from the \
-                     Kubernetes API); `serve --manifests` has no cluster"
+                     which needs `herald controller` with --feature-gates={FEATURE_GATE}=true \
+                     (it requests the ServiceAccount's token from the Kubernetes API when \
+                     delivering); `serve`, `route` and `check` do not"
                 ),
             ));
         }
@@ -194,6 +196,14 @@ pub fn exchange_form(client_id: &str, assertion: &str, scope: &str) -> String {
 }
 
 impl WorkloadIdentity {
+    /// Drops the cached tokens of this ServiceAccount for `scope`: the
+    /// service answered 401, so the token was revoked or its app changed.
+    pub fn forget(&self, scope: &str) {
+        cache().lock().expect("token cache").retain(|key, _| {
+            !(key.0 == self.namespace && key.1 == self.service_account && key.3 == scope)
+        });
+    }
+
     fn who(&self) -> String {
         format!(
             "spec.serviceAccountName: ServiceAccount {}/{}",
