@@ -2061,8 +2061,8 @@ fn workload_identity_refused_by_azure_ad_fails_naming_the_service_account() {
     let note = event["note"].as_str().unwrap_or_default();
     assert!(
         note.contains(&format!(
-            "spec.serviceAccountName: ServiceAccount {ns}/unfederated: Azure AD refused the \
-             token exchange: HTTP 401 Unauthorized (invalid_client)"
+            "spec.serviceAccountName: ServiceAccount {ns}/unfederated: Azure AD token exchange \
+             refused: HTTP 401 Unauthorized (invalid_client)"
         )),
         "{note}"
     );
@@ -2086,4 +2086,220 @@ fn workload_identity_refused_by_azure_ad_fails_naming_the_service_account() {
         );
     }
     assert!(!event.to_string().contains(&signature));
+}
+
+/// `googlepubsub` with `spec.serviceAccountName`, as Flux outside GKE: the
+/// ServiceAccount's workload identity provider annotation gives the
+/// audience of its Kubernetes token, GCP STS exchanges that for a federated
+/// token, IAM Credentials turns it into the annotated Google service
+/// account's token, and the event is published with it. All three Google
+/// hosts are reached by their real names through the Provider's proxy,
+/// which forwards every host to the lookalike. A ServiceAccount with only
+/// the GKE annotation (Flux would ask GKE's metadata server) fails naming
+/// the missing annotation.
+#[test]
+fn workload_identity_publishes_to_pubsub_through_gcp_sts_and_impersonation() {
+    const FEDERATED: &str = "sts-federated-token-s3cret-1111";
+    const IMPERSONATED: &str = "ya29.impersonated-token-s3cret-2222";
+    const PROVIDER: &str = "projects/123456789/locations/global/workloadIdentityPools/herald-pool/providers/herald-test";
+    const EMAIL: &str = "flux-notify@my-project.iam.gserviceaccount.com";
+    let pki = support::tls::Pki::new();
+    let sink = Sink::start_tls(pki.server_config(false));
+    let proxy = support::proxy::Proxy::start(Some(sink.authority()));
+    sink.script([
+        Answer::status(200).body(format!(
+            "{{\"access_token\":\"{FEDERATED}\",\"issued_token_type\":\"urn:ietf:params:oauth:token-type:access_token\",\"token_type\":\"Bearer\",\"expires_in\":3599}}"
+        )),
+        Answer::status(200).body(format!(
+            "{{\"accessToken\":\"{IMPERSONATED}\",\"expireTime\":\"2099-01-01T00:00:00Z\"}}"
+        )),
+    ]);
+    sink.default_answer(Answer::status(200).body("{\"messageIds\":[\"1\"]}"));
+    let cluster = Cluster::shared("identity-gcp");
+    let ns = cluster.namespace.clone();
+    let provider = |name: &str, account: &str| {
+        format!(
+            "---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\n\
+             metadata: {{name: {name}}}\n\
+             spec: {{type: googlepubsub, address: my-project, channel: flux-topic, serviceAccountName: {account}, \
+             certSecretRef: {{name: ca}}, proxySecretRef: {{name: proxy}}}}\n\
+             ---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\n\
+             metadata: {{name: {name}}}\n\
+             spec: {{providerRef: {{name: {name}}}, eventSources: [{{kind: Kustomization, name: '*'}}]}}\n"
+        )
+    };
+    let manifests = format!(
+        "{}{}---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: pubsub-identity\n  annotations:\n    \
+         gcp.auth.fluxcd.io/workload-identity-provider: {PROVIDER}\n    iam.gke.io/gcp-service-account: {EMAIL}\n\
+         ---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: gke-only\n  annotations:\n    \
+         iam.gke.io/gcp-service-account: {EMAIL}\n\
+         ---\napiVersion: v1\nkind: Secret\nmetadata: {{name: ca}}\nstringData:\n  ca.crt: {}\n\
+         ---\napiVersion: v1\nkind: Secret\nmetadata: {{name: proxy}}\nstringData:\n  address: {}\n",
+        provider("pubsub", "pubsub-identity"),
+        provider("gke", "gke-only"),
+        serde_json::to_string(&pki.ca).expect("quoted"),
+        proxy.url,
+    );
+    cluster.create_in(&ns, &manifests);
+    let herald = cluster.start_herald(&["--feature-gates=ObjectLevelWorkloadIdentity=true"]);
+    cluster.wait_reason("Provider", "pubsub", "True", "Succeeded");
+    cluster.wait_reason("Provider", "gke", "True", "Succeeded");
+    assert_eq!(
+        herald
+            .post(cluster.event("kustomization-error.json", "pubsub"))
+            .0,
+        202
+    );
+    let received = sink.wait_for(3, WAIT);
+    assert_eq!(received.len(), 3, "{:#?}", herald.logs());
+    let audience = format!("//iam.googleapis.com/{PROVIDER}");
+
+    // STS: RFC 8693 token exchange of the ServiceAccount's token.
+    let sts = &received[0];
+    assert_eq!(
+        (sts.method.as_str(), sts.path.as_str()),
+        ("POST", "/v1/token")
+    );
+    let form: std::collections::BTreeMap<String, String> =
+        url::form_urlencoded::parse(&sts.raw).into_owned().collect();
+    let keys: Vec<&str> = form.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "audience",
+            "grant_type",
+            "requested_token_type",
+            "scope",
+            "subject_token",
+            "subject_token_type"
+        ]
+    );
+    assert_eq!(form["audience"], audience);
+    assert_eq!(
+        form["grant_type"],
+        "urn:ietf:params:oauth:grant-type:token-exchange"
+    );
+    assert_eq!(
+        form["requested_token_type"],
+        "urn:ietf:params:oauth:token-type:access_token"
+    );
+    assert_eq!(
+        form["scope"],
+        "https://www.googleapis.com/auth/cloud-platform"
+    );
+    assert_eq!(
+        form["subject_token_type"],
+        "urn:ietf:params:oauth:token-type:jwt"
+    );
+    let subject = form["subject_token"].clone();
+    let claims = jwt_claims(&subject);
+    assert_eq!(
+        claims["sub"],
+        format!("system:serviceaccount:{ns}:pubsub-identity")
+    );
+    assert_eq!(claims["aud"], json!([audience]));
+    let review: k8s_openapi::api::authentication::v1::TokenReview = serde_json::from_value(json!({
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenReview",
+        "spec": {"token": subject, "audiences": [audience]}
+    }))
+    .expect("TokenReview");
+    let reviews: Api<k8s_openapi::api::authentication::v1::TokenReview> =
+        Api::all(cluster.client.clone());
+    let status = cluster
+        .rt
+        .block_on(reviews.create(&Default::default(), &review))
+        .expect("TokenReview")
+        .status
+        .expect("review status");
+    assert_eq!(status.authenticated, Some(true), "{status:?}");
+
+    // IAM Credentials: impersonation with the federated token.
+    let iam = &received[1];
+    assert_eq!(iam.method, "POST");
+    assert_eq!(
+        iam.path,
+        format!("/v1/projects/-/serviceAccounts/{EMAIL}:generateAccessToken")
+    );
+    assert_eq!(
+        iam.headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok()),
+        Some(format!("Bearer {FEDERATED}").as_str())
+    );
+    assert_eq!(
+        iam.body,
+        json!({
+            "lifetime": "3600s",
+            "scope": [
+                "https://www.googleapis.com/auth/cloud-platform",
+                "https://www.googleapis.com/auth/userinfo.email"
+            ]
+        })
+    );
+
+    // The publish, with the impersonated token.
+    let publish = &received[2];
+    assert_eq!(
+        publish.path,
+        "/v1/projects/my-project/topics/flux-topic:publish"
+    );
+    assert_eq!(
+        publish
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok()),
+        Some(format!("Bearer {IMPERSONATED}").as_str())
+    );
+    use base64::Engine;
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(publish.body["messages"][0]["data"].as_str().expect("data"))
+        .expect("base64 data");
+    let event: Value = serde_json::from_slice(&data).expect("the event");
+    assert_eq!(event["message"], "pubsub");
+    let tunnels: Vec<String> = proxy
+        .wait_for(3, WAIT)
+        .into_iter()
+        .map(|p| p.request_line)
+        .collect();
+    for host in ["sts", "iamcredentials", "pubsub"] {
+        let line = format!("CONNECT {host}.googleapis.com:443 HTTP/1.1");
+        assert!(tunnels.contains(&line), "{tunnels:?}");
+    }
+
+    // Cached: the next event is only a publish.
+    assert_eq!(
+        herald
+            .post(cluster.event("kustomization-error.json", "again"))
+            .0,
+        202
+    );
+    let received = sink.wait_for(4, WAIT);
+    assert_eq!(received.len(), 4);
+    assert_eq!(
+        received[3].path,
+        "/v1/projects/my-project/topics/flux-topic:publish"
+    );
+
+    // GKE's own pool is not read from a metadata server: named.
+    let note = cluster.wait_warning("NotificationDispatchFailed", "gke")["note"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        note.contains(&format!(
+            "spec.serviceAccountName: ServiceAccount {ns}/gke-only has no annotation \
+             gcp.auth.fluxcd.io/workload-identity-provider"
+        )),
+        "{note}"
+    );
+    assert_eq!(sink.received().len(), 4);
+    let signature = subject.rsplit('.').next().expect("signature").to_owned();
+    let mut shown = herald.logs();
+    shown.extend(cluster.events().iter().map(Value::to_string));
+    for text in &shown {
+        for secret in [FEDERATED, IMPERSONATED, signature.as_str()] {
+            assert!(!text.contains(secret), "token shown: {text}");
+        }
+    }
 }

@@ -29,6 +29,7 @@ use bytes::Bytes;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use serde::Deserialize;
+use serde_json::{Value, json};
 
 use super::{Body, Request, Sender, Verdict};
 use crate::api::ProviderType;
@@ -47,6 +48,21 @@ const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com/";
 /// The scopes Flux asks for (`fluxcd/pkg/auth/azure`).
 pub const SCOPE_EVENT_HUBS: &str = "https://eventhubs.azure.net//.default";
 pub const SCOPE_DEVOPS: &str = "499b84ac-1321-427f-aa17-267ca6975798/.default";
+/// The ServiceAccount annotations Flux reads for GCP: the workload identity
+/// provider (outside GKE) and the Google service account to impersonate.
+pub const GCP_PROVIDER_ANNOTATION: &str = "gcp.auth.fluxcd.io/workload-identity-provider";
+pub const GCP_EMAIL_ANNOTATION: &str = "iam.gke.io/gcp-service-account";
+/// Google's Security Token Service and IAM Credentials endpoints.
+const STS_TOKEN_URL: &str = "https://sts.googleapis.com/v1/token";
+const IAM_CREDENTIALS_URL: &str =
+    "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/";
+/// The scopes Flux asks Google for (`fluxcd/pkg/auth/gcp`).
+const GCP_SCOPES: [&str; 2] = [
+    "https://www.googleapis.com/auth/cloud-platform",
+    "https://www.googleapis.com/auth/userinfo.email",
+];
+/// The lifetime asked of an impersonated token (Google's client default).
+const IMPERSONATED_LIFETIME: Duration = Duration::from_secs(3600);
 /// How long before its expiry a cached token is replaced.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 
@@ -104,21 +120,13 @@ pub fn for_provider(
         Some(Mode::Enabled(client)) => client,
     };
     match kind {
-        ProviderType::Azureeventhub | ProviderType::Azuredevops => {
+        ProviderType::Azureeventhub | ProviderType::Azuredevops | ProviderType::Googlepubsub => {
             Ok(Some(Arc::new(WorkloadIdentity {
                 client: client.clone(),
                 namespace: namespace.to_owned(),
                 service_account: service_account.to_owned(),
             })))
         }
-        ProviderType::Googlepubsub => Err((
-            "WorkloadIdentityNotSupported",
-            format!(
-                "spec.serviceAccountName: '{service_account}': herald implements workload \
-                 identity for Azure only (azureeventhub, azuredevops); googlepubsub needs a \
-                 service-account JSON key in spec.secretRef's 'token'"
-            ),
-        )),
         _ => Ok(None),
     }
 }
@@ -159,8 +167,9 @@ struct TokenAnswer {
 /// be long, and says nothing secret, but the code is what users look up).
 #[derive(Deserialize)]
 struct ErrorAnswer {
+    /// Azure AD's and STS's code, or Google's `{code, message, status}`.
     #[serde(default)]
-    error: Option<String>,
+    error: Option<Value>,
 }
 
 /// The token endpoint of `tenant` below `authority` (a URL, with or
@@ -204,6 +213,115 @@ impl WorkloadIdentity {
         });
     }
 
+    fn accounts(&self) -> kube::Api<ServiceAccount> {
+        kube::Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// The ServiceAccount's annotations (read on every token request, as
+    /// Flux does, so an edited annotation takes effect at once).
+    async fn annotations(&self) -> Result<std::collections::BTreeMap<String, String>, Verdict> {
+        let who = self.who();
+        match self.accounts().get_opt(&self.service_account).await {
+            Ok(Some(account)) => Ok(account.metadata.annotations.unwrap_or_default()),
+            Ok(None) => Err(Verdict::Fail(format!("{who} not found"))),
+            Err(e) => Err(Verdict::Retry {
+                reason: format!("{who}: cannot read it: {e}"),
+                after: None,
+            }),
+        }
+    }
+
+    /// A token for the ServiceAccount from the TokenRequest API, for
+    /// `audience`, with the API server's default lifetime (Flux sets none).
+    async fn kubernetes_token(&self, audience: &str) -> Result<SecretString, Verdict> {
+        let who = self.who();
+        let request = TokenRequest {
+            spec: Some(TokenRequestSpec {
+                audiences: Some(vec![audience.to_owned()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.accounts()
+            .create_token_request(&self.service_account, &Default::default(), &request)
+            .await
+            .map_err(|e| Verdict::Retry {
+                reason: format!("{who}: the TokenRequest failed: {e}"),
+                after: None,
+            })?
+            .status
+            .and_then(|s| s.token)
+            .filter(|t| !t.is_empty())
+            .map(SecretString::new)
+            .ok_or_else(|| Verdict::Retry {
+                reason: format!("{who}: the TokenRequest answered no token"),
+                after: None,
+            })
+    }
+
+    fn cached(&self, key: &Key) -> Option<SecretString> {
+        let cache = cache().lock().expect("token cache");
+        let (token, until) = cache.get(key)?;
+        (Instant::now() < *until).then(|| token.clone())
+    }
+
+    fn keep(&self, key: Key, token: &SecretString, lifetime: Duration) {
+        let until = Instant::now() + lifetime.saturating_sub(EXPIRY_MARGIN);
+        cache()
+            .lock()
+            .expect("token cache")
+            .insert(key, (token.clone(), until));
+    }
+
+    /// Sends one request of an exchange; errors say which step failed and
+    /// the status, plus the service's `error` code when it gives one.
+    async fn post(
+        &self,
+        sender: &dyn Sender,
+        request: Request,
+        step: &str,
+    ) -> Result<super::Reply, Verdict> {
+        let who = self.who();
+        let reply = sender
+            .send(&request)
+            .await
+            .map_err(|e| match Verdict::from(e) {
+                Verdict::Retry { reason, after } => Verdict::Retry {
+                    reason: format!("{who}: {step}: {reason}"),
+                    after,
+                },
+                Verdict::Fail(reason) => Verdict::Fail(format!("{who}: {step}: {reason}")),
+                Verdict::Delivered => Verdict::Delivered,
+            })?;
+        let refused = || {
+            let code = serde_json::from_slice::<ErrorAnswer>(&reply.body)
+                .ok()
+                .and_then(|e| e.error)
+                .and_then(|e| match e {
+                    Value::String(code) => Some(code),
+                    Value::Object(o) => o.get("status").and_then(Value::as_str).map(str::to_owned),
+                    _ => None,
+                })
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default();
+            format!("{who}: {step} refused: HTTP {}{code}", reply.status)
+        };
+        match reply.verdict() {
+            Verdict::Delivered => Ok(reply),
+            Verdict::Retry { after, .. } => Err(Verdict::Retry {
+                reason: refused(),
+                after,
+            }),
+            Verdict::Fail(_) => Err(Verdict::Fail(refused())),
+        }
+    }
+
+    /// Drops this ServiceAccount's cached Google tokens (Pub/Sub answered
+    /// 401).
+    pub fn forget_gcp(&self) {
+        self.forget("gcp");
+    }
+
     fn who(&self) -> String {
         format!(
             "spec.serviceAccountName: ServiceAccount {}/{}",
@@ -221,19 +339,7 @@ impl WorkloadIdentity {
         sender: &dyn Sender,
     ) -> Result<SecretString, Verdict> {
         let who = self.who();
-        let accounts: kube::Api<ServiceAccount> =
-            kube::Api::namespaced(self.client.clone(), &self.namespace);
-        let account = match accounts.get_opt(&self.service_account).await {
-            Ok(Some(account)) => account,
-            Ok(None) => return Err(Verdict::Fail(format!("{who} not found"))),
-            Err(e) => {
-                return Err(Verdict::Retry {
-                    reason: format!("{who}: cannot read it: {e}"),
-                    after: None,
-                });
-            }
-        };
-        let annotations = account.metadata.annotations.unwrap_or_default();
+        let annotations = self.annotations().await?;
         let annotation = |key: &str| {
             annotations
                 .get(key)
@@ -260,79 +366,184 @@ impl WorkloadIdentity {
             scope.to_owned(),
             authority.clone(),
         );
-        if let Some((token, until)) = cache().lock().expect("token cache").get(&key)
-            && Instant::now() < *until
-        {
-            return Ok(token.clone());
+        if let Some(token) = self.cached(&key) {
+            return Ok(token);
         }
-        let request = TokenRequest {
-            spec: Some(TokenRequestSpec {
-                audiences: Some(vec![AZURE_AUDIENCE.to_owned()]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let assertion = accounts
-            .create_token_request(&self.service_account, &Default::default(), &request)
-            .await
-            .map_err(|e| Verdict::Retry {
-                reason: format!("{who}: the TokenRequest failed: {e}"),
-                after: None,
-            })?
-            .status
-            .and_then(|s| s.token)
-            .filter(|t| !t.is_empty())
-            .map(SecretString::new)
-            .ok_or_else(|| Verdict::Retry {
-                reason: format!("{who}: the TokenRequest answered no token"),
-                after: None,
-            })?;
+        let assertion = self.kubernetes_token(AZURE_AUDIENCE).await?;
         let body = Body {
             content_type: "application/x-www-form-urlencoded",
             bytes: Bytes::from(exchange_form(&client_id, assertion.expose(), scope)),
         };
         let url = SecretString::new(token_endpoint(&authority, &tenant));
-        let reply =
-            sender
-                .send(&Request::post(&url, body))
-                .await
-                .map_err(|e| match Verdict::from(e) {
-                    Verdict::Retry { reason, after } => Verdict::Retry {
-                        reason: format!("{who}: Azure AD token exchange: {reason}"),
-                        after,
-                    },
-                    other => other,
-                })?;
-        let refused = |status: reqwest::StatusCode| {
-            let code = serde_json::from_slice::<ErrorAnswer>(&reply.body)
-                .ok()
-                .and_then(|e| e.error)
-                .map(|e| format!(" ({e})"))
-                .unwrap_or_default();
-            format!("{who}: Azure AD refused the token exchange: HTTP {status}{code}")
-        };
-        match reply.verdict() {
-            Verdict::Delivered => {}
-            Verdict::Retry { after, .. } => {
-                return Err(Verdict::Retry {
-                    reason: refused(reply.status),
-                    after,
-                });
-            }
-            Verdict::Fail(_) => return Err(Verdict::Fail(refused(reply.status))),
-        }
+        let reply = self
+            .post(sender, Request::post(&url, body), "Azure AD token exchange")
+            .await?;
         let answer: TokenAnswer = serde_json::from_slice(&reply.body).map_err(|_| {
             Verdict::Fail(format!(
                 "{who}: Azure AD's token answer has no access_token"
             ))
         })?;
         let token = SecretString::new(answer.access_token);
-        let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(3600));
-        let until = Instant::now() + lifetime.saturating_sub(EXPIRY_MARGIN);
-        cache()
-            .lock()
-            .expect("token cache")
-            .insert(key, (token.clone(), until));
+        self.keep(
+            key,
+            &token,
+            Duration::from_secs(answer.expires_in.unwrap_or(3600)),
+        );
+        Ok(token)
+    }
+}
+
+/// `projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>`,
+/// as Flux checks it.
+fn valid_workload_identity_provider(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('/').collect();
+    matches!(
+        parts[..],
+        ["projects", number, "locations", "global", "workloadIdentityPools", pool, "providers", provider]
+            if (1..=30).contains(&number.len())
+                && number.bytes().all(|b| b.is_ascii_digit())
+                && (1..=100).contains(&pool.len())
+                && (1..=100).contains(&provider.len())
+    )
+}
+
+/// `<name>@<project>.iam.gserviceaccount.com`, as Flux checks it.
+fn valid_service_account_email(email: &str) -> bool {
+    let name_ok = |part: &str| {
+        (1..=100).contains(&part.len())
+            && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    email
+        .strip_suffix(".iam.gserviceaccount.com")
+        .and_then(|rest| rest.split_once('@'))
+        .is_some_and(|(name, project)| name_ok(name) && name_ok(project))
+}
+
+/// STS's answer.
+#[derive(Deserialize)]
+struct StsAnswer {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+/// IAM Credentials' answer.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ImpersonatedAnswer {
+    access_token: String,
+}
+
+/// The STS token exchange form (RFC 8693), as Google's external account
+/// client sends it.
+pub fn sts_form(audience: &str, subject_token: &str, scopes: &[&str]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("audience", audience)
+        .append_pair(
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+        )
+        .append_pair(
+            "requested_token_type",
+            "urn:ietf:params:oauth:token-type:access_token",
+        )
+        .append_pair("scope", &scopes.join(" "))
+        .append_pair("subject_token", subject_token)
+        .append_pair("subject_token_type", "urn:ietf:params:oauth:token-type:jwt")
+        .finish()
+}
+
+impl WorkloadIdentity {
+    /// A Google access token, as Flux gets one outside GKE: the
+    /// ServiceAccount's `gcp.auth.fluxcd.io/workload-identity-provider`
+    /// gives the audience `//iam.googleapis.com/<provider>` of its
+    /// Kubernetes token, which STS exchanges for a federated token; with
+    /// `iam.gke.io/gcp-service-account`, IAM Credentials then turns that
+    /// into the Google service account's token (impersonation). GKE's own
+    /// pool (no provider annotation: Flux asks the metadata server for
+    /// it) is not supported. Cached like Azure's tokens.
+    pub async fn gcp_token(&self, sender: &dyn Sender) -> Result<SecretString, Verdict> {
+        let who = self.who();
+        let annotations = self.annotations().await?;
+        let provider = annotations
+            .get(GCP_PROVIDER_ANNOTATION)
+            .filter(|v| !v.trim().is_empty())
+            .ok_or_else(|| {
+                Verdict::Fail(format!(
+                    "{who} has no annotation {GCP_PROVIDER_ANNOTATION} (the workload identity \
+                     provider, projects/<number>/locations/global/workloadIdentityPools/<pool>/\
+                     providers/<provider>): herald does not read GKE's metadata server, so GKE's \
+                     own pool needs it too"
+                ))
+            })?;
+        if !valid_workload_identity_provider(provider) {
+            return Err(Verdict::Fail(format!(
+                "{who}: annotation {GCP_PROVIDER_ANNOTATION} is not \
+                 projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>"
+            )));
+        }
+        let email = annotations
+            .get(GCP_EMAIL_ANNOTATION)
+            .filter(|v| !v.trim().is_empty());
+        if let Some(email) = email
+            && !valid_service_account_email(email)
+        {
+            return Err(Verdict::Fail(format!(
+                "{who}: annotation {GCP_EMAIL_ANNOTATION} is not \
+                 <name>@<project>.iam.gserviceaccount.com"
+            )));
+        }
+        let audience = format!("//iam.googleapis.com/{provider}");
+        let key = (
+            self.namespace.clone(),
+            self.service_account.clone(),
+            email.cloned().unwrap_or_default(),
+            "gcp".to_owned(),
+            audience.clone(),
+        );
+        if let Some(token) = self.cached(&key) {
+            return Ok(token);
+        }
+        let subject = self.kubernetes_token(&audience).await?;
+        // Impersonating, STS is asked only for cloud-platform and the
+        // service account's token gets Flux's scopes.
+        let sts_scopes: &[&str] = match email {
+            Some(_) => &GCP_SCOPES[..1],
+            None => &GCP_SCOPES,
+        };
+        let body = Body {
+            content_type: "application/x-www-form-urlencoded",
+            bytes: Bytes::from(sts_form(&audience, subject.expose(), sts_scopes)),
+        };
+        let url = SecretString::new(STS_TOKEN_URL.to_owned());
+        let reply = self
+            .post(sender, Request::post(&url, body), "GCP STS token exchange")
+            .await?;
+        let answer: StsAnswer = serde_json::from_slice(&reply.body)
+            .map_err(|_| Verdict::Fail(format!("{who}: GCP STS's answer has no access_token")))?;
+        let federated = SecretString::new(answer.access_token);
+        let Some(email) = email else {
+            let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(3600));
+            self.keep(key, &federated, lifetime);
+            return Ok(federated);
+        };
+        let url = SecretString::new(format!("{IAM_CREDENTIALS_URL}{email}:generateAccessToken"));
+        let body = Body::json(&json!({
+            "lifetime": format!("{}s", IMPERSONATED_LIFETIME.as_secs()),
+            "scope": GCP_SCOPES,
+        }))
+        .map_err(Verdict::Fail)?;
+        let request = Request::post(&url, body).auth(super::Auth::Bearer(federated));
+        let reply = self
+            .post(sender, request, "GCP IAM Credentials impersonation")
+            .await?;
+        let answer: ImpersonatedAnswer = serde_json::from_slice(&reply.body).map_err(|_| {
+            Verdict::Fail(format!(
+                "{who}: GCP IAM Credentials' answer has no accessToken"
+            ))
+        })?;
+        let token = SecretString::new(answer.access_token);
+        self.keep(key, &token, IMPERSONATED_LIFETIME);
         Ok(token)
     }
 }
@@ -365,5 +576,36 @@ mod tests {
         assert_eq!(form["client_id"], "client-1");
         assert_eq!(form["grant_type"], "client_credentials");
         assert_eq!(form["scope"], "https://eventhubs.azure.net//.default");
+    }
+
+    #[test]
+    fn gcp_annotations_are_checked_as_flux_checks_them() {
+        assert!(valid_workload_identity_provider(
+            "projects/123456/locations/global/workloadIdentityPools/pool/providers/herald"
+        ));
+        assert!(!valid_workload_identity_provider(
+            "projects/my-project/locations/global/workloadIdentityPools/pool/providers/herald"
+        ));
+        assert!(!valid_workload_identity_provider(
+            "projects/1/locations/global"
+        ));
+        assert!(valid_service_account_email(
+            "flux-notify@my-project.iam.gserviceaccount.com"
+        ));
+        assert!(!valid_service_account_email("flux@example.com"));
+        let form: HashMap<String, String> = url::form_urlencoded::parse(
+            sts_form("//iam.googleapis.com/p", "k8s", &GCP_SCOPES[..1]).as_bytes(),
+        )
+        .into_owned()
+        .collect();
+        assert_eq!(form.len(), 6, "{form:?}");
+        assert_eq!(
+            form["scope"],
+            "https://www.googleapis.com/auth/cloud-platform"
+        );
+        assert_eq!(
+            form["subject_token_type"],
+            "urn:ietf:params:oauth:token-type:jwt"
+        );
     }
 }

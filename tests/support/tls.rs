@@ -57,6 +57,9 @@ impl Pki {
                 "localhost",
                 "*.servicebus.windows.net",
                 "login.example-cloud.test",
+                "sts.googleapis.com",
+                "iamcredentials.googleapis.com",
+                "pubsub.googleapis.com",
             ],
             ExtendedKeyUsagePurpose::ServerAuth,
         );
