@@ -4,8 +4,7 @@
 //! `fluxcd/pkg/auth`) when its `ObjectLevelWorkloadIdentity` feature gate
 //! is on.
 //!
-//! Only Azure is implemented (`azureeventhub`, `azuredevops`): the
-//! ServiceAccount's `azure.workload.identity/tenant-id` and
+//! Azure (`azureeventhub`, `azuredevops`): the ServiceAccount's `azure.workload.identity/tenant-id` and
 //! `azure.workload.identity/client-id` annotations name the app; a
 //! TokenRequest for the ServiceAccount with the audience
 //! `api://AzureADTokenExchange` gives the assertion; Azure AD's client
@@ -14,6 +13,10 @@
 //! token for the provider's scope. Tokens are kept until a minute before
 //! they expire, per ServiceAccount, identity, scope and authority (Flux's
 //! cache key), across reloads of the routing table.
+//!
+//! GCP (`googlepubsub`), as Flux does outside GKE: see
+//! [`WorkloadIdentity::gcp_token`]. GKE's own pool (Flux asks the metadata
+//! server for it) is not supported, and AWS has no notification provider.
 //!
 //! Whether identity is available is process-wide: `herald controller`
 //! decides it once from its `--feature-gates` ([`enable`], [`disable`]);
