@@ -268,12 +268,14 @@ impl WorkloadIdentity {
         (Instant::now() < *until).then(|| token.clone())
     }
 
+    /// Caches `token` until `EXPIRY_MARGIN` before it expires, dropping
+    /// expired entries so deleted Providers' tokens do not stay in memory.
     fn keep(&self, key: Key, token: &SecretString, lifetime: Duration) {
-        let until = Instant::now() + lifetime.saturating_sub(EXPIRY_MARGIN);
-        cache()
-            .lock()
-            .expect("token cache")
-            .insert(key, (token.clone(), until));
+        let now = Instant::now();
+        let until = now + lifetime.saturating_sub(EXPIRY_MARGIN);
+        let mut cache = cache().lock().expect("token cache");
+        cache.retain(|_, (_, until)| *until > now);
+        cache.insert(key, (token.clone(), until));
     }
 
     /// Sends one request of an exchange; errors say which step failed and
