@@ -351,3 +351,19 @@ fn explain_prints_the_readme_example() {
     assert_eq!(lines[2]["matched"], true);
     assert_eq!(lines[0]["rule"], "severity");
 }
+
+/// A feature gate Flux does not know stops the controller before it
+/// touches the cluster, naming the gate (a typo must not leave a gate off).
+#[test]
+fn controller_refuses_an_unknown_feature_gate_naming_it() {
+    let (code, _, stderr) = run(&[
+        "controller",
+        "--feature-gates=ObjectLevelWorkloadIdentity=true,ObjectLevelWorkloadIdentiy=true",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--feature-gates")
+            && stderr.contains("feature gate 'ObjectLevelWorkloadIdentiy' is not supported"),
+        "{stderr}"
+    );
+}

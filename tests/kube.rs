@@ -270,6 +270,17 @@ impl Cluster {
     }
 
     fn start_herald_with(&self, kubeconfig: &std::path::Path, pod: &str, extra: &[&str]) -> Herald {
+        self.start_herald_env(kubeconfig, pod, extra, &[])
+    }
+
+    /// [`Cluster::start_herald_with`], with more environment variables.
+    fn start_herald_env(
+        &self,
+        kubeconfig: &std::path::Path,
+        pod: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Herald {
         let mut flags: Vec<&str> = extra.to_vec();
         if matches!(self.api, Server::Shared(_))
             && !flags
@@ -278,11 +289,9 @@ impl Cluster {
         {
             flags.push("--watch-all-namespaces=false");
         }
-        let herald = Herald::controller(
-            kubeconfig,
-            &flags,
-            &[("POD_NAME", pod), ("RUNTIME_NAMESPACE", &self.namespace)],
-        );
+        let mut env = env.to_vec();
+        env.extend([("POD_NAME", pod), ("RUNTIME_NAMESPACE", &self.namespace)]);
+        let herald = Herald::controller(kubeconfig, &flags, &env);
         let deadline = Instant::now() + WAIT;
         while client::get(&format!("{}/readyz", herald.health)).0 != 200 {
             assert!(
@@ -1619,4 +1628,678 @@ fn cert_secret_ref_secrets_are_read_and_used() {
         herald.logs()
     );
     herald.assert_no_secret_in_logs();
+}
+
+// ------------------------------------------------------ workload identity
+
+/// The claims of a JWT, decoded without checking its signature (the API
+/// server's TokenReview checks that).
+fn jwt_claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT has three parts");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url claims");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+/// `spec.serviceAccountName` with `--feature-gates=ObjectLevelWorkloadIdentity=true`:
+/// herald asks the API server for the ServiceAccount's token (audience
+/// `api://AzureADTokenExchange`), exchanges it at the Azure AD lookalike
+/// (`AZURE_AUTHORITY_HOST`) for an access token, and sends the event to the
+/// Event Hubs lookalike with it; the next event reuses the cached token.
+/// Both lookalikes sit behind the Provider's proxy (which forwards every
+/// host to one TLS sink), so herald uses the real Event Hubs host name; the
+/// Provider's certSecretRef trusts the test CA. Without the gate the
+/// Provider is not ready with Flux's message; a missing ServiceAccount or
+/// annotation fails the delivery naming it; no token is shown anywhere.
+#[test]
+fn workload_identity_exchanges_a_service_account_token_with_azure_ad() {
+    const ACCESS_TOKEN: &str = "aad-access-token-s3cret-0123456789";
+    const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+    const CLIENT: &str = "0c8b4a5e-1111-2222-3333-444455556666";
+    let pki = support::tls::Pki::new();
+    let sink = Sink::start_tls(pki.server_config(false));
+    let proxy = support::proxy::Proxy::start(Some(sink.authority()));
+    sink.script([Answer::status(200)
+        .header("content-type", "application/json")
+        .body(format!(
+            "{{\"token_type\":\"Bearer\",\"expires_in\":3599,\"ext_expires_in\":3599,\"access_token\":\"{ACCESS_TOKEN}\"}}"
+        ))]);
+    sink.default_answer(Answer::status(201));
+    let cluster = Cluster::shared("identity");
+    let ns = cluster.namespace.clone();
+    let provider = |name: &str, account: &str| {
+        format!(
+            "---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\n\
+             metadata: {{name: {name}}}\n\
+             spec: {{type: azureeventhub, address: flux-hub, channel: my-ns, serviceAccountName: {account}, \
+             certSecretRef: {{name: ca}}, proxySecretRef: {{name: proxy}}}}\n\
+             ---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\n\
+             metadata: {{name: {name}}}\n\
+             spec: {{providerRef: {{name: {name}}}, eventSources: [{{kind: Kustomization, name: '*'}}]}}\n"
+        )
+    };
+    let manifests = format!(
+        "{}{}{}---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: hub-identity\n  annotations:\n    \
+         azure.workload.identity/tenant-id: {TENANT}\n    azure.workload.identity/client-id: {CLIENT}\n\
+         ---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: no-client-id\n  annotations:\n    \
+         azure.workload.identity/tenant-id: {TENANT}\n\
+         ---\napiVersion: v1\nkind: Secret\nmetadata: {{name: ca}}\nstringData:\n  ca.crt: {}\n\
+         ---\napiVersion: v1\nkind: Secret\nmetadata: {{name: proxy}}\nstringData:\n  address: {}\n\
+         ---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\n\
+         metadata: {{name: both}}\n\
+         spec: {{type: azureeventhub, address: flux-hub, channel: my-ns, serviceAccountName: hub-identity, \
+         secretRef: {{name: jwt}}}}\n\
+         ---\napiVersion: v1\nkind: Secret\nmetadata: {{name: jwt}}\nstringData:\n  token: static-jwt\n",
+        provider("hub", "hub-identity"),
+        provider("missing", "nobody"),
+        provider("unannotated", "no-client-id"),
+        serde_json::to_string(&pki.ca).expect("quoted"),
+        proxy.url,
+    );
+    cluster.create_in(&ns, &manifests);
+
+    // Gate off (Flux's default): not ready, with Flux's message.
+    let herald = cluster.start_herald(&[]);
+    let condition = cluster.wait_reason("Provider", "hub", "False", "WorkloadIdentityNotSupported");
+    let message = condition["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(
+            "to use spec.serviceAccountName for provider authentication please enable the \
+             ObjectLevelWorkloadIdentity feature gate in the controller"
+        ),
+        "{message}"
+    );
+    drop(herald);
+
+    // Gate on.
+    let herald = cluster.start_herald_env(
+        cluster.api.herald_kubeconfig(),
+        "herald-test-0",
+        &["--feature-gates=ObjectLevelWorkloadIdentity=true"],
+        &[("AZURE_AUTHORITY_HOST", "https://login.example-cloud.test/")],
+    );
+    for name in ["hub", "missing", "unannotated"] {
+        cluster.wait_reason("Provider", name, "True", "Succeeded");
+    }
+    // As in Flux, a JWT and a ServiceAccount exclude each other.
+    let both = cluster.wait_reason("Provider", "both", "False", "InvalidCredentials");
+    assert!(
+        both["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("spec.serviceAccountName and a JWT")),
+        "{both}"
+    );
+    assert_eq!(
+        herald
+            .post(cluster.event("kustomization-error.json", "first"))
+            .0,
+        202
+    );
+    let received = sink.wait_for(2, WAIT);
+    assert_eq!(received.len(), 2, "{:#?}", herald.logs());
+
+    // The exchange: Azure AD's client credentials grant with the
+    // ServiceAccount's token as the assertion.
+    let exchange = &received[0];
+    assert_eq!(exchange.method, "POST");
+    assert_eq!(exchange.path, format!("/{TENANT}/oauth2/v2.0/token"));
+    assert_eq!(
+        exchange
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/x-www-form-urlencoded")
+    );
+    let form: std::collections::BTreeMap<String, String> =
+        url::form_urlencoded::parse(&exchange.raw)
+            .into_owned()
+            .collect();
+    let keys: Vec<&str> = form.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "client_assertion",
+            "client_assertion_type",
+            "client_id",
+            "grant_type",
+            "scope"
+        ]
+    );
+    assert_eq!(
+        form["client_assertion_type"],
+        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    );
+    assert_eq!(form["client_id"], CLIENT);
+    assert_eq!(form["grant_type"], "client_credentials");
+    assert_eq!(form["scope"], "https://eventhubs.azure.net//.default");
+    let assertion = form["client_assertion"].clone();
+    let claims = jwt_claims(&assertion);
+    assert_eq!(
+        claims["sub"],
+        format!("system:serviceaccount:{ns}:hub-identity")
+    );
+    assert_eq!(claims["aud"], json!(["api://AzureADTokenExchange"]));
+    // The API server itself vouches for it.
+    let review: k8s_openapi::api::authentication::v1::TokenReview = serde_json::from_value(json!({
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenReview",
+        "spec": {"token": assertion, "audiences": ["api://AzureADTokenExchange"]}
+    }))
+    .expect("TokenReview");
+    let reviews: Api<k8s_openapi::api::authentication::v1::TokenReview> =
+        Api::all(cluster.client.clone());
+    let status = cluster
+        .rt
+        .block_on(reviews.create(&Default::default(), &review))
+        .expect("TokenReview")
+        .status
+        .expect("review status");
+    assert_eq!(status.authenticated, Some(true), "{status:?}");
+    assert_eq!(
+        status.user.and_then(|u| u.username),
+        Some(format!("system:serviceaccount:{ns}:hub-identity"))
+    );
+
+    // The event, with the exchanged token, at the real host name.
+    let send = &received[1];
+    assert_eq!(send.method, "POST");
+    assert_eq!(send.path, "/flux-hub/messages");
+    assert_eq!(
+        send.headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok()),
+        Some(format!("Bearer {ACCESS_TOKEN}").as_str())
+    );
+    let body: Value = serde_json::from_slice(&send.raw).expect("the event as JSON");
+    assert_eq!(body["message"], "first");
+    assert_eq!(body["involvedObject"]["namespace"], ns.as_str());
+    let tunnels: Vec<String> = proxy
+        .wait_for(2, WAIT)
+        .into_iter()
+        .map(|p| p.request_line)
+        .collect();
+    assert!(
+        tunnels.contains(&"CONNECT login.example-cloud.test:443 HTTP/1.1".to_owned()),
+        "{tunnels:?}"
+    );
+    assert!(
+        tunnels.contains(&"CONNECT my-ns.servicebus.windows.net:443 HTTP/1.1".to_owned()),
+        "{tunnels:?}"
+    );
+
+    // The cached token serves the next event: no second exchange.
+    assert_eq!(
+        herald
+            .post(cluster.event("kustomization-error.json", "second"))
+            .0,
+        202
+    );
+    let received = sink.wait_for(3, WAIT);
+    assert_eq!(received.len(), 3);
+    assert_eq!(received[2].path, "/flux-hub/messages");
+    assert_eq!(
+        received[2]
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok()),
+        Some(format!("Bearer {ACCESS_TOKEN}").as_str())
+    );
+
+    // Event Hubs answering 401 drops the cached token: herald exchanges the
+    // ServiceAccount's token again and sends once more with the new one.
+    const RENEWED: &str = "aad-access-token-s3cret-renewed-42";
+    sink.script([
+        Answer::status(401),
+        Answer::status(200).body(format!(
+            "{{\"token_type\":\"Bearer\",\"expires_in\":3599,\"access_token\":\"{RENEWED}\"}}"
+        )),
+    ]);
+    assert_eq!(
+        herald
+            .post(cluster.event("kustomization-error.json", "third"))
+            .0,
+        202
+    );
+    let received = sink.wait_for(6, WAIT);
+    assert_eq!(received.len(), 6, "{:#?}", herald.logs());
+    let bearer = |r: &support::sink::Received| {
+        r.headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(received[3].path, "/flux-hub/messages");
+    assert_eq!(bearer(&received[3]), Some(format!("Bearer {ACCESS_TOKEN}")));
+    assert_eq!(received[4].path, format!("/{TENANT}/oauth2/v2.0/token"));
+    assert_eq!(received[5].path, "/flux-hub/messages");
+    assert_eq!(bearer(&received[5]), Some(format!("Bearer {RENEWED}")));
+    assert!(herald.wait_for_log("\"delivered\"", WAIT).is_some());
+
+    // A missing ServiceAccount and a missing annotation fail the delivery,
+    // named in the Alert's Warning Event.
+    let note = |alert: &str| {
+        cluster.wait_warning("NotificationDispatchFailed", alert)["note"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let missing = note("missing");
+    assert!(
+        missing.contains(&format!(
+            "spec.serviceAccountName: ServiceAccount {ns}/nobody not found"
+        )),
+        "{missing}"
+    );
+    let unannotated = note("unannotated");
+    assert!(
+        unannotated.contains(&format!(
+            "spec.serviceAccountName: ServiceAccount {ns}/no-client-id has no annotation \
+             azure.workload.identity/client-id"
+        )),
+        "{unannotated}"
+    );
+    // Neither would reach Azure AD: the sink saw nothing more.
+    assert_eq!(sink.received().len(), 6);
+
+    // No token anywhere herald writes.
+    let (_, metrics) = client::get(&format!("{}/metrics", herald.metrics));
+    let mut shown: Vec<String> = herald.logs();
+    shown.push(metrics);
+    shown.extend(cluster.events().iter().map(Value::to_string));
+    for kind in ["Alert", "Provider"] {
+        for name in ["hub", "missing", "unannotated"] {
+            let object = cluster.get("v1beta3", kind, name).expect("object");
+            shown.push(object["status"].to_string());
+        }
+    }
+    let signature = assertion.rsplit('.').next().expect("signature").to_owned();
+    for text in &shown {
+        assert!(!text.contains(ACCESS_TOKEN), "access token shown: {text}");
+        assert!(!text.contains(RENEWED), "access token shown: {text}");
+        assert!(
+            !text.contains(&signature),
+            "ServiceAccount token shown: {text}"
+        );
+    }
+}
+
+/// `azuredevops` with `spec.serviceAccountName` and no token: as Flux, herald
+/// exchanges the ServiceAccount's token for an Azure AD token with Azure
+/// DevOps' scope and uses it where the personal access token would go
+/// (Basic, empty user name), for both the status read and write. Here
+/// `AZURE_AUTHORITY_HOST` points straight at the lookalike.
+#[test]
+fn workload_identity_sets_azure_devops_commit_statuses_with_the_exchanged_token() {
+    const ACCESS_TOKEN: &str = "aad-devops-token-s3cret-9876543210";
+    const TENANT: &str = "tenant-for-devops";
+    const CLIENT: &str = "client-for-devops";
+    const SHA: &str = "731f7eaddfb6af01cb2173e18f0f75b0ba780ef1";
+    let pki = support::tls::Pki::new();
+    let sink = Sink::start_tls(pki.server_config(false));
+    sink.script([
+        Answer::status(200).body(format!(
+            "{{\"token_type\":\"Bearer\",\"expires_in\":3599,\"access_token\":\"{ACCESS_TOKEN}\"}}"
+        )),
+        Answer::status(200).body("{\"count\":0,\"value\":[]}"),
+    ]);
+    sink.default_answer(Answer::status(201).body("{}"));
+    let cluster = Cluster::shared("identity-devops");
+    let ns = cluster.namespace.clone();
+    let manifests = format!(
+        "---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\n\
+         metadata: {{name: devops}}\n\
+         spec: {{type: azuredevops, address: 'https://{}/org/proj/_git/repo', \
+         serviceAccountName: devops-identity, certSecretRef: {{name: ca}}}}\n\
+         ---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\n\
+         metadata: {{name: devops}}\n\
+         spec: {{providerRef: {{name: devops}}, eventSources: [{{kind: Kustomization, name: '*'}}]}}\n\
+         ---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: devops-identity\n  annotations:\n    \
+         azure.workload.identity/tenant-id: {TENANT}\n    azure.workload.identity/client-id: {CLIENT}\n\
+         ---\napiVersion: v1\nkind: Secret\nmetadata: {{name: ca}}\nstringData:\n  ca.crt: {}\n",
+        sink.authority(),
+        serde_json::to_string(&pki.ca).expect("quoted"),
+    );
+    cluster.create_in(&ns, &manifests);
+    let authority = format!("https://{}", sink.authority());
+    let herald = cluster.start_herald_env(
+        cluster.api.herald_kubeconfig(),
+        "herald-test-0",
+        &["--feature-gates=CacheSecretsAndConfigMaps=false,ObjectLevelWorkloadIdentity=true"],
+        &[("AZURE_AUTHORITY_HOST", &authority)],
+    );
+    cluster.wait_reason("Provider", "devops", "True", "Succeeded");
+    let mut event: Value =
+        serde_json::from_str(&cluster.event("kustomization-error.json", "devops")).expect("event");
+    event["metadata"]["kustomize.toolkit.fluxcd.io/revision"] = json!(format!("main@sha1:{SHA}"));
+    assert_eq!(herald.post(event.to_string()).0, 202);
+    let received = sink.wait_for(3, WAIT);
+    assert_eq!(received.len(), 3, "{:#?}", herald.logs());
+    assert_eq!(received[0].path, format!("/{TENANT}/oauth2/v2.0/token"));
+    let form: std::collections::BTreeMap<String, String> =
+        url::form_urlencoded::parse(&received[0].raw)
+            .into_owned()
+            .collect();
+    assert_eq!(form["client_id"], CLIENT);
+    assert_eq!(form["grant_type"], "client_credentials");
+    assert_eq!(
+        form["scope"],
+        "499b84ac-1321-427f-aa17-267ca6975798/.default"
+    );
+    assert_eq!(
+        jwt_claims(&form["client_assertion"])["sub"],
+        format!("system:serviceaccount:{ns}:devops-identity")
+    );
+    use base64::Engine;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!(":{ACCESS_TOKEN}"))
+    );
+    let statuses = format!("/org/proj/_apis/git/repositories/repo/commits/{SHA}/statuses");
+    for (r, method) in [(&received[1], "GET"), (&received[2], "POST")] {
+        assert_eq!(r.method, method);
+        assert_eq!(r.path, statuses);
+        assert_eq!(
+            r.headers.get("authorization").and_then(|v| v.to_str().ok()),
+            Some(basic.as_str())
+        );
+    }
+    assert_eq!(received[2].body["state"], "error");
+    for line in herald.logs() {
+        assert!(!line.contains(ACCESS_TOKEN), "access token logged: {line}");
+    }
+}
+
+/// Azure AD refusing the exchange (no federated credential matches the
+/// ServiceAccount) fails the notification with the ServiceAccount, the
+/// HTTP status and AAD's error code, and nothing of either token.
+#[test]
+fn workload_identity_refused_by_azure_ad_fails_naming_the_service_account() {
+    let pki = support::tls::Pki::new();
+    let sink = Sink::start_tls(pki.server_config(false));
+    sink.default_answer(
+        Answer::status(401)
+            .header("content-type", "application/json")
+            .body(
+                "{\"error\":\"invalid_client\",\"error_description\":\"AADSTS700213: No matching \
+                 federated identity record found for presented assertion subject\",\
+                 \"error_codes\":[700213]}",
+            ),
+    );
+    let cluster = Cluster::shared("identity-refused");
+    let ns = cluster.namespace.clone();
+    let manifests = format!(
+        "---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\n\
+         metadata: {{name: hub}}\n\
+         spec: {{type: azureeventhub, address: flux-hub, channel: my-ns.servicebus.windows.net, \
+         serviceAccountName: unfederated, certSecretRef: {{name: ca}}}}\n\
+         ---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\n\
+         metadata: {{name: hub}}\n\
+         spec: {{providerRef: {{name: hub}}, eventSources: [{{kind: Kustomization, name: '*'}}]}}\n\
+         ---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: unfederated\n  annotations:\n    \
+         azure.workload.identity/tenant-id: tenant-x\n    azure.workload.identity/client-id: client-x\n\
+         ---\napiVersion: v1\nkind: Secret\nmetadata: {{name: ca}}\nstringData:\n  ca.crt: {}\n",
+        serde_json::to_string(&pki.ca).expect("quoted"),
+    );
+    cluster.create_in(&ns, &manifests);
+    let authority = format!("https://{}/", sink.authority());
+    let herald = cluster.start_herald_env(
+        cluster.api.herald_kubeconfig(),
+        "herald-test-0",
+        &["--feature-gates=ObjectLevelWorkloadIdentity=true"],
+        &[("AZURE_AUTHORITY_HOST", &authority)],
+    );
+    cluster.wait_reason("Provider", "hub", "True", "Succeeded");
+    assert_eq!(
+        herald
+            .post(cluster.event("kustomization-error.json", "refused"))
+            .0,
+        202
+    );
+    let event = cluster.wait_warning("NotificationDispatchFailed", "hub");
+    let note = event["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains(&format!(
+            "spec.serviceAccountName: ServiceAccount {ns}/unfederated: Azure AD token exchange \
+             refused: HTTP 401 Unauthorized (invalid_client)"
+        )),
+        "{note}"
+    );
+    // Refused at once (401 is not retried): one exchange, no send.
+    let received = sink.received();
+    assert_eq!(received.len(), 1, "{received:#?}");
+    assert_eq!(received[0].path, "/tenant-x/oauth2/v2.0/token");
+    let form: std::collections::BTreeMap<String, String> =
+        url::form_urlencoded::parse(&received[0].raw)
+            .into_owned()
+            .collect();
+    let signature = form["client_assertion"]
+        .rsplit('.')
+        .next()
+        .expect("signature")
+        .to_owned();
+    for line in herald.logs() {
+        assert!(
+            !line.contains(&signature),
+            "ServiceAccount token logged: {line}"
+        );
+    }
+    assert!(!event.to_string().contains(&signature));
+}
+
+/// `googlepubsub` with `spec.serviceAccountName`, as Flux outside GKE: the
+/// ServiceAccount's workload identity provider annotation gives the
+/// audience of its Kubernetes token, GCP STS exchanges that for a federated
+/// token, IAM Credentials turns it into the annotated Google service
+/// account's token, and the event is published with it. All three Google
+/// hosts are reached by their real names through the Provider's proxy,
+/// which forwards every host to the lookalike. A ServiceAccount with only
+/// the GKE annotation (Flux would ask GKE's metadata server) fails naming
+/// the missing annotation.
+#[test]
+fn workload_identity_publishes_to_pubsub_through_gcp_sts_and_impersonation() {
+    const FEDERATED: &str = "sts-federated-token-s3cret-1111";
+    const IMPERSONATED: &str = "ya29.impersonated-token-s3cret-2222";
+    const PROVIDER: &str = "projects/123456789/locations/global/workloadIdentityPools/herald-pool/providers/herald-test";
+    const EMAIL: &str = "flux-notify@my-project.iam.gserviceaccount.com";
+    let pki = support::tls::Pki::new();
+    let sink = Sink::start_tls(pki.server_config(false));
+    let proxy = support::proxy::Proxy::start(Some(sink.authority()));
+    sink.script([
+        Answer::status(200).body(format!(
+            "{{\"access_token\":\"{FEDERATED}\",\"issued_token_type\":\"urn:ietf:params:oauth:token-type:access_token\",\"token_type\":\"Bearer\",\"expires_in\":3599}}"
+        )),
+        Answer::status(200).body(format!(
+            "{{\"accessToken\":\"{IMPERSONATED}\",\"expireTime\":\"2099-01-01T00:00:00Z\"}}"
+        )),
+    ]);
+    sink.default_answer(Answer::status(200).body("{\"messageIds\":[\"1\"]}"));
+    let cluster = Cluster::shared("identity-gcp");
+    let ns = cluster.namespace.clone();
+    let provider = |name: &str, account: &str| {
+        format!(
+            "---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\n\
+             metadata: {{name: {name}}}\n\
+             spec: {{type: googlepubsub, address: my-project, channel: flux-topic, serviceAccountName: {account}, \
+             certSecretRef: {{name: ca}}, proxySecretRef: {{name: proxy}}}}\n\
+             ---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\n\
+             metadata: {{name: {name}}}\n\
+             spec: {{providerRef: {{name: {name}}}, eventSources: [{{kind: Kustomization, name: '*'}}]}}\n"
+        )
+    };
+    let manifests = format!(
+        "{}{}---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: pubsub-identity\n  annotations:\n    \
+         gcp.auth.fluxcd.io/workload-identity-provider: {PROVIDER}\n    iam.gke.io/gcp-service-account: {EMAIL}\n\
+         ---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: gke-only\n  annotations:\n    \
+         iam.gke.io/gcp-service-account: {EMAIL}\n\
+         ---\napiVersion: v1\nkind: Secret\nmetadata: {{name: ca}}\nstringData:\n  ca.crt: {}\n\
+         ---\napiVersion: v1\nkind: Secret\nmetadata: {{name: proxy}}\nstringData:\n  address: {}\n",
+        provider("pubsub", "pubsub-identity"),
+        provider("gke", "gke-only"),
+        serde_json::to_string(&pki.ca).expect("quoted"),
+        proxy.url,
+    );
+    cluster.create_in(&ns, &manifests);
+    let herald = cluster.start_herald(&["--feature-gates=ObjectLevelWorkloadIdentity=true"]);
+    cluster.wait_reason("Provider", "pubsub", "True", "Succeeded");
+    cluster.wait_reason("Provider", "gke", "True", "Succeeded");
+    assert_eq!(
+        herald
+            .post(cluster.event("kustomization-error.json", "pubsub"))
+            .0,
+        202
+    );
+    let received = sink.wait_for(3, WAIT);
+    assert_eq!(received.len(), 3, "{:#?}", herald.logs());
+    let audience = format!("//iam.googleapis.com/{PROVIDER}");
+
+    // STS: RFC 8693 token exchange of the ServiceAccount's token.
+    let sts = &received[0];
+    assert_eq!(
+        (sts.method.as_str(), sts.path.as_str()),
+        ("POST", "/v1/token")
+    );
+    let form: std::collections::BTreeMap<String, String> =
+        url::form_urlencoded::parse(&sts.raw).into_owned().collect();
+    let keys: Vec<&str> = form.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "audience",
+            "grant_type",
+            "requested_token_type",
+            "scope",
+            "subject_token",
+            "subject_token_type"
+        ]
+    );
+    assert_eq!(form["audience"], audience);
+    assert_eq!(
+        form["grant_type"],
+        "urn:ietf:params:oauth:grant-type:token-exchange"
+    );
+    assert_eq!(
+        form["requested_token_type"],
+        "urn:ietf:params:oauth:token-type:access_token"
+    );
+    assert_eq!(
+        form["scope"],
+        "https://www.googleapis.com/auth/cloud-platform"
+    );
+    assert_eq!(
+        form["subject_token_type"],
+        "urn:ietf:params:oauth:token-type:jwt"
+    );
+    let subject = form["subject_token"].clone();
+    let claims = jwt_claims(&subject);
+    assert_eq!(
+        claims["sub"],
+        format!("system:serviceaccount:{ns}:pubsub-identity")
+    );
+    assert_eq!(claims["aud"], json!([audience]));
+    let review: k8s_openapi::api::authentication::v1::TokenReview = serde_json::from_value(json!({
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenReview",
+        "spec": {"token": subject, "audiences": [audience]}
+    }))
+    .expect("TokenReview");
+    let reviews: Api<k8s_openapi::api::authentication::v1::TokenReview> =
+        Api::all(cluster.client.clone());
+    let status = cluster
+        .rt
+        .block_on(reviews.create(&Default::default(), &review))
+        .expect("TokenReview")
+        .status
+        .expect("review status");
+    assert_eq!(status.authenticated, Some(true), "{status:?}");
+
+    // IAM Credentials: impersonation with the federated token.
+    let iam = &received[1];
+    assert_eq!(iam.method, "POST");
+    assert_eq!(
+        iam.path,
+        format!("/v1/projects/-/serviceAccounts/{EMAIL}:generateAccessToken")
+    );
+    assert_eq!(
+        iam.headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok()),
+        Some(format!("Bearer {FEDERATED}").as_str())
+    );
+    assert_eq!(
+        iam.body,
+        json!({
+            "lifetime": "3600s",
+            "scope": [
+                "https://www.googleapis.com/auth/cloud-platform",
+                "https://www.googleapis.com/auth/userinfo.email"
+            ]
+        })
+    );
+
+    // The publish, with the impersonated token.
+    let publish = &received[2];
+    assert_eq!(
+        publish.path,
+        "/v1/projects/my-project/topics/flux-topic:publish"
+    );
+    assert_eq!(
+        publish
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok()),
+        Some(format!("Bearer {IMPERSONATED}").as_str())
+    );
+    use base64::Engine;
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(publish.body["messages"][0]["data"].as_str().expect("data"))
+        .expect("base64 data");
+    let event: Value = serde_json::from_slice(&data).expect("the event");
+    assert_eq!(event["message"], "pubsub");
+    let tunnels: Vec<String> = proxy
+        .wait_for(3, WAIT)
+        .into_iter()
+        .map(|p| p.request_line)
+        .collect();
+    for host in ["sts", "iamcredentials", "pubsub"] {
+        let line = format!("CONNECT {host}.googleapis.com:443 HTTP/1.1");
+        assert!(tunnels.contains(&line), "{tunnels:?}");
+    }
+
+    // Cached: the next event is only a publish.
+    assert_eq!(
+        herald
+            .post(cluster.event("kustomization-error.json", "again"))
+            .0,
+        202
+    );
+    let received = sink.wait_for(4, WAIT);
+    assert_eq!(received.len(), 4);
+    assert_eq!(
+        received[3].path,
+        "/v1/projects/my-project/topics/flux-topic:publish"
+    );
+
+    // GKE's own pool is not read from a metadata server: named.
+    let note = cluster.wait_warning("NotificationDispatchFailed", "gke")["note"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        note.contains(&format!(
+            "spec.serviceAccountName: ServiceAccount {ns}/gke-only has no annotation \
+             gcp.auth.fluxcd.io/workload-identity-provider"
+        )),
+        "{note}"
+    );
+    assert_eq!(sink.received().len(), 4);
+    let signature = subject.rsplit('.').next().expect("signature").to_owned();
+    let mut shown = herald.logs();
+    shown.extend(cluster.events().iter().map(Value::to_string));
+    for text in &shown {
+        for secret in [FEDERATED, IMPERSONATED, signature.as_str()] {
+            assert!(!text.contains(secret), "token shown: {text}");
+        }
+    }
 }

@@ -981,6 +981,10 @@ fn check_names_the_field_of_every_unusable_bus_setting() {
             "spec.serviceAccountName",
         ),
         (
+            "Provider flux-system/workload-identity",
+            "needs `herald controller`",
+        ),
+        (
             "Provider flux-system/pubsub-without-key",
             "(SecretKeyMissing)",
         ),

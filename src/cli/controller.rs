@@ -63,6 +63,14 @@ pub struct ControllerArgs {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::duration::parse)]
     pub leader_election_retry_period: Duration,
 
+    /// Flux's feature gates, `NAME=BOOL` pairs separated by commas (the
+    /// flag may repeat). `ObjectLevelWorkloadIdentity=true` lets Providers
+    /// use `spec.serviceAccountName`; Flux's other gates
+    /// (`CacheSecretsAndConfigMaps`, `DisableConfigWatchers`) are accepted
+    /// and change nothing in herald; an unknown gate is an error, as in Flux.
+    #[arg(long = "feature-gates", value_name = "GATES", value_parser = parse_feature_gates, action = clap::ArgAction::Append)]
+    pub feature_gates: Vec<FeatureGates>,
+
     #[command(flatten)]
     pub delivery: DeliveryArgs,
 
@@ -73,6 +81,55 @@ pub struct ControllerArgs {
     /// pre-processing (see `super::parse`).
     #[arg(skip)]
     pub ignored_flags: Vec<String>,
+}
+
+/// The gates Flux v1.9.3's notification-controller knows.
+const KNOWN_GATES: [&str; 3] = [
+    crate::providers::identity::FEATURE_GATE,
+    "CacheSecretsAndConfigMaps",
+    "DisableConfigWatchers",
+];
+
+/// One `--feature-gates` value: gate names and their settings, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeatureGates(pub Vec<(String, bool)>);
+
+/// Parses `A=true,B=false` as Flux's flag does (Go's `ParseBool` values),
+/// refusing gates Flux does not know, so a typo does not silently leave a
+/// gate off.
+pub fn parse_feature_gates(text: &str) -> Result<FeatureGates, String> {
+    let mut gates = Vec::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("'{pair}' is not NAME=BOOL"))?;
+        let name = name.trim();
+        if !KNOWN_GATES.contains(&name) {
+            return Err(format!(
+                "feature gate '{name}' is not supported (known: {})",
+                KNOWN_GATES.join(", ")
+            ));
+        }
+        let value = match value.trim() {
+            "1" | "t" | "T" | "true" | "TRUE" | "True" => true,
+            "0" | "f" | "F" | "false" | "FALSE" | "False" => false,
+            other => return Err(format!("feature gate '{name}': '{other}' is not a boolean")),
+        };
+        gates.push((name.to_owned(), value));
+    }
+    Ok(FeatureGates(gates))
+}
+
+impl ControllerArgs {
+    /// The gate's setting: the last one given, else off (Flux's default
+    /// for every gate it has).
+    pub fn gate(&self, name: &str) -> bool {
+        self.feature_gates
+            .iter()
+            .flat_map(|g| &g.0)
+            .rfind(|(n, _)| n == name)
+            .is_some_and(|(_, on)| *on)
+    }
 }
 
 pub fn run(args: ControllerArgs) -> i32 {
@@ -123,6 +180,15 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         axum::http::HeaderValue::from_static(concat!("herald/", env!("CARGO_PKG_VERSION"))),
     ));
     let client = kube::Client::try_from(config).context("cannot build the Kubernetes client")?;
+    if args.gate(crate::providers::identity::FEATURE_GATE) {
+        tracing::info!(
+            gate = crate::providers::identity::FEATURE_GATE,
+            "object-level workload identity is enabled: Providers may set spec.serviceAccountName"
+        );
+        crate::providers::identity::enable(client.clone());
+    } else {
+        crate::providers::identity::disable();
+    }
     let own_namespace = std::env::var("RUNTIME_NAMESPACE")
         .unwrap_or_else(|_| client.default_namespace().to_owned());
     let watched = (!args.watch_all_namespaces).then(|| own_namespace.clone());
@@ -190,4 +256,31 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(5), election).await;
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feature_gates_are_fluxs_and_an_unknown_one_is_named() {
+        assert_eq!(
+            parse_feature_gates("ObjectLevelWorkloadIdentity=true, DisableConfigWatchers=f"),
+            Ok(FeatureGates(vec![
+                ("ObjectLevelWorkloadIdentity".into(), true),
+                ("DisableConfigWatchers".into(), false),
+            ]))
+        );
+        let error =
+            parse_feature_gates("ObjectLevelWorkloadIdentity=true,ObjectLevelIdentity=true")
+                .expect_err("unknown gate");
+        assert!(
+            error.starts_with("feature gate 'ObjectLevelIdentity' is not supported"),
+            "{error}"
+        );
+        let error = parse_feature_gates("ObjectLevelWorkloadIdentity=yes").expect_err("not a bool");
+        assert!(error.contains("'yes' is not a boolean"), "{error}");
+        let error = parse_feature_gates("ObjectLevelWorkloadIdentity").expect_err("no value");
+        assert!(error.contains("is not NAME=BOOL"), "{error}");
+    }
 }

@@ -359,7 +359,7 @@ mod tests {
     fn fluxs_deployment_args_run_the_controller() {
         let cli = parse_from(args(
             "herald --watch-all-namespaces=true --log-level=info --log-encoding=json --enable-leader-election \
-             --storage-path=/data --feature-gates=X=true",
+             --storage-path=/data --feature-gates=CacheSecretsAndConfigMaps=true,ObjectLevelWorkloadIdentity=true",
         ));
         let Command::Controller(controller) = cli.command else {
             panic!("expected the controller command");
@@ -367,10 +367,9 @@ mod tests {
         assert!(controller.watch_all_namespaces);
         assert!(controller.enable_leader_election);
         assert_eq!(controller.log.log_level, "info");
-        assert_eq!(
-            controller.ignored_flags,
-            ["--storage-path=/data", "--feature-gates=X=true"]
-        );
+        assert_eq!(controller.ignored_flags, ["--storage-path=/data"]);
+        assert!(controller.gate("ObjectLevelWorkloadIdentity"));
+        assert!(!controller.gate("DisableConfigWatchers"));
         assert_eq!(controller.server.events_addr, ":9090");
         assert_eq!(controller.receiver_addr, ":9292");
     }

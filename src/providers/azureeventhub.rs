@@ -20,6 +20,7 @@ use base64::engine::general_purpose::STANDARD;
 use futures::future::BoxFuture;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 
+use super::identity::{SCOPE_EVENT_HUBS, WorkloadIdentity};
 use super::{
     Auth, Conversation, Invalid, Notifier, Request, Sender, Settings, ThreadAnchor, Verdict,
     generic,
@@ -51,6 +52,9 @@ enum Credential {
         key: ring::hmac::Key,
     },
     Jwt(SecretString),
+    /// `spec.serviceAccountName`: a bearer token exchanged with Azure AD
+    /// for every attempt that has no cached one.
+    Identity(Arc<WorkloadIdentity>),
 }
 
 fn invalid(reason: &'static str, message: impl Into<String>) -> Invalid {
@@ -62,7 +66,15 @@ fn invalid(reason: &'static str, message: impl Into<String>) -> Invalid {
 
 pub fn new(mut settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
     let address = settings.address()?.expose().trim().to_owned();
+    let identity = settings.workload_identity.clone();
     let (resource, credential) = if address.contains("SharedAccessKey") {
+        if identity.is_some() {
+            return Err(invalid(
+                "InvalidCredentials",
+                "the address is a SAS connection string and spec.serviceAccountName is set: \
+                 use one of them (as Flux requires)",
+            ));
+        }
         if settings.token.is_some() {
             return Err(invalid(
                 "InvalidCredentials",
@@ -72,13 +84,25 @@ pub fn new(mut settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
         }
         connection_string(&address)?
     } else {
-        let token = settings.token.clone().ok_or_else(|| {
-            invalid(
-                "SecretKeyMissing",
-                "azureeventhub needs a SAS connection string as the address, or a JWT in the \
-                 'token' key of spec.secretRef's Secret: herald does not use managed identity",
-            )
-        })?;
+        let credential = match (settings.token.clone(), identity) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "InvalidCredentials",
+                    "spec.serviceAccountName and a JWT in the 'token' key of spec.secretRef's \
+                     Secret are both set: use one of them (as Flux requires)",
+                ));
+            }
+            (Some(token), None) => Credential::Jwt(token),
+            (None, Some(identity)) => Credential::Identity(identity),
+            (None, None) => {
+                return Err(invalid(
+                    "SecretKeyMissing",
+                    "azureeventhub needs a SAS connection string as the address, a JWT in the \
+                     'token' key of spec.secretRef's Secret, or spec.serviceAccountName (workload \
+                     identity): herald does not use the controller's own managed identity",
+                ));
+            }
+        };
         let namespace = settings.channel.as_deref().ok_or_else(|| {
             invalid(
                 "ChannelMissing",
@@ -89,7 +113,7 @@ pub fn new(mut settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
         let host = fully_qualified(namespace);
         let resource = format!("https://{host}/{address}");
         check_url(&resource)?;
-        (resource, Credential::Jwt(token))
+        (resource, credential)
     };
     // Flux sends no Secret headers to Event Hubs.
     let ignored_headers = !settings.headers.is_empty();
@@ -205,6 +229,7 @@ impl EventHub {
         n: &Notification,
         rendered: Option<&Rendered>,
         now: u64,
+        exchanged: Option<SecretString>,
     ) -> Result<Request, String> {
         let mut body = generic::go_event_json(n, rendered)?;
         body.content_type = CONTENT_TYPE;
@@ -215,6 +240,12 @@ impl EventHub {
         let request = Request::post(&url, body);
         Ok(match &self.credential {
             Credential::Jwt(token) => request.auth(Auth::Bearer(token.clone())),
+            // `herald route` has no cluster, so no token: it shows where
+            // one would go.
+            Credential::Identity(_) => request
+                .auth(Auth::Bearer(exchanged.unwrap_or_else(|| {
+                    SecretString::new("<workload identity token>".to_owned())
+                }))),
             Credential::Sas { key_name, key } => {
                 let mut value = HeaderValue::from_str(&self.sas(key_name, key, now))
                     .map_err(|_| "the SAS key name is not a valid header value")?;
@@ -233,13 +264,39 @@ impl EventHub {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let request = match self.send_request(n, rendered, now) {
-            Ok(request) => request,
-            Err(e) => return Verdict::Fail(e),
+        let identity = match &self.credential {
+            Credential::Identity(identity) => Some(identity),
+            _ => None,
         };
-        match sender.send(&request).await {
-            Ok(reply) => reply.verdict(),
-            Err(e) => e.into(),
+        // With workload identity, a 401 drops the cached token and the
+        // send is tried once more with a new one (it may have been revoked).
+        let mut fresh = false;
+        loop {
+            let exchanged = match identity {
+                Some(identity) => match identity.azure_token(SCOPE_EVENT_HUBS, sender).await {
+                    Ok(token) => Some(token),
+                    Err(verdict) => return verdict,
+                },
+                None => None,
+            };
+            let request = match self.send_request(n, rendered, now, exchanged) {
+                Ok(request) => request,
+                Err(e) => return Verdict::Fail(e),
+            };
+            let reply = match sender.send(&request).await {
+                Ok(reply) => reply,
+                Err(e) => return e.into(),
+            };
+            match identity {
+                Some(identity) if reply.status == reqwest::StatusCode::UNAUTHORIZED => {
+                    identity.forget(SCOPE_EVENT_HUBS);
+                    if fresh {
+                        return reply.verdict();
+                    }
+                    fresh = true;
+                }
+                _ => return reply.verdict(),
+            }
         }
     }
 }
@@ -268,7 +325,7 @@ impl Notifier for EventHub {
         rendered: Option<&Rendered>,
         _thread: Option<&ThreadAnchor>,
     ) -> Result<Request, String> {
-        self.send_request(n, rendered, 0)
+        self.send_request(n, rendered, 0, None)
     }
 
     fn conversation(&self) -> Option<&dyn Conversation> {
@@ -339,7 +396,7 @@ mod tests {
         assert_eq!(reason, "InvalidCredentials");
         let (reason, message) = refused(settings("hub", None, Some("ns")));
         assert_eq!(reason, "SecretKeyMissing");
-        assert!(message.contains("managed identity"), "{message}");
+        assert!(message.contains("serviceAccountName"), "{message}");
         let (reason, _) = refused(settings("hub", Some("jwt"), None));
         assert_eq!(reason, "ChannelMissing");
     }

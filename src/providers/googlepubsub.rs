@@ -29,6 +29,7 @@ use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::identity::WorkloadIdentity;
 use super::{
     Auth, Body, Conversation, Invalid, Notifier, Request, Sender, Settings, ThreadAnchor, Verdict,
     generic,
@@ -54,7 +55,10 @@ pub struct PubSub {
     settings: Settings,
     /// `…/v1/projects/<project>`: topics are below it.
     project_url: String,
-    key: Key,
+    /// The Secret's JSON key; `None` with workload identity.
+    key: Option<Key>,
+    /// `spec.serviceAccountName`: tokens from GCP STS (see `identity`).
+    identity: Option<Arc<WorkloadIdentity>>,
     /// The access token and when to stop using it.
     token: Mutex<Option<(SecretString, Instant)>>,
 }
@@ -95,20 +99,26 @@ pub fn new(mut settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
             "spec.channel: googlepubsub publishes to the topic ID in the channel, and there is none",
         ));
     }
-    let key = settings.token.as_ref().ok_or_else(|| {
-        invalid(
-            "SecretKeyMissing",
-            "googlepubsub needs a service-account JSON key in the 'token' key of spec.secretRef's \
-             Secret: herald does not use the controller's own cloud identity",
-        )
-    })?;
-    let key = parse_key(key.expose())?;
+    // As in Flux, a JSON key wins over workload identity.
+    let (key, identity) = match (settings.token.as_ref(), &settings.workload_identity) {
+        (Some(key), _) => (Some(parse_key(key.expose())?), None),
+        (None, Some(identity)) => (None, Some(identity.clone())),
+        (None, None) => {
+            return Err(invalid(
+                "SecretKeyMissing",
+                "googlepubsub needs a service-account JSON key in the 'token' key of \
+                 spec.secretRef's Secret, or spec.serviceAccountName (workload identity): herald \
+                 does not use the controller's own cloud identity",
+            ));
+        }
+    };
     // The Secret's headers are the message's attributes, not HTTP headers.
     settings.headers.clear();
     Ok(Arc::new(PubSub {
         settings,
         project_url,
         key,
+        identity,
         token: Mutex::new(None),
     }))
 }
@@ -303,6 +313,11 @@ impl PubSub {
 
     /// The cached access token, or a new one from the token endpoint.
     async fn access_token(&self, sender: &dyn Sender) -> Result<SecretString, Verdict> {
+        let key = match (&self.key, &self.identity) {
+            (Some(key), _) => key,
+            (None, Some(identity)) => return identity.gcp_token(sender).await,
+            (None, None) => return Err(Verdict::Fail("googlepubsub has no credentials".into())),
+        };
         if let Some((token, until)) = self.token.lock().expect("token cache").as_ref()
             && Instant::now() < *until
         {
@@ -311,7 +326,7 @@ impl PubSub {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let assertion = self.key.assertion(now).map_err(Verdict::Fail)?;
+        let assertion = key.assertion(now).map_err(Verdict::Fail)?;
         let form = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("grant_type", GRANT_TYPE)
             .append_pair("assertion", &assertion)
@@ -320,7 +335,7 @@ impl PubSub {
             content_type: "application/x-www-form-urlencoded",
             bytes: Bytes::from(form),
         };
-        let request = Request::post(&self.key.token_uri, body);
+        let request = Request::post(&key.token_uri, body);
         let reply = sender.send(&request).await.map_err(Verdict::from)?;
         let refused = |reason: String| format!("the token endpoint refused the key: {reason}");
         match reply.verdict() {
@@ -362,6 +377,9 @@ impl PubSub {
         if reply.status == StatusCode::UNAUTHORIZED {
             // Revoked or expired early: the next attempt gets a new token.
             *self.token.lock().expect("token cache") = None;
+            if let Some(identity) = &self.identity {
+                identity.forget_gcp();
+            }
             return Verdict::Retry {
                 reason: "Pub/Sub refused the access token (HTTP 401); a new one will be requested"
                     .into(),

@@ -17,6 +17,7 @@ mod go_time;
 pub mod googlechat;
 pub mod googlepubsub;
 pub mod grafana;
+pub mod identity;
 pub mod incidentio;
 pub mod lark;
 pub mod matrix;
@@ -129,6 +130,10 @@ pub struct Settings {
     pub provider_uid: String,
     /// `spec.commitStatusExpr`, compiled; with the Provider as CEL sees it.
     pub commit_status_expr: Option<CommitStatusExpr>,
+    /// `spec.serviceAccountName` in controller mode with the
+    /// `ObjectLevelWorkloadIdentity` gate on, for the types that exchange it
+    /// for a cloud token (see [`identity`]).
+    pub workload_identity: Option<Arc<identity::WorkloadIdentity>>,
 }
 
 /// A compiled `spec.commitStatusExpr` and the Provider object its

@@ -75,13 +75,20 @@ pub fn resolve(
             None
         }
     };
-    if let Some(name) = spec
+    let workload_identity = match spec
         .service_account_name
         .as_deref()
         .filter(|n| !n.is_empty())
     {
-        failures.push(workload_identity(name));
-    }
+        Some(name) => match providers::identity::for_provider(spec.type_, &key.namespace, name) {
+            Ok(identity) => identity,
+            Err(failure) => {
+                failures.push(failure);
+                None
+            }
+        },
+        None => None,
+    };
     // A missing Secret or an unusable address already explains why there is none.
     let address_explained = secret_missing || address.is_err();
     let address = address.unwrap_or_else(|failure| {
@@ -132,6 +139,7 @@ pub fn resolve(
             .unwrap_or_default(),
         provider_uid: provider_uid(provider, key),
         commit_status_expr,
+        workload_identity,
     };
     // One queue per endpoint and way of reaching it: a Provider behind
     // another proxy or CA fails (or not) on its own.
@@ -360,20 +368,6 @@ fn no_address(secret: Option<&Found<'_>>) -> Failure {
                 .into(),
         ),
     }
-}
-
-/// `spec.serviceAccountName` asks for workload identity (a token exchanged
-/// with the cloud for the Provider's ServiceAccount). Flux v1.9.3 refuses it
-/// too unless its `ObjectLevelWorkloadIdentity` feature gate is on; herald
-/// has no such exchange, so it always refuses, naming the field.
-fn workload_identity(name: &str) -> Failure {
-    (
-        "WorkloadIdentityNotSupported",
-        format!(
-            "spec.serviceAccountName: '{name}' asks for workload identity, which herald does not \
-             support; give the provider static credentials in spec.secretRef instead"
-        ),
-    )
 }
 
 /// Why an address is too long to accept (Flux's limit).

@@ -1,5 +1,5 @@
 //! Test certificates, made fresh by each test: a CA, a server certificate
-//! for 127.0.0.1 signed by it, a client certificate signed by it, and a
+//! for 127.0.0.1 (and a few cloud-like names) signed by it, a client certificate signed by it, and a
 //! second CA that signed nothing herald meets.
 
 use std::sync::Arc;
@@ -50,7 +50,17 @@ impl Pki {
         let ca = ca("herald test CA");
         let (server_cert, server_key) = leaf(
             &ca,
-            &["127.0.0.1", "localhost"],
+            // Cloud-like names too, for tests that reach a lookalike
+            // through a proxy forwarding every host to it.
+            &[
+                "127.0.0.1",
+                "localhost",
+                "*.servicebus.windows.net",
+                "login.example-cloud.test",
+                "sts.googleapis.com",
+                "iamcredentials.googleapis.com",
+                "pubsub.googleapis.com",
+            ],
             ExtendedKeyUsagePurpose::ServerAuth,
         );
         let (client_cert, client_key) = leaf(&ca, &["herald"], ExtendedKeyUsagePurpose::ClientAuth);

@@ -22,6 +22,7 @@ use super::{
 use crate::api::Severity;
 use crate::mask::SecretString;
 use crate::notification::Notification;
+use crate::providers::identity::{SCOPE_DEVOPS, WorkloadIdentity};
 use crate::providers::{
     Auth, Body, Conversation, Invalid, Notifier, Request, Sender, Settings, ThreadAnchor, Verdict,
 };
@@ -35,20 +36,31 @@ pub struct AzureDevOps {
     /// `<host>/<org>/<project>/_apis/git/repositories/<repo>/commits/`.
     commits: String,
     host: String,
-    token: SecretString,
+    credential: Credential,
+}
+
+/// The personal access token, or (as Flux does when the Secret has no
+/// token) an Azure AD token for `spec.serviceAccountName`, sent the same
+/// way: Flux hands either to the Go client's PAT connection.
+enum Credential {
+    Token(SecretString),
+    Identity(Arc<WorkloadIdentity>),
 }
 
 pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
-    let token = settings
-        .token
-        .clone()
-        .filter(|t| !t.expose().is_empty())
-        .ok_or_else(|| {
-            invalid(
+    let token = settings.token.clone().filter(|t| !t.expose().is_empty());
+    let credential = match (token, settings.workload_identity.clone()) {
+        (Some(token), _) => Credential::Token(token),
+        (None, Some(identity)) => Credential::Identity(identity),
+        (None, None) => {
+            return Err(invalid(
                 "SecretKeyMissing",
-                "azuredevops: the Secret of spec.secretRef has no 'token' (herald does not support Azure workload identity)",
-            )
-        })?;
+                "azuredevops: the Secret of spec.secretRef has no 'token', and there is no \
+                 spec.serviceAccountName (workload identity); herald does not use the \
+                 controller's own managed identity",
+            ));
+        }
+    };
     let address = repo_address(&settings, "azuredevops")?;
     let [org, project, _, repo] = address.id.split('/').collect::<Vec<_>>()[..] else {
         return Err(invalid(
@@ -68,7 +80,7 @@ pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
             path_escape(repo)
         ),
         host: address.host.clone(),
-        token,
+        credential,
         settings,
     }))
 }
@@ -122,10 +134,11 @@ impl AzureDevOps {
         method: Method,
         url: String,
         body: Option<&GitStatus>,
+        token: &SecretString,
     ) -> Result<Request, String> {
         let auth = Auth::Basic {
             username: String::new(),
-            password: self.token.clone(),
+            password: token.clone(),
         };
         let mut request = json_request(method, url, None::<&()>, auth)?;
         if let Some(body) = body {
@@ -160,15 +173,25 @@ impl AzureDevOps {
         ))
     }
 
+    /// The status write `herald route` shows: with workload identity there
+    /// is no cluster to get a token from, so a placeholder stands for it.
     fn write(&self, n: &Notification) -> Result<Request, String> {
         let (url, status) = self.status(n)?;
-        self.request_to(Method::POST, url, Some(&status))
+        let token = match &self.credential {
+            Credential::Token(token) => token.clone(),
+            Credential::Identity(_) => SecretString::new("<workload identity token>".to_owned()),
+        };
+        self.request_to(Method::POST, url, Some(&status), &token)
     }
 
     async fn set_status(&self, n: &Notification, sender: &dyn Sender) -> Result<(), Verdict> {
         let (url, status) = self.status(n).map_err(Verdict::Fail)?;
+        let token = match &self.credential {
+            Credential::Token(token) => token.clone(),
+            Credential::Identity(identity) => identity.azure_token(SCOPE_DEVOPS, sender).await?,
+        };
         let list = self
-            .request_to(Method::GET, url.clone(), None)
+            .request_to(Method::GET, url.clone(), None, &token)
             .map_err(Verdict::Fail)?;
         let reply = exchange(sender, &list, "could not list commit statuses").await?;
         let statuses: Statuses = reply.json("the commit statuses")?;
@@ -176,7 +199,7 @@ impl AzureDevOps {
             return Ok(());
         }
         let write = self
-            .request_to(Method::POST, url, Some(&status))
+            .request_to(Method::POST, url, Some(&status), &token)
             .map_err(Verdict::Fail)?;
         exchange(sender, &write, "could not create commit status").await?;
         Ok(())
