@@ -77,11 +77,25 @@ struct SecretState {
     /// whose key was marked again while it was in flight may have read the
     /// old data, so the key stays stale and is read again.
     marks: HashMap<ObjectKey, u64>,
+    /// The resourceVersion the watch last reported for a stale Secret, when
+    /// it reported one: a read that returns that version is current even if
+    /// the mark came while it was in flight (at start-up, the watch's first
+    /// list and the first reads overlap for every Secret).
+    watched: HashMap<ObjectKey, String>,
 }
 
 impl SecretState {
+    /// Marks a Secret to be read again, its latest version unknown.
     fn mark_stale(&mut self, key: ObjectKey) {
         *self.marks.entry(key.clone()).or_default() += 1;
+        self.watched.remove(&key);
+        self.stale.insert(key);
+    }
+
+    /// Marks a Secret to be read again: the watch saw it at `version`.
+    fn mark_changed(&mut self, key: ObjectKey, version: &str) {
+        *self.marks.entry(key.clone()).or_default() += 1;
+        self.watched.insert(key.clone(), version.to_owned());
         self.stale.insert(key);
     }
 
@@ -98,8 +112,14 @@ impl SecretState {
         marks_before: u64,
         found: Option<Secret>,
     ) -> ReadOutcome {
-        let superseded = self.marks_of(&key) != marks_before;
+        let read_version = found
+            .as_ref()
+            .and_then(|secret| secret.metadata.resource_version.as_deref());
+        let latest =
+            read_version.is_some() && self.watched.get(&key).map(String::as_str) == read_version;
+        let superseded = self.marks_of(&key) != marks_before && !latest;
         if !superseded {
+            self.watched.remove(&key);
             self.stale.remove(&key);
         }
         match found {
@@ -445,8 +465,11 @@ async fn watch_secrets(
                     && version.is_some()
                     && state.read_versions.get(&key).map(String::as_str) == version;
                 let changed_now = referenced && !current;
-                if changed_now {
-                    state.mark_stale(key);
+                match version.filter(|_| changed_now && !matches!(event, watcher::Event::Delete(_)))
+                {
+                    Some(version) => state.mark_changed(key, version),
+                    None if changed_now => state.mark_stale(key),
+                    None => {}
                 }
                 changed_now && !matches!(event, watcher::Event::InitApply(_))
             }
@@ -606,8 +629,10 @@ async fn refresh_secrets(
             stale,
             read_versions,
             marks,
+            watched,
             ..
         } = &mut *state;
+        watched.retain(|k, _| referenced.contains(k));
         data.retain(|k, _| referenced.contains(k));
         receiver_data.retain(|k, _| referenced.contains(k));
         missing.retain(|k| referenced.contains(k));
@@ -680,5 +705,27 @@ mod tests {
         assert!(!state.stale.contains(&key));
         assert_eq!(state.data[&key]["token"], "new");
         assert_eq!(state.read_versions[&key], "2");
+    }
+
+    /// The watch reports a Secret while its read is in flight, at the very
+    /// version the read returns: the read is current, not read again (at
+    /// start-up this is every Secret, and re-reading them all doubled the
+    /// requests).
+    #[test]
+    fn a_read_at_the_version_the_watch_reported_is_current() {
+        let key = ObjectKey::new("ns", "s");
+        let mut state = SecretState::default();
+        state.referenced.insert(key.clone());
+        let before = state.marks_of(&key);
+        state.mark_changed(key.clone(), "7");
+        let outcome = state.finish_read(key.clone(), before, Some(secret("7", "t")));
+        assert_eq!(outcome, ReadOutcome::Current);
+        assert!(!state.stale.contains(&key));
+        // The same with an older read: read again.
+        let before = state.marks_of(&key);
+        state.mark_changed(key.clone(), "9");
+        let outcome = state.finish_read(key.clone(), before, Some(secret("8", "t")));
+        assert_eq!(outcome, ReadOutcome::Superseded);
+        assert!(state.stale.contains(&key));
     }
 }
