@@ -178,8 +178,10 @@ def main():
             env = dict(os.environ, KUBECONFIG=ready["herald"], RUNTIME_NAMESPACE="ns-000",
                        POD_NAME="herald-bench")
             t0 = time.time()
+            # HERALD_WRAP (e.g. "heaptrack -o /tmp/herald") runs herald under a profiler.
+            wrap = os.environ.get("HERALD_WRAP", "").split()
             herald = subprocess.Popen(
-                [str(herald_bin), "controller", "--events-addr=127.0.0.1:0",
+                wrap + [str(herald_bin), "controller", "--events-addr=127.0.0.1:0",
                  "--metrics-addr=127.0.0.1:0", "--health-addr=127.0.0.1:0",
                  "--receiverAddr=127.0.0.1:0", "--log-encoding=json", "--log-level=info"],
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -121,8 +121,8 @@ pub struct Settings {
     /// seed): NATS authentication, read as Flux reads them.
     pub nats_creds: Option<SecretString>,
     pub nats_nkey: Option<SecretString>,
-    /// Every key of the Secret (`spec.secretRef`), masked: the Git forges
-    /// read more than the usual keys (GitHub App keys).
+    /// Every key of the Secret (`spec.secretRef`), masked, for the GitHub
+    /// types (they read the GitHub App keys); empty for the others.
     pub secret_data: std::collections::BTreeMap<String, SecretString>,
     /// The Provider's `metadata.uid`, or with none (manifests) a UUID
     /// derived from its namespace and name: commit status ids and comment

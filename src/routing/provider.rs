@@ -128,8 +128,11 @@ pub fn resolve(
         header_pairs,
         nats_creds: value("creds").map(SecretString::new),
         nats_nkey: value("nkey").map(SecretString::new),
+        // Only the GitHub types read keys beyond the usual ones (the App's):
+        // a copy of every Secret for every Provider was 10 MiB at 10,000.
         secret_data: secret
             .as_ref()
+            .filter(|_| reads_github_app(spec.type_))
             .map(|s| {
                 s.data
                     .iter()
@@ -564,6 +567,17 @@ fn tls_material(secret: &Found<'_>) -> Result<(Option<String>, Option<Identity>)
         return Err(missing("has neither 'ca.crt' nor 'tls.crt' and 'tls.key'"));
     }
     Ok((ca, identity))
+}
+
+/// The provider types that read the GitHub App keys of their Secret.
+fn reads_github_app(kind: crate::api::ProviderType) -> bool {
+    use crate::api::ProviderType;
+    matches!(
+        kind,
+        ProviderType::Github
+            | ProviderType::Githubdispatch
+            | ProviderType::Githubpullrequestcomment
+    )
 }
 
 #[cfg(test)]
