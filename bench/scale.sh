@@ -11,7 +11,9 @@
 #     sink), vs nginx proxy_pass of every request to the same sink;
 #   * memory: RSS once loaded and after the load;
 #   * the pipeline again with the durable spool on (--spool-dir), vs nginx.
-# Usage: bench/scale.sh [--quick] [--rounds N] [--alerts N]
+# Usage: bench/scale.sh [--quick] [--rounds N] [--alerts N] [--no-spool]
+# HERALD_WRAP, when set, is put before herald's command (a profiler, or
+# `env LD_PRELOAD=...` to try another allocator).
 # Needs wrk and nginx (Debian packages; installed when missing and root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,11 +21,13 @@ cd "$(dirname "$0")/.."
 seconds=10
 rounds=3
 alerts=10000
+spool=1
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) seconds=3; rounds=1 ;;
     --rounds) rounds=$2; shift ;;
     --alerts) alerts=$2; shift ;;
+    --no-spool) spool=0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -89,7 +93,8 @@ sleep 0.3
 start_herald() { # [extra flags...] -> herald_pid, ready_ms
   local started
   started=$(now_ms)
-  "$bin/herald" serve --manifests "$work/alerts" --events-addr "127.0.0.1:$events_port" \
+  # shellcheck disable=SC2086 # HERALD_WRAP is a command line to split.
+  ${HERALD_WRAP:-} "$bin/herald" serve --manifests "$work/alerts" --events-addr "127.0.0.1:$events_port" \
     --metrics-addr 127.0.0.1:0 --health-addr "127.0.0.1:$health_port" --log-level=warn \
     --rate-limit-interval=5m "$@" >"$work/herald.log" 2>&1 &
   herald_pid=$!
@@ -174,7 +179,9 @@ stop_herald
 
 # The same pipeline with every accepted notification written to the spool
 # (on this machine's disk) before the 202.
-start_herald --spool-dir "$work/spool"
-pipeline "pipeline with --spool-dir"
-echo "spool file after the load: $(du -k "$work/spool" | awk '{print $1}') KiB"
-stop_herald
+if (( spool )); then
+  start_herald --spool-dir "$work/spool"
+  pipeline "pipeline with --spool-dir"
+  echo "spool file after the load: $(du -k "$work/spool" | awk '{print $1}') KiB"
+  stop_herald
+fi
