@@ -20,6 +20,7 @@ pub mod mask;
 pub mod memory;
 pub mod metrics;
 pub mod notification;
+pub mod parallel;
 pub mod providers;
 pub mod receiver;
 pub mod report;

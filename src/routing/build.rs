@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::goregex::{self, CompileError};
-use super::matcher::Matcher;
+use super::matcher::LazyMatcher;
 use super::{
     CompiledAlert, Destination, DigestPolicy, PatternList, RoutingTable, SourceRoute, TableOptions,
 };
@@ -44,6 +44,15 @@ pub(super) fn build_with(
 ) -> (RoutingTable, Vec<Problem>) {
     let mut problems = Vec::new();
     let destinations = resolve_providers(snapshot, &mut problems);
+    regexes.prepare(snapshot.alerts.iter().flat_map(|loaded| {
+        let spec = &loaded.object.spec;
+        [
+            spec.inclusion_list.as_deref(),
+            spec.exclusion_list.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+    }));
     let mut table = RoutingTable {
         labels: snapshot.labels.clone(),
         ..Default::default()
@@ -290,18 +299,24 @@ pub(super) const SET_SIZE_LIMIT: usize = 4 * goregex::SIZE_LIMIT;
 /// Compiled lists, shared between Alerts with the same list: Alerts are
 /// often copies of each other, and a compiled list costs kilobytes.
 pub(super) struct RegexCache {
-    /// Each pattern compiled alone, or why it cannot be.
-    patterns: HashMap<String, Result<goregex::Compiled, CompileError>>,
+    /// Each pattern's translation when it compiles alone, or why it does not.
+    patterns: HashMap<String, Result<String, CompileError>>,
     /// Each list of valid patterns, compiled, and why it is not one set.
-    lists: HashMap<Vec<String>, (Arc<PatternList>, Option<String>)>,
+    lists: HashMap<Vec<String>, CompiledList>,
     set_size_limit: usize,
 }
+
+/// A list's matcher, and why its patterns are not one automaton.
+type CompiledList = (Arc<PatternList>, Option<String>);
 
 impl Default for RegexCache {
     fn default() -> Self {
         Self::with_set_size_limit(SET_SIZE_LIMIT)
     }
 }
+
+/// Items below which checking patterns is not worth a thread.
+const PARALLEL_FROM: usize = 32;
 
 impl RegexCache {
     pub(super) fn with_set_size_limit(set_size_limit: usize) -> Self {
@@ -312,13 +327,92 @@ impl RegexCache {
         }
     }
 
+    /// Checks every pattern and list of `lists` not seen before, on all
+    /// cores: with thousands of Alerts each with its own patterns this is
+    /// a large part of building the table, and each is independent.
+    /// [`RegexCache::compile`] then only looks them up.
+    pub(super) fn prepare<'a>(&mut self, lists: impl Iterator<Item = &'a [String]>) {
+        let lists: Vec<&[String]> = lists.filter(|l| !l.is_empty()).collect();
+        let mut fresh: Vec<&String> = lists
+            .iter()
+            .flat_map(|l| l.iter())
+            .filter(|p| !self.patterns.contains_key(*p))
+            .collect();
+        fresh.sort_unstable();
+        fresh.dedup();
+        let checked = crate::parallel::map(
+            &fresh,
+            PARALLEL_FROM,
+            |p| check(p),
+            || {
+                Err(CompileError::Herald(
+                    "the regex compiler failed on this pattern".to_owned(),
+                ))
+            },
+        );
+        self.patterns
+            .extend(fresh.into_iter().cloned().zip(checked));
+
+        let mut sets: Vec<Vec<String>> = lists
+            .iter()
+            .map(|list| self.valid(list))
+            .filter(|valid| valid.len() > 1 && !self.lists.contains_key(valid))
+            .collect();
+        sets.sort_unstable();
+        sets.dedup();
+        let compiled = crate::parallel::map(
+            &sets,
+            PARALLEL_FROM,
+            |valid| self.compile_list(valid),
+            || {
+                (
+                    Arc::new(PatternList::Each(Vec::new())),
+                    Some("the regex compiler failed on this list".to_owned()),
+                )
+            },
+        );
+        self.lists.extend(sets.into_iter().zip(compiled));
+    }
+
+    /// The patterns of `list` that compile, in order.
+    fn valid(&self, list: &[String]) -> Vec<String> {
+        list.iter()
+            .filter(|p| self.patterns.get(*p).is_some_and(Result::is_ok))
+            .cloned()
+            .collect()
+    }
+
+    /// One automaton for a list of valid patterns, or, when they do not fit
+    /// in one, each pattern's own.
+    fn compile_list(&self, valid: &[String]) -> CompiledList {
+        let translated: Vec<&str> = valid
+            .iter()
+            .filter_map(|p| self.patterns.get(p).and_then(|c| c.as_ref().ok()))
+            .map(String::as_str)
+            .collect();
+        // A list of one pattern (the usual case) was checked alone: each
+        // pattern fits its own limit, so it fits the set's.
+        if let [only] = translated.as_slice() {
+            return (Arc::new(PatternList::Set(alone(only))), None);
+        }
+        match LazyMatcher::checked(&translated, self.set_size_limit, goregex::NEST_LIMIT) {
+            Ok(set) => (Arc::new(PatternList::Set(set)), None),
+            Err(e) => (
+                Arc::new(PatternList::Each(
+                    translated.iter().map(|t| alone(t)).collect(),
+                )),
+                Some(e.0),
+            ),
+        }
+    }
+
     /// Compiles a list of Go patterns (see [`goregex`]). As in Flux, a
     /// pattern Go rejects is reported and skipped (an inclusion list of
     /// only invalid patterns matches nothing); so is one Go accepts but
     /// that is beyond herald's limits, reported as such.
     ///
-    /// The valid patterns are matched as one automaton ([`Matcher`]), in one
-    /// pass over the message. When they do not fit in one set
+    /// The valid patterns are matched as one automaton ([`LazyMatcher`]),
+    /// in one pass over the message. When they do not fit in one set
     /// ([`SET_SIZE_LIMIT`]), the list is never dropped: it is reported as an
     /// error, and matched pattern by pattern with the regexes compiled one
     /// by one, which gives the same answers (each pattern fits its own
@@ -330,45 +424,26 @@ impl RegexCache {
         report: &mut impl FnMut(Level, &'static str, String),
     ) -> Option<Arc<PatternList>> {
         let patterns = patterns.filter(|p| !p.is_empty())?;
-        let mut valid = Vec::with_capacity(patterns.len());
         for (i, pattern) in patterns.iter().enumerate() {
-            let compiled = self
+            let checked = self
                 .patterns
                 .entry(pattern.clone())
-                .or_insert_with(|| goregex::compile(pattern));
-            match compiled {
-                Ok(_) => valid.push(pattern.clone()),
-                Err(e) => report(
+                .or_insert_with(|| check(pattern));
+            if let Err(e) = checked {
+                report(
                     Level::Error,
                     "InvalidRegex",
                     format!("{field}[{i}]: invalid regular expression {pattern:?}: {e}"),
-                ),
+                );
             }
         }
+        let valid = self.valid(patterns);
         let count = valid.len();
-        let limit = self.set_size_limit;
-        let compiled = &self.patterns;
-        let (list, error) = self.lists.entry(valid).or_insert_with_key(|valid| {
-            let compiled: Vec<&goregex::Compiled> = valid
-                .iter()
-                .filter_map(|p| compiled.get(p).and_then(|c| c.as_ref().ok()))
-                .collect();
-            // A list of one pattern (the usual case) is that pattern's
-            // matcher: each pattern fits its own limit, so it fits the set's.
-            if let [only] = compiled.as_slice() {
-                return (Arc::new(PatternList::Set(only.regex.clone())), None);
-            }
-            let translated: Vec<&str> = compiled.iter().map(|c| c.translated.as_str()).collect();
-            match Matcher::new(&translated, limit, goregex::NEST_LIMIT) {
-                Ok(set) => (Arc::new(PatternList::Set(set)), None),
-                Err(e) => (
-                    Arc::new(PatternList::Each(
-                        compiled.iter().map(|c| c.regex.clone()).collect(),
-                    )),
-                    Some(e.0),
-                ),
-            }
-        });
+        if !self.lists.contains_key(&valid) {
+            let compiled = self.compile_list(&valid);
+            self.lists.insert(valid.clone(), compiled);
+        }
+        let (list, error) = &self.lists[&valid];
         if let Some(why) = error {
             report(
                 Level::Error,
@@ -382,6 +457,17 @@ impl RegexCache {
         }
         Some(list.clone())
     }
+}
+
+/// A Go pattern's translation when it compiles within herald's limits
+/// (the automaton built to check it is dropped: see [`LazyMatcher`]).
+fn check(pattern: &str) -> Result<String, CompileError> {
+    goregex::compile(pattern).map(|compiled| compiled.translated)
+}
+
+/// The matcher of one pattern already checked alone.
+fn alone(translated: &str) -> LazyMatcher {
+    LazyMatcher::unchecked(&[translated], goregex::SIZE_LIMIT, goregex::NEST_LIMIT)
 }
 
 /// Longest and shortest `spec.digest.window`: a day-long window would hold

@@ -15,6 +15,7 @@
 //! routing runs it only for the Alerts an event could match.
 
 use std::cell::RefCell;
+use std::sync::OnceLock;
 
 use regex_automata::nfa::thompson::pikevm::{self, PikeVM};
 use regex_automata::nfa::thompson::{self, WhichCaptures};
@@ -87,6 +88,69 @@ impl Matcher {
             cache.reset(&self.vm);
             self.vm.is_match(cache, Input::new(text))
         })
+    }
+}
+
+/// A matcher compiled when it is first asked, from patterns already
+/// checked by compiling them once ([`LazyMatcher::checked`]).
+///
+/// Why: with ten thousand Alerts each with its own pattern, the compiled
+/// automata are the largest part of the routing table (1–2 KiB each), and
+/// most Alerts see few events: an Alert never asked costs only its
+/// patterns' text. The check compiles and drops, so a pattern that cannot
+/// be compiled is still reported when the table is built, as before; the
+/// first event that reaches the Alert pays one compilation (tens of
+/// microseconds).
+#[derive(Debug)]
+pub struct LazyMatcher {
+    patterns: Box<[Box<str>]>,
+    size_limit: usize,
+    nest_limit: u32,
+    compiled: OnceLock<Option<Matcher>>,
+}
+
+impl LazyMatcher {
+    /// Checks that `patterns` compile (see [`Matcher::new`]) and keeps
+    /// them to compile again on first use.
+    pub fn checked(
+        patterns: &[&str],
+        size_limit: usize,
+        nest_limit: u32,
+    ) -> Result<Self, BuildError> {
+        Matcher::new(patterns, size_limit, nest_limit)?;
+        Ok(Self::unchecked(patterns, size_limit, nest_limit))
+    }
+
+    /// Patterns known to compile within these limits (each was checked
+    /// alone with the same limits).
+    pub fn unchecked(patterns: &[&str], size_limit: usize, nest_limit: u32) -> Self {
+        Self {
+            patterns: patterns.iter().map(|p| Box::from(*p)).collect(),
+            size_limit,
+            nest_limit,
+            compiled: OnceLock::new(),
+        }
+    }
+
+    /// Whether any of the patterns matches somewhere in `text`.
+    pub fn is_match(&self, text: &str) -> bool {
+        let compiled = self.compiled.get_or_init(|| {
+            let patterns: Vec<&str> = self.patterns.iter().map(|p| &**p).collect();
+            // Checked when built, and compiling is deterministic; should it
+            // fail anyway, the list matches nothing and says so once.
+            Matcher::new(&patterns, self.size_limit, self.nest_limit)
+                .inspect_err(
+                    |e| tracing::error!(error = %e.0, "a checked pattern list no longer compiles"),
+                )
+                .ok()
+        });
+        compiled.as_ref().is_some_and(|m| m.is_match(text))
+    }
+
+    /// Whether the automaton has been built (for tests of the laziness).
+    #[cfg(test)]
+    pub fn is_compiled(&self) -> bool {
+        self.compiled.get().is_some()
     }
 }
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use build::build;
-use matcher::Matcher;
+use matcher::LazyMatcher;
 
 use crate::api::{FluxEvent, ProviderType, Severity, SeverityMask};
 use crate::notification::{Notification, Route};
@@ -92,9 +92,9 @@ pub struct CompiledAlert {
 /// see [`goregex`]): matches a message when any of its patterns does.
 enum PatternList {
     /// All patterns in one automaton: one pass over the message.
-    Set(Matcher),
+    Set(LazyMatcher),
     /// Patterns too big to be one automaton, matched one by one.
-    Each(Vec<Matcher>),
+    Each(Vec<LazyMatcher>),
 }
 
 impl PatternList {

@@ -751,3 +751,104 @@ metadata: {name: apps, namespace: flux-system, labels: {team: web}}
         );
     }
 }
+
+/// Lists are compiled when an event first reaches their Alert: an Alert no
+/// event reaches holds only its patterns' text. A bad pattern is still
+/// reported when the table is built.
+#[test]
+fn lists_compile_on_first_use_and_are_checked_when_built() {
+    let manifests = format!(
+        "{PROVIDER}{}{}",
+        alert(
+            "first",
+            "  eventSources: [{kind: Kustomization, name: one}]\n  \
+             exclusionList: ['^skip', 'ignore \\d+']"
+        ),
+        alert(
+            "second",
+            "  eventSources: [{kind: Kustomization, name: two}]\n  \
+             exclusionList: ['^skip (', '^drop']"
+        ),
+    );
+    let (t, problems) = table_with(&manifests, &TableOptions::default());
+    let bad: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert!(
+        bad[0].starts_with("spec.exclusionList[0]: invalid regular expression"),
+        "{bad:?}"
+    );
+    let compiled = |name: &str| {
+        let routes = &t.index["flux-system"]["Kustomization"].by_name;
+        let alert = &routes[name][0].alert;
+        match alert.exclusion.as_deref() {
+            Some(PatternList::Set(set)) => set.is_compiled(),
+            other => panic!("{name}: one set expected, got {}", other.is_some()),
+        }
+    };
+    let names = |event: &FluxEvent| matched(&t, event);
+    assert!(!compiled("one") && !compiled("two"));
+    let mut skipped = ks("one", Severity::Error);
+    skipped.message = "ignore 42 of them".into();
+    assert!(names(&skipped).is_empty());
+    assert!(names(&ks("one", Severity::Error)) == ["first"]);
+    assert!(compiled("one") && !compiled("two"));
+    let mut dropped = ks("two", Severity::Error);
+    dropped.message = "drop it".into();
+    assert!(names(&dropped).is_empty());
+    assert!(compiled("two"));
+}
+
+/// Thousands of distinct patterns are checked on several threads; every
+/// verdict lands on its own Alert.
+#[test]
+fn many_distinct_patterns_keep_their_own_verdicts() {
+    let mut manifests = PROVIDER.to_owned();
+    for i in 0..300 {
+        let pattern = if i % 50 == 7 {
+            format!("^broken{i} (")
+        } else {
+            format!("^quiet {i}$")
+        };
+        manifests.push_str(&alert(
+            &format!("a{i}"),
+            &format!(
+                "  eventSources: [{{kind: Kustomization, name: app{i}}}]\n  \
+                 exclusionList: ['{pattern}', 'never{i}']"
+            ),
+        ));
+    }
+    let (t, problems) = table_with(&manifests, &TableOptions::default());
+    let broken: Vec<&str> = problems
+        .iter()
+        .map(|p| match &p.origin {
+            crate::source::Origin::File { document, .. } => {
+                assert!(p.message.contains("invalid regular expression"), "{p}");
+                // Document 0 is the Provider.
+                [7usize, 57, 107, 157, 207, 257]
+                    .iter()
+                    .find(|i| **i + 1 == *document)
+                    .map_or("wrong document", |_| "ok")
+            }
+            _ => "not from the file",
+        })
+        .collect();
+    assert_eq!(broken, ["ok"; 6]);
+    for i in [0, 7, 123, 299] {
+        let mut quiet = event(
+            "Kustomization",
+            "flux-system",
+            &format!("app{i}"),
+            Severity::Error,
+            "",
+        );
+        quiet.message = format!("quiet {i}");
+        let expected_to_pass = i % 50 == 7; // its only valid pattern is never{i}
+        assert_eq!(
+            matched(&t, &quiet).len(),
+            usize::from(expected_to_pass),
+            "a{i}"
+        );
+        quiet.message = format!("quiet {}", i + 1);
+        assert_eq!(matched(&t, &quiet), [format!("a{i}")]);
+    }
+}

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Secret;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::{Level, Loaded, ObjectKey, Origin, Problem, Snapshot, secret_data};
+use super::{Level, Loaded, ObjectKey, Origin, Problem, SecretData, Snapshot, secret_data};
 use crate::api::{Alert, Provider};
 
 const NOTIFICATION_GROUP: &str = "notification.toolkit.fluxcd.io/";
@@ -116,46 +116,138 @@ fn split_documents(text: &str) -> Vec<&str> {
     documents
 }
 
-/// Documents parsed together: large enough to share among threads, small
-/// enough that a batch's parsed values stay a few megabytes.
-const PARSE_BATCH: usize = 512;
-/// Below this many documents a batch is parsed on the calling thread.
+/// Documents decoded together: large enough to share among threads, small
+/// enough that a batch's decoded objects stay a few megabytes.
+const DECODE_BATCH: usize = 512;
+/// Below this many documents a batch is decoded on the calling thread.
 const PARALLEL_FROM: usize = 64;
 
-/// Parses a batch of documents, in order. YAML parsing is most of the cost
-/// of loading thousands of objects, and documents parse independently, so
-/// a large batch is split among the machine's cores.
-fn parse_batch(documents: &[&str]) -> Vec<Result<Value, String>> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(4);
-    if threads < 2 || documents.len() < PARALLEL_FROM {
-        return documents
-            .iter()
-            .map(|d| crate::yaml::parse_document(d))
-            .collect();
+/// One document, read into what herald keeps of it. Parsing and
+/// deserializing are most of the cost of loading thousands of objects and
+/// need nothing but the document, so they run on every core; only adding
+/// to the snapshot (which finds duplicates) is done in order.
+enum Decoded {
+    /// An empty document (`---` alone, or only comments).
+    Empty,
+    /// A document that names no object, with the problem to report.
+    Unnamed {
+        reason: &'static str,
+        message: String,
+    },
+    /// An object herald ignores: no name, and not of the notification group.
+    Ignored,
+    /// A named object: what it holds, or why it could not be read.
+    Object {
+        kind: String,
+        key: ObjectKey,
+        body: Result<Body, String>,
+    },
+}
+
+/// What herald keeps of an object, by kind.
+enum Body {
+    Alert(Box<Alert>),
+    Provider(Box<Provider>),
+    Secret(SecretData),
+    /// Another kind: its labels, for `matchLabels`.
+    Labels(BTreeMap<String, String>),
+}
+
+/// Parses and deserializes a document (on any thread).
+fn decode(text: &str) -> Decoded {
+    match crate::yaml::parse_document(text) {
+        Ok(Value::Null) => Decoded::Empty,
+        Ok(value) => decode_value(value),
+        Err(e) => Decoded::Unnamed {
+            reason: "InvalidYAML",
+            message: format!("invalid YAML: {e}"),
+        },
     }
-    let share = documents.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let parsing: Vec<_> = documents
-            .chunks(share)
-            .map(|part| {
-                let handle = scope.spawn(move || {
-                    part.iter()
-                        .map(|d| crate::yaml::parse_document(d))
-                        .collect::<Vec<_>>()
-                });
-                (part.len(), handle)
-            })
-            .collect();
-        parsing
-            .into_iter()
-            .flat_map(|(count, handle)| {
-                handle.join().unwrap_or_else(|_| {
-                    vec![Err("the YAML parser failed on this document".to_owned()); count]
-                })
-            })
-            .collect()
+}
+
+fn decode_value(value: Value) -> Decoded {
+    let text = |key: &str| {
+        value
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let (api_version, kind) = (text("apiVersion"), text("kind"));
+    let metadata = value.get("metadata");
+    let meta = |key: &str| {
+        metadata
+            .and_then(|m| m.get(key))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let (name, mut namespace) = (meta("name"), meta("namespace"));
+    if namespace.is_empty() {
+        namespace = "default".to_owned();
+    }
+    let notification_kind = api_version.starts_with(NOTIFICATION_GROUP);
+    if kind.is_empty() || name.is_empty() {
+        if notification_kind || kind.is_empty() {
+            let missing = if kind.is_empty() {
+                "kind"
+            } else {
+                "metadata.name"
+            };
+            return Decoded::Unnamed {
+                reason: "InvalidManifest",
+                message: format!("{missing} is missing"),
+            };
+        }
+        return Decoded::Ignored;
+    }
+    let body = match kind.as_str() {
+        "Alert" if notification_kind => typed::<Alert>(value).map(|mut alert| {
+            alert.metadata.namespace = Some(namespace.clone());
+            Body::Alert(Box::new(alert))
+        }),
+        "Provider" if notification_kind => typed::<Provider>(value).map(|mut provider| {
+            provider.metadata.namespace = Some(namespace.clone());
+            Body::Provider(Box::new(provider))
+        }),
+        "Secret" if api_version == "v1" => secret(value).map(|s| Body::Secret(secret_data(s))),
+        _ => Ok(Body::Labels(
+            metadata
+                .and_then(|m| m.get("labels"))
+                .and_then(|l| serde_json::from_value(l.clone()).ok())
+                .unwrap_or_default(),
+        )),
+    };
+    Decoded::Object {
+        kind,
+        key: ObjectKey::new(namespace, name),
+        body,
+    }
+}
+
+/// Deserializes a Secret. An error names the field only: serde's message
+/// may quote the value ("invalid type: integer 12345"), and a Secret's
+/// values are never printed.
+fn secret(value: Value) -> Result<Secret, String> {
+    serde_path_to_error::deserialize::<_, Secret>(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "the Secret" } else { &path };
+        format!(
+            "{field}: invalid value (not shown: Secret values are secret); \
+             data values must be base64 strings, stringData values strings"
+        )
+    })
+}
+
+/// Deserializes a document, naming the failing field on error.
+fn typed<T: DeserializeOwned>(value: Value) -> Result<T, String> {
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.inner().to_string()
+        } else {
+            format!("{path}: {}", e.inner())
+        }
     })
 }
 
@@ -188,147 +280,61 @@ impl Loader {
             })
             .collect();
         let mut index = 0;
-        for batch in documents.chunks(PARSE_BATCH) {
-            for parsed in parse_batch(batch) {
+        for batch in documents.chunks(DECODE_BATCH) {
+            let decoded = crate::parallel::map(
+                batch,
+                PARALLEL_FROM,
+                |d| decode(d),
+                || Decoded::Unnamed {
+                    reason: "InvalidYAML",
+                    message: "the YAML parser failed on this document".to_owned(),
+                },
+            );
+            for document in decoded {
                 let origin = Origin::File {
                     path: path.to_owned(),
                     document: index,
                 };
                 index += 1;
-                match parsed {
-                    Ok(Value::Null) => {}
-                    Ok(value) => self.load_document(origin, value),
-                    Err(e) => self.problem(
-                        origin,
-                        "document",
-                        "InvalidYAML",
-                        format!("invalid YAML: {e}"),
-                    ),
-                }
+                self.add(origin, document);
             }
         }
     }
 
-    fn load_document(&mut self, origin: Origin, value: Value) {
-        let text = |key: &str| {
-            value
-                .get(key)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned()
-        };
-        let (api_version, kind) = (text("apiVersion"), text("kind"));
-        let metadata = value.get("metadata");
-        let meta = |key: &str| {
-            metadata
-                .and_then(|m| m.get(key))
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned()
-        };
-        let (name, mut namespace) = (meta("name"), meta("namespace"));
-        if namespace.is_empty() {
-            namespace = "default".to_owned();
-        }
-        let key = ObjectKey::new(namespace.clone(), name.clone());
-        let label = format!("{kind} {key}");
-        if kind.is_empty() || name.is_empty() {
-            if api_version.starts_with(NOTIFICATION_GROUP) || kind.is_empty() {
-                let missing = if kind.is_empty() {
-                    "kind"
-                } else {
-                    "metadata.name"
-                };
-                self.problem(
-                    origin,
-                    "document",
-                    "InvalidManifest",
-                    format!("{missing} is missing"),
-                );
+    /// Adds a decoded document to the snapshot, in file order: the first
+    /// definition of an object wins.
+    fn add(&mut self, origin: Origin, document: Decoded) {
+        let (kind, key, body) = match document {
+            Decoded::Empty | Decoded::Ignored => return,
+            Decoded::Unnamed { reason, message } => {
+                return self.problem(origin, "document", reason, message);
             }
-            return;
-        }
+            Decoded::Object { kind, key, body } => (kind, key, body),
+        };
+        let label = format!("{kind} {key}");
         if !self.seen.insert((kind.clone(), key.clone())) {
-            self.problem(
+            return self.problem(
                 origin,
                 &label,
                 "DuplicateObject",
                 "defined more than once; the first definition is used".to_owned(),
             );
-            return;
         }
-        let notification_kind = api_version.starts_with(NOTIFICATION_GROUP);
-        match kind.as_str() {
-            "Alert" if notification_kind => {
-                if let Some(mut alert) = self.typed::<Alert>(&origin, &label, value) {
-                    alert.metadata.namespace = Some(namespace);
-                    self.snapshot.alerts.push(Loaded {
-                        origin,
-                        object: alert,
-                    });
-                }
+        match body {
+            Err(message) => self.problem(origin, &label, "InvalidSpec", message),
+            Ok(Body::Alert(alert)) => self.snapshot.alerts.push(Loaded {
+                origin,
+                object: *alert,
+            }),
+            Ok(Body::Provider(provider)) => self.snapshot.providers.push(Loaded {
+                origin,
+                object: *provider,
+            }),
+            Ok(Body::Secret(data)) => {
+                self.snapshot.secrets.insert(key, data);
             }
-            "Provider" if notification_kind => {
-                if let Some(mut provider) = self.typed::<Provider>(&origin, &label, value) {
-                    provider.metadata.namespace = Some(namespace);
-                    self.snapshot.providers.push(Loaded {
-                        origin,
-                        object: provider,
-                    });
-                }
-            }
-            "Secret" if api_version == "v1" => {
-                if let Some(secret) = self.secret(&origin, &label, value) {
-                    self.snapshot.secrets.insert(key, secret_data(secret));
-                }
-            }
-            _ => {
-                let labels: BTreeMap<String, String> = metadata
-                    .and_then(|m| m.get("labels"))
-                    .and_then(|l| serde_json::from_value(l.clone()).ok())
-                    .unwrap_or_default();
+            Ok(Body::Labels(labels)) => {
                 self.snapshot.labels.insert((kind, key), labels);
-            }
-        }
-    }
-
-    /// Deserializes a Secret. An error names the field only: serde's
-    /// message may quote the value ("invalid type: integer 12345"), and a
-    /// Secret's values are never printed.
-    fn secret(&mut self, origin: &Origin, label: &str, value: Value) -> Option<Secret> {
-        match serde_path_to_error::deserialize::<_, Secret>(value) {
-            Ok(secret) => Some(secret),
-            Err(e) => {
-                let path = e.path().to_string();
-                let field = if path == "." { "the Secret" } else { &path };
-                let message = format!(
-                    "{field}: invalid value (not shown: Secret values are secret); \
-                     data values must be base64 strings, stringData values strings"
-                );
-                self.problem(origin.clone(), label, "InvalidSpec", message);
-                None
-            }
-        }
-    }
-
-    /// Deserializes a document, naming the failing field on error.
-    fn typed<T: DeserializeOwned>(
-        &mut self,
-        origin: &Origin,
-        label: &str,
-        value: Value,
-    ) -> Option<T> {
-        match serde_path_to_error::deserialize::<_, T>(value) {
-            Ok(object) => Some(object),
-            Err(e) => {
-                let path = e.path().to_string();
-                let message = if path == "." {
-                    e.inner().to_string()
-                } else {
-                    format!("{path}: {}", e.inner())
-                };
-                self.problem(origin.clone(), label, "InvalidSpec", message);
-                None
             }
         }
     }
