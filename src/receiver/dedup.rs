@@ -3,7 +3,7 @@
 //! is delivered.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -13,8 +13,10 @@ use crate::api::FluxEvent;
 const KEY_METADATA: [&str; 3] = ["revision", "originRevision", "token"];
 
 /// Most keys remembered at once, so a flood of distinct events cannot grow
-/// memory without bound (about 6 MB at the cap). Past it the oldest key is
-/// forgotten: suppression keeps working for recent events after any burst.
+/// memory without bound (about 9 MB at the cap: 16 bytes a key in the map
+/// and 16 in the queue, both sized to powers of two). Past it the oldest key
+/// is forgotten: suppression keeps working for recent events after any
+/// burst.
 pub const MAX_KEYS: usize = 200_000;
 
 /// Remembers recently accepted events.
@@ -23,20 +25,46 @@ pub const MAX_KEYS: usize = 200_000;
 /// order: a FIFO of keys beside a map gives O(1) pruning of expired keys
 /// and O(1) eviction of the oldest past the cap. (A general cache such as
 /// moka was measured at ~320 bytes and ~6 µs per key, ten times this.)
+/// Times are kept as milliseconds since the filter was made, not as
+/// `Instant`s (16 bytes each): the filter is a large part of herald's
+/// memory under a flood.
 pub struct Dedup {
-    interval: Duration,
+    interval_ms: u64,
+    /// What the millisecond times count from.
+    epoch: Instant,
     capacity: usize,
     hasher: std::collections::hash_map::RandomState,
     seen: Mutex<Seen>,
 }
 
+/// Keys are already random (keyed SipHash of the event): the map uses
+/// them as their own hash rather than hashing them again.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = key;
+    }
+}
+
 #[derive(Default)]
 struct Seen {
-    /// Key → when it expires.
-    until: HashMap<u64, Instant>,
+    /// Key → when it expires (milliseconds since the epoch).
+    until: HashMap<u64, u64, BuildHasherDefault<KeyHasher>>,
     /// Keys in the order admitted, with the expiry they were admitted with
     /// (a forgotten or re-admitted key leaves a stale entry here, skipped).
-    order: VecDeque<(u64, Instant)>,
+    order: VecDeque<(u64, u64)>,
 }
 
 impl Seen {
@@ -68,8 +96,12 @@ impl Dedup {
 
     /// A filter remembering at most `capacity` keys.
     pub fn with_capacity(interval: Duration, capacity: usize) -> Self {
+        // Rounded up, so that a sub-millisecond interval still suppresses.
+        let interval_ms =
+            u64::try_from(interval.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
         Self {
-            interval,
+            interval_ms,
+            epoch: Instant::now(),
             capacity: capacity.max(1),
             hasher: Default::default(),
             seen: Mutex::new(Seen::default()),
@@ -94,9 +126,10 @@ impl Dedup {
     /// Admits an event unless an identical one was admitted within the interval.
     pub fn admit(&self, event: &FluxEvent, now: Instant) -> Admission {
         let key = self.key(event);
-        if self.interval.is_zero() {
+        if self.interval_ms == 0 {
             return Admission::Fresh(key);
         }
+        let now = self.millis(now);
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         while seen.order.front().is_some_and(|(_, until)| *until <= now) {
             seen.pop_oldest();
@@ -105,15 +138,16 @@ impl Dedup {
             return Admission::Duplicate;
         }
         while seen.order.len() >= self.capacity && seen.pop_oldest() {}
-        // Durations are bounded at start-up (Go's range); should the sum
-        // still overflow, the key is remembered as long as an Instant can say.
-        let until = now
-            .checked_add(self.interval)
-            .or_else(|| now.checked_add(crate::duration::MAX))
-            .unwrap_or(now);
+        // An absurd interval is remembered as long as a u64 can say.
+        let until = now.saturating_add(self.interval_ms);
         seen.until.insert(key, until);
         seen.order.push_back((key, until));
         Admission::Fresh(key)
+    }
+
+    /// Milliseconds from the filter's epoch to `now` (0 before it).
+    fn millis(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Forgets a key admitted for an event that was then refused (503), so
