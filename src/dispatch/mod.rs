@@ -59,8 +59,14 @@ use self::threads::ThreadStore;
 
 /// How much of a response body is read (Slack's replies are small).
 const MAX_RESPONSE_BODY: usize = 64 * 1024;
-/// A destination's worker exits after this long without work.
+/// A destination's worker exits after this long without work while its
+/// destination is failing: the worker holds the circuit breaker's count.
 const WORKER_IDLE: Duration = Duration::from_secs(300);
+/// ... and after this long when the destination is healthy: the worker then
+/// holds nothing a new one would not have, and thousands of idle workers
+/// (their tasks, queues and timers) were megabytes kept for nothing. A new
+/// worker costs one task spawn.
+const WORKER_IDLE_HEALTHY: Duration = Duration::from_secs(2);
 /// Consecutive failed attempts after which a destination's circuit opens.
 pub const BREAKER_THRESHOLD: u32 = 5;
 /// Longest interval between two probes of a destination whose circuit is open.
@@ -233,6 +239,11 @@ struct Breaker {
 impl Breaker {
     fn is_open(&self) -> bool {
         self.failures >= BREAKER_THRESHOLD
+    }
+
+    /// No failure since the last answer, and no wait pending.
+    fn is_healthy(&self) -> bool {
+        self.failures == 0 && self.next_attempt.is_none()
     }
 
     /// When the next request may go, if that is later than `now`.
@@ -661,9 +672,14 @@ async fn worker(inner: Arc<Inner>, queue: u64, lane: Arc<Lane>) {
             inner.update_depth();
             continue;
         }
+        let idle = if breaker.is_healthy() {
+            WORKER_IDLE_HEALTHY
+        } else {
+            WORKER_IDLE
+        };
         tokio::select! {
             () = lane.wake.notified() => {}
-            () = tokio::time::sleep(WORKER_IDLE) => {
+            () = tokio::time::sleep(idle) => {
                 let mut lanes = inner.lanes.lock().unwrap_or_else(|e| e.into_inner());
                 if lane.is_empty() {
                     if lanes.get(&queue).is_some_and(|l| Arc::ptr_eq(l, &lane)) {

@@ -301,3 +301,62 @@ async fn a_conversation_is_retried_as_a_whole() {
         assert!(exposition.contains(line), "missing {line} in\n{exposition}");
     }
 }
+
+/// A healthy destination's worker exits soon after its queue empties (a
+/// later notification gets a new one); a failing destination's worker
+/// stays, keeping the breaker's count of failures in a row.
+#[tokio::test]
+async fn idle_workers_of_healthy_destinations_exit_and_failing_ones_stay() {
+    let lanes = |d: &Dispatcher| d.inner.lanes.lock().expect("lanes").len();
+    let wait_idle = |d: &Dispatcher| {
+        let d = d.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while d.pending() > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let (address, received) = sink().await;
+    let dispatcher = Dispatcher::new(DispatchConfig::default(), Arc::default(), None);
+    dispatcher
+        .try_enqueue(notifications(&address, &["one"], |real| real))
+        .expect("queued");
+    wait_idle(&dispatcher).await;
+    assert_eq!(lanes(&dispatcher), 1, "the worker waits a little for more");
+    tokio::time::sleep(WORKER_IDLE_HEALTHY + Duration::from_millis(500)).await;
+    assert_eq!(lanes(&dispatcher), 0, "then exits");
+    dispatcher
+        .try_enqueue(notifications(&address, &["two"], |real| real))
+        .expect("queued");
+    wait_idle(&dispatcher).await;
+    assert_eq!(received.lock().expect("sink").len(), 2);
+
+    // A destination answering 500: the notification is retried until its
+    // max age, then given up; the worker keeps the failures.
+    let app =
+        axum::Router::new().fallback(|| async { axum::http::StatusCode::INTERNAL_SERVER_ERROR });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let failing = format!("http://{}/hook", listener.local_addr().expect("address"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let config = DispatchConfig {
+        max_delivery_age: Duration::from_millis(300),
+        initial_backoff: Duration::from_millis(50),
+        ..DispatchConfig::default()
+    };
+    let dispatcher = Dispatcher::new(config, Arc::default(), None);
+    dispatcher
+        .try_enqueue(notifications(&failing, &["lost"], |real| real))
+        .expect("queued");
+    wait_idle(&dispatcher).await;
+    tokio::time::sleep(WORKER_IDLE_HEALTHY + Duration::from_millis(500)).await;
+    assert_eq!(
+        lanes(&dispatcher),
+        1,
+        "the failing destination's worker stays"
+    );
+}
