@@ -20,7 +20,7 @@ const NAMESPACES: usize = 1000;
 fn loaded<T>(object: T) -> Loaded<T> {
     Loaded {
         origin: Origin::Cluster,
-        object,
+        object: object.into(),
     }
 }
 
@@ -156,7 +156,7 @@ fn bench_routing(c: &mut Criterion) {
                         meta.namespace.clone().unwrap_or_default(),
                         meta.name.clone().unwrap_or_default(),
                     ),
-                    Arc::new(p.object.clone()),
+                    p.object.clone(),
                 )
             })
             .collect();

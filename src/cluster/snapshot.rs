@@ -4,6 +4,7 @@
 //! referenced Secrets, get an involved object's metadata for matchLabels).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use anyhow::Context;
 use k8s_openapi::api::core::v1::Secret;
@@ -63,7 +64,7 @@ pub async fn read(client: &Client, namespace: Option<&str>) -> anyhow::Result<Sn
     }
     let loaded = |object| Loaded {
         origin: Origin::Cluster,
-        object,
+        object: Arc::new(object),
     };
     Ok(Snapshot {
         alerts: alerts.into_iter().map(loaded).collect(),
@@ -71,7 +72,7 @@ pub async fn read(client: &Client, namespace: Option<&str>) -> anyhow::Result<Sn
             .into_iter()
             .map(|object| Loaded {
                 origin: Origin::Cluster,
-                object,
+                object: Arc::new(object),
             })
             .collect(),
         secrets,

@@ -358,10 +358,10 @@ async fn write_status(
     }
 }
 
-fn cluster_loaded<K: Clone>(object: &Arc<K>) -> Loaded<K> {
+fn cluster_loaded<K>(object: &Arc<K>) -> Loaded<K> {
     Loaded {
         origin: Origin::Cluster,
-        object: K::clone(object),
+        object: object.clone(),
     }
 }
 

@@ -62,7 +62,7 @@ pub(super) fn build_with(
             problems.push(problem(
                 &loaded.origin,
                 Kind::Alert,
-                &loaded.object,
+                &*loaded.object,
                 level,
                 reason,
                 message,
@@ -148,7 +148,7 @@ fn resolve_providers(
         .providers
         .iter()
         .map(|loaded| {
-            let provider = &loaded.object;
+            let provider = &*loaded.object;
             let key = object_key(
                 provider.metadata.namespace.as_deref(),
                 provider.metadata.name.as_deref(),

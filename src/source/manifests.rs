@@ -324,11 +324,11 @@ impl Loader {
             Err(message) => self.problem(origin, &label, "InvalidSpec", message),
             Ok(Body::Alert(alert)) => self.snapshot.alerts.push(Loaded {
                 origin,
-                object: *alert,
+                object: (*alert).into(),
             }),
             Ok(Body::Provider(provider)) => self.snapshot.providers.push(Loaded {
                 origin,
-                object: *provider,
+                object: (*provider).into(),
             }),
             Ok(Body::Secret(data)) => {
                 self.snapshot.secrets.insert(key, data);

@@ -53,11 +53,13 @@ impl fmt::Display for Origin {
     }
 }
 
-/// An object together with where it came from.
+/// An object together with where it came from. The object is shared:
+/// controller mode builds each table from the objects its watches hold,
+/// without copying ten thousand of them for every build.
 #[derive(Clone, Debug)]
 pub struct Loaded<T> {
     pub origin: Origin,
-    pub object: T,
+    pub object: std::sync::Arc<T>,
 }
 
 /// The string values of a Secret's keys (`data` decoded, `stringData` merged).
