@@ -23,7 +23,11 @@ pub fn release_free() {
 /// delivery tasks moving between threads, RSS grew by a third within
 /// seconds of loading 10,000 Alerts (bench/controller_scale.py: 140 → 180
 /// MiB; with two arenas 140 → 144). Called once, before any thread starts.
+/// An operator's own `MALLOC_ARENA_MAX` is left as set.
 pub fn limit_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; M_ARENA_MAX takes
     // any positive count, and no other thread exists yet.

@@ -136,6 +136,12 @@ enum ProviderState {
     Broken,
 }
 
+/// Providers from which resolving is worth a thread each share.
+const PARALLEL_PROVIDERS_FROM: usize = 64;
+
+/// Resolves every Provider (its Secret, address, TLS settings, notifier),
+/// on all cores: each is independent, and with thousands of Providers this
+/// was the largest sequential part of a build.
 fn resolve_providers(
     snapshot: &Snapshot,
     problems: &mut Vec<Problem>,
@@ -144,61 +150,86 @@ fn resolve_providers(
     // so notifications accepted before and after a reload stay in order.
     let hasher =
         std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+    let resolved = crate::parallel::map(
+        &snapshot.providers,
+        PARALLEL_PROVIDERS_FROM,
+        |loaded| resolve_provider(loaded, snapshot, &hasher),
+        || None,
+    );
     snapshot
         .providers
         .iter()
-        .map(|loaded| {
+        .zip(resolved)
+        .map(|(loaded, resolved)| {
             let provider = &*loaded.object;
             let key = object_key(
                 provider.metadata.namespace.as_deref(),
                 provider.metadata.name.as_deref(),
             );
-            let state = if provider.spec.suspend == Some(true) {
+            let (state, found) = resolved.unwrap_or_else(|| {
+                let why = "internal error while resolving this provider".to_owned();
+                (
+                    ProviderState::Broken,
+                    vec![(Level::Error, "InternalError", why)],
+                )
+            });
+            for (level, reason, message) in found {
                 problems.push(problem(
                     &loaded.origin,
                     Kind::Provider,
                     provider,
-                    Level::Note,
-                    "Suspended",
-                    "spec.suspend is true: nothing is delivered through this provider".into(),
+                    level,
+                    reason,
+                    message,
                 ));
-                ProviderState::Suspended
-            } else {
-                match super::provider::resolve(provider, &key, snapshot, &hasher) {
-                    Ok(super::provider::Resolved {
-                        destination,
-                        warnings,
-                    }) => {
-                        for warning in warnings {
-                            problems.push(problem(
-                                &loaded.origin,
-                                Kind::Provider,
-                                provider,
-                                Level::Warning,
-                                "Warning",
-                                warning,
-                            ));
-                        }
-                        ProviderState::Ready(Arc::new(destination))
-                    }
-                    Err(failures) => {
-                        for (reason, message) in failures {
-                            problems.push(problem(
-                                &loaded.origin,
-                                Kind::Provider,
-                                provider,
-                                Level::Error,
-                                reason,
-                                message,
-                            ));
-                        }
-                        ProviderState::Broken
-                    }
-                }
-            };
+            }
             (key, state)
         })
         .collect()
+}
+
+/// What to report about a Provider: level, reason, message.
+type Finding = (Level, &'static str, String);
+
+/// One Provider's state and what to report about it.
+fn resolve_provider(
+    loaded: &crate::source::Loaded<crate::api::Provider>,
+    snapshot: &Snapshot,
+    hasher: &impl std::hash::BuildHasher,
+) -> Option<(ProviderState, Vec<Finding>)> {
+    let provider = &*loaded.object;
+    if provider.spec.suspend == Some(true) {
+        let why = "spec.suspend is true: nothing is delivered through this provider";
+        return Some((
+            ProviderState::Suspended,
+            vec![(Level::Note, "Suspended", why.into())],
+        ));
+    }
+    let key = object_key(
+        provider.metadata.namespace.as_deref(),
+        provider.metadata.name.as_deref(),
+    );
+    Some(
+        match super::provider::resolve(provider, &key, snapshot, hasher) {
+            Ok(super::provider::Resolved {
+                destination,
+                warnings,
+            }) => (
+                ProviderState::Ready(Arc::new(destination)),
+                warnings
+                    .into_iter()
+                    .map(|w| (Level::Warning, "Warning", w))
+                    .collect(),
+            ),
+            Err(failures) => (
+                ProviderState::Broken,
+                failures
+                    .into_iter()
+                    .map(|(reason, message)| (Level::Error, reason, message))
+                    .collect(),
+            ),
+        },
+    )
 }
 
 /// Validates an Alert and, when its Provider is ready, compiles it. The

@@ -232,7 +232,11 @@ fn provider_uid(provider: &Provider, key: &ObjectKey) -> String {
     b.copy_from_slice(&digest.as_ref()[..16]);
     b[6] = (b[6] & 0x0f) | 0x50;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let hex: String = b
+        .iter()
+        .flat_map(|x| [x >> 4, x & 0x0f])
+        .map(|nibble| char::from_digit(u32::from(nibble), 16).unwrap_or('0'))
+        .collect();
     format!(
         "{}-{}-{}-{}-{}",
         &hex[..8],

@@ -118,7 +118,7 @@ fn split_documents(text: &str) -> Vec<&str> {
 
 /// Documents decoded together: large enough to share among threads, small
 /// enough that a batch's decoded objects stay a few megabytes.
-const DECODE_BATCH: usize = 512;
+const DECODE_BATCH: usize = 4096;
 /// Below this many documents a batch is decoded on the calling thread.
 const PARALLEL_FROM: usize = 64;
 
