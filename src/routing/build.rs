@@ -491,9 +491,9 @@ impl RegexCache {
 }
 
 /// A Go pattern's translation when it compiles within herald's limits
-/// (the automaton built to check it is dropped: see [`LazyMatcher`]).
+/// (built on first use: see [`LazyMatcher`]).
 fn check(pattern: &str) -> Result<String, CompileError> {
-    goregex::compile(pattern).map(|compiled| compiled.translated)
+    goregex::check(pattern)
 }
 
 /// The matcher of one pattern already checked alone.

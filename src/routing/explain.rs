@@ -312,9 +312,8 @@ fn describe_severities(filter: &SeverityFilter, defaulted: bool) -> String {
 fn match_message(alert: &Alert, key: &ObjectKey, message: &str) -> Option<Explanation> {
     let matching = |patterns: &[String]| {
         patterns.iter().enumerate().find_map(|(i, pattern)| {
-            let compiled = goregex::compile(pattern).ok()?;
-            compiled
-                .regex
+            goregex::compile(pattern)
+                .ok()?
                 .is_match(message)
                 .then_some((i, pattern.clone()))
         })

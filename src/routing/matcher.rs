@@ -23,7 +23,7 @@ use regex_automata::util::prefilter::Prefilter;
 use regex_automata::util::syntax;
 use regex_automata::{Input, MatchKind};
 use regex_syntax::hir::literal::Extractor;
-use regex_syntax::hir::{Hir, Look};
+use regex_syntax::hir::{Class, Hir, HirKind, Look};
 
 /// One pattern, or several matched at once (a list).
 #[derive(Clone, Debug)]
@@ -35,32 +35,102 @@ pub struct Matcher {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BuildError(pub String);
 
+/// Heap an NFA takes at most per unit of [`estimate`]: a state (24 bytes),
+/// its transitions and the compiler's bookkeeping, with room to spare
+/// (a test holds every pattern of the Go table under it).
+const BYTES_PER_UNIT: usize = 96;
+/// An NFA's fixed part (byte classes, start states, group info).
+const BYTES_FIXED: usize = 4096;
+
+/// Checks that `patterns` parse and that their automaton fits `size_limit`
+/// bytes, without building it when the parsed patterns are certainly far
+/// below the limit (the usual case: building is a third of the cost of
+/// loading ten thousand patterns, and [`LazyMatcher`] builds them again on
+/// first use anyway). Larger ones are built to be sure.
+pub fn check(patterns: &[&str], size_limit: usize, nest_limit: u32) -> Result<(), BuildError> {
+    let hirs = parse(patterns, nest_limit)?;
+    let units = hirs
+        .iter()
+        .fold(0usize, |sum, hir| sum.saturating_add(estimate(hir)));
+    let bytes = units
+        .saturating_mul(BYTES_PER_UNIT)
+        .saturating_add(BYTES_FIXED);
+    if bytes <= size_limit / 4 {
+        return Ok(());
+    }
+    Matcher::from_hirs(&hirs, size_limit).map(drop)
+}
+
+/// An upper estimate of the states and transitions `hir` compiles to: a
+/// literal byte or a look-around one each, a Unicode class up to sixteen
+/// per range (its UTF-8 encodings), a counted repetition its copies.
+fn estimate(hir: &Hir) -> usize {
+    let sum = |subs: &[Hir]| {
+        subs.iter()
+            .fold(subs.len(), |sum, sub| sum.saturating_add(estimate(sub)))
+    };
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => 1,
+        HirKind::Literal(literal) => literal.0.len().max(1),
+        HirKind::Class(Class::Unicode(class)) => {
+            class.ranges().len().saturating_mul(16).saturating_add(4)
+        }
+        HirKind::Class(Class::Bytes(class)) => class.ranges().len().saturating_add(4),
+        HirKind::Repetition(repetition) => {
+            let copies = repetition.max.unwrap_or(repetition.min).max(repetition.min);
+            let copies = usize::try_from(copies)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1);
+            copies
+                .saturating_mul(estimate(&repetition.sub))
+                .saturating_add(2)
+        }
+        HirKind::Capture(capture) => estimate(&capture.sub).saturating_add(2),
+        HirKind::Concat(subs) | HirKind::Alternation(subs) => sum(subs),
+    }
+}
+
+/// [`check`]'s estimate for one pattern, in bytes (for its test).
+#[cfg(test)]
+pub fn estimated_bytes(pattern: &str, nest_limit: u32) -> usize {
+    let hirs = parse(&[pattern], nest_limit).expect("parses");
+    estimate(&hirs[0])
+        .saturating_mul(BYTES_PER_UNIT)
+        .saturating_add(BYTES_FIXED)
+}
+
+/// Parses patterns in the `regex` crate's syntax.
+fn parse(patterns: &[&str], nest_limit: u32) -> Result<Vec<Hir>, BuildError> {
+    let config = syntax::Config::new().nest_limit(nest_limit);
+    patterns
+        .iter()
+        .map(|p| syntax::parse_with(p, &config).map_err(|e| BuildError(last_line(&e.to_string()))))
+        .collect()
+}
+
 impl Matcher {
     /// Compiles `patterns` (in the `regex` crate's syntax) into one matcher
     /// that matches when any of them does; its NFA may take `size_limit`
     /// bytes, and patterns may nest `nest_limit` deep.
     pub fn new(patterns: &[&str], size_limit: usize, nest_limit: u32) -> Result<Self, BuildError> {
-        let config = syntax::Config::new().nest_limit(nest_limit);
-        let hirs = patterns
-            .iter()
-            .map(|p| {
-                syntax::parse_with(p, &config).map_err(|e| BuildError(last_line(&e.to_string())))
-            })
-            .collect::<Result<Vec<Hir>, _>>()?;
+        Self::from_hirs(&parse(patterns, nest_limit)?, size_limit)
+    }
+
+    fn from_hirs(hirs: &[Hir], size_limit: usize) -> Result<Self, BuildError> {
         let nfa = thompson::Compiler::new()
             .configure(
                 thompson::Config::new()
                     .which_captures(WhichCaptures::None)
                     .nfa_size_limit(Some(size_limit)),
             )
-            .build_many_from_hir(&hirs)
+            .build_many_from_hir(hirs)
             .map_err(|e| match e.size_limit() {
                 Some(limit) => BuildError(format!(
                     "the compiled pattern exceeds the size limit of {limit} bytes"
                 )),
                 None => BuildError(last_line(&e.to_string())),
             })?;
-        let prefilter = match hirs.as_slice() {
+        let prefilter = match hirs {
             [hir] => prefilter(hir),
             _ => None,
         };
@@ -69,6 +139,12 @@ impl Matcher {
             .build_from_nfa(nfa)
             .map_err(|e| BuildError(last_line(&e.to_string())))?;
         Ok(Self { vm })
+    }
+
+    /// The automaton's heap, in bytes (for the test of [`estimate`]).
+    #[cfg(test)]
+    pub fn memory_usage(&self) -> usize {
+        self.vm.get_nfa().memory_usage()
     }
 
     /// Whether any of the patterns matches somewhere in `text`.
@@ -92,15 +168,14 @@ impl Matcher {
 }
 
 /// A matcher compiled when it is first asked, from patterns already
-/// checked by compiling them once ([`LazyMatcher::checked`]).
+/// checked ([`check`]).
 ///
 /// Why: with ten thousand Alerts each with its own pattern, the compiled
 /// automata are the largest part of the routing table (1–2 KiB each), and
 /// most Alerts see few events: an Alert never asked costs only its
-/// patterns' text. The check compiles and drops, so a pattern that cannot
-/// be compiled is still reported when the table is built, as before; the
-/// first event that reaches the Alert pays one compilation (tens of
-/// microseconds).
+/// patterns' text. A pattern that cannot be compiled is still reported
+/// when the table is built ([`check`]); the first event that reaches the
+/// Alert pays one compilation (tens of microseconds).
 #[derive(Debug)]
 pub struct LazyMatcher {
     patterns: Box<[Box<str>]>,

@@ -152,19 +152,22 @@ impl fmt::Display for CompileError {
     }
 }
 
-/// A Go pattern, compiled: its translation and the matcher.
-pub struct Compiled {
-    pub translated: String,
-    pub regex: Matcher,
+/// Translates a Go pattern and checks that it compiles within
+/// [`SIZE_LIMIT`] and [`NEST_LIMIT`] (see [`super::matcher::check`]): the
+/// translation, for a matcher built later.
+pub fn check(pattern: &str) -> Result<String, CompileError> {
+    let translated = translate(pattern).map_err(CompileError::Go)?;
+    super::matcher::check(&[translated.as_str()], SIZE_LIMIT, NEST_LIMIT)
+        .map_err(|e| CompileError::Herald(e.0))?;
+    Ok(translated)
 }
 
 /// Translates and compiles a Go pattern within [`SIZE_LIMIT`] and
 /// [`NEST_LIMIT`].
-pub fn compile(pattern: &str) -> Result<Compiled, CompileError> {
+pub fn compile(pattern: &str) -> Result<Matcher, CompileError> {
     let translated = translate(pattern).map_err(CompileError::Go)?;
-    let regex = Matcher::new(&[translated.as_str()], SIZE_LIMIT, NEST_LIMIT)
-        .map_err(|e| CompileError::Herald(e.0))?;
-    Ok(Compiled { translated, regex })
+    Matcher::new(&[translated.as_str()], SIZE_LIMIT, NEST_LIMIT)
+        .map_err(|e| CompileError::Herald(e.0))
 }
 
 /// The flags a Go pattern can change with `(?flags)`; all off by default.

@@ -5,6 +5,18 @@
 use super::go_cases::{CASES, CORPUS, Go};
 use super::*;
 
+/// A pattern's translation and matcher, as herald compiles it.
+struct Compiled {
+    translated: String,
+    regex: Matcher,
+}
+
+fn compile(pattern: &str) -> Result<Compiled, CompileError> {
+    let regex = super::compile(pattern)?;
+    let translated = translate(pattern).map_err(CompileError::Go)?;
+    Ok(Compiled { translated, regex })
+}
+
 /// `Ok(matches)` or the error, as herald sees a pattern.
 fn herald(pattern: &str) -> Result<Matcher, CompileError> {
     compile(pattern).map(|c| c.regex)
@@ -440,4 +452,43 @@ fn random_patterns_as_go() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// The check that skips building small patterns ([`super::super::matcher::check`])
+/// estimates an upper bound of the automaton's size: every pattern of the
+/// Go table that compiles takes less than estimated, and the check's
+/// verdict is the compiler's.
+#[test]
+fn the_size_estimate_bounds_every_compiled_pattern() {
+    let mut checked = 0;
+    let extra = [
+        r"\pL{100}",
+        r"(?i)[a-z]{50}\w+",
+        r"[^a]{30}",
+        r"(\w+\s*){20}",
+        r".{200}",
+    ];
+    let patterns = CASES.iter().map(|c| c.pattern).chain(extra);
+    for pattern in patterns {
+        let Ok(translated) = translate(pattern) else {
+            continue;
+        };
+        let full = Matcher::new(&[translated.as_str()], SIZE_LIMIT, NEST_LIMIT);
+        let quick = super::super::matcher::check(&[translated.as_str()], SIZE_LIMIT, NEST_LIMIT);
+        assert_eq!(
+            full.as_ref().map(drop).map_err(|e| e.0.clone()),
+            quick.map_err(|e| e.0),
+            "{pattern:?}"
+        );
+        if let Ok(matcher) = full {
+            let estimated = super::super::matcher::estimated_bytes(&translated, NEST_LIMIT);
+            assert!(
+                matcher.memory_usage() <= estimated,
+                "{pattern:?}: {} bytes, estimated {estimated}",
+                matcher.memory_usage()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 400, "{checked} patterns");
 }
