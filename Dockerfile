@@ -2,9 +2,10 @@
 # Build: docker build -t <registry>/herald:v0.1.0 .
 
 FROM rust:1.95-slim-bookworm AS build
-# musl makes the binary static; ring's assembly needs a C compiler for musl.
+# musl makes the binary static; ring's assembly needs a C compiler for musl,
+# and jemalloc (the allocator, built from source) needs make as well.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends musl-tools=1.2.3-1 \
+    && apt-get install -y --no-install-recommends musl-tools=1.2.3-1 make=4.3-4.1 \
     && rm -rf /var/lib/apt/lists/* \
     && rustup target add x86_64-unknown-linux-musl
 WORKDIR /src
