@@ -1073,7 +1073,7 @@ impl HttpSender<'_> {
             .body(request.body.bytes.clone())
             .send()
             .await;
-        let response = match sent {
+        let mut response = match sent {
             Ok(response) => response,
             Err(e) if e.is_builder() => {
                 return Err(SendError::Invalid(e.without_url().to_string()));
@@ -1081,7 +1081,7 @@ impl HttpSender<'_> {
             Err(e) => return Err(SendError::Transport(describe(e))),
         };
         let status = response.status();
-        let headers = response.headers().clone();
+        let headers = std::mem::take(response.headers_mut());
         let retry_after = headers
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
