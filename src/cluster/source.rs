@@ -265,6 +265,7 @@ impl ClusterSource {
             } else {
                 Vec::new()
             };
+            let reading = std::time::Instant::now();
             let secrets = refresh_secrets(
                 &client,
                 self.namespace.as_deref(),
@@ -294,7 +295,16 @@ impl ClusterSource {
                 secrets,
                 labels: Default::default(),
             };
+            let building = std::time::Instant::now();
             let (table, problems) = routing::build(&snapshot, &self.options);
+            tracing::debug!(
+                alerts = snapshot.alerts.len(),
+                providers = snapshot.providers.len(),
+                secrets = snapshot.secrets.len(),
+                secrets_ms = building.duration_since(reading).as_millis() as u64,
+                build_ms = building.elapsed().as_millis() as u64,
+                "routing table built"
+            );
             publisher.publish(table, &problems);
             status_input.send_replace(Some(Arc::new(StatusInput {
                 alerts,
