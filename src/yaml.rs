@@ -36,6 +36,8 @@ pub fn parse_document(text: &str) -> Result<Value, String> {
 
 /// The plain shape of manifests, read from the parser's events.
 mod plain {
+    use std::borrow::Cow;
+
     use granit_parser::{Event, Parser, ScalarStyle};
     use serde_json::{Map, Number, Value};
 
@@ -76,7 +78,7 @@ mod plain {
                     }
                     continue;
                 }
-                Event::Scalar(text, style, 0, None) => scalar(&text, style)?,
+                Event::Scalar(text, style, 0, None) => scalar(text, style)?,
                 Event::SequenceStart(_, 0, None) | Event::MappingStart(_, 0, None)
                     if open.len() >= MAX_DEPTH =>
                 {
@@ -121,17 +123,18 @@ mod plain {
         root
     }
 
-    /// A scalar that is certainly a string or a decimal integer.
-    fn scalar(text: &str, style: ScalarStyle) -> Option<Value> {
+    /// A scalar that is certainly a string or a decimal integer. The
+    /// parser's text is moved into the value, not copied, when it owns it.
+    fn scalar(text: Cow<'_, str>, style: ScalarStyle) -> Option<Value> {
         if style != ScalarStyle::Plain {
-            return Some(Value::String(text.to_owned()));
+            return Some(Value::String(text.into_owned()));
         }
         let first = text.chars().next()?;
         if first.is_ascii_alphabetic() {
-            let special = NOT_STRINGS.iter().any(|s| s.eq_ignore_ascii_case(text));
-            return (!special).then(|| Value::String(text.to_owned()));
+            let special = NOT_STRINGS.iter().any(|s| s.eq_ignore_ascii_case(&text));
+            return (!special).then(|| Value::String(text.into_owned()));
         }
-        integer(text).map(Value::Number)
+        integer(&text).map(Value::Number)
     }
 
     /// `0`, or digits not starting with 0, optionally negative, that fit.
