@@ -1266,7 +1266,13 @@ fn leader_election_survives_a_killed_leader() {
             .and_then(|l| l.spec.and_then(|s| s.holder_identity))
             .unwrap_or_default()
     };
-    let leader_name = holder();
+    let leader_identity = holder();
+    let leader_name = if leads(&first).as_deref() == Some(leader_identity.as_str()) {
+        "replica-a"
+    } else {
+        assert_eq!(leads(&second), Some(leader_identity.clone()));
+        "replica-b"
+    };
     let writers: std::collections::BTreeSet<String> = cluster
         .api
         .audit()
@@ -1286,7 +1292,7 @@ fn leader_election_survives_a_killed_leader() {
         .collect();
     assert_eq!(writers.len(), 1, "status writers: {writers:?}");
     assert!(
-        writers.iter().any(|w| w.contains(&leader_name)),
+        writers.iter().any(|w| w.contains(leader_name)),
         "the lease holder {leader_name} is not the writer {writers:?}"
     );
 
@@ -1305,11 +1311,12 @@ fn leader_election_survives_a_killed_leader() {
     );
     assert_eq!(sink.wait_for(2, WAIT).len(), 2);
 
-    let (mut leader, follower, follower_name) = if leader_name == "replica-a" {
-        (first, second, "replica-b")
+    let (mut leader, follower) = if leader_name == "replica-a" {
+        (first, second)
     } else {
-        (second, first, "replica-a")
+        (second, first)
     };
+    let follower_name = follower_identity(&follower);
     leader.kill();
     let killed = Instant::now();
     // Posted to the survivor during the handover: all delivered.
@@ -1346,6 +1353,90 @@ fn leader_election_survives_a_killed_leader() {
         .expect("delete the Secret");
     cluster.wait_reason("Provider", "slack", "False", "SecretNotFound");
     eprintln!("lease taken over {took:?} after SIGKILL");
+}
+
+/// The identity a replica took part in leader election with.
+fn follower_identity(herald: &Herald) -> String {
+    herald
+        .logs()
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|log| log["message"] == "leader election: taking part")
+        .and_then(|log| log["identity"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("no leader-election identity logged: {:#?}", herald.logs()))
+}
+
+/// The identity a replica leads with, if its last leadership change made
+/// it the leader.
+fn leads(herald: &Herald) -> Option<String> {
+    let last = herald
+        .logs()
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|log| log["message"] == "leader election: leadership changed")
+        .last()?;
+    (last["leading"] == true).then(|| last["identity"].as_str().unwrap_or_default().to_owned())
+}
+
+/// Two replicas started outside a pod (no `POD_NAME`, no `HOSTNAME`, one
+/// host): they take part under distinct identities, exactly one holds the
+/// Lease and says it leads, and killing it hands over within the lease
+/// duration.
+#[test]
+fn replicas_without_a_pod_name_elect_exactly_one_leader() {
+    let cluster = Cluster::shared("leader-identity");
+    let sink = Sink::start();
+    cluster.create_seed(&SEED_IN_NAMESPACE, &sink.url);
+    let flags = [
+        "--enable-leader-election",
+        "--leader-election-lease-duration=3s",
+        "--leader-election-renew-deadline=2s",
+        "--leader-election-retry-period=200ms",
+        "--watch-all-namespaces=false",
+    ];
+    let env = [
+        ("POD_NAME", ""),
+        ("HOSTNAME", ""),
+        ("RUNTIME_NAMESPACE", cluster.namespace.as_str()),
+    ];
+    let kubeconfig = cluster.api.herald_kubeconfig().to_path_buf();
+    let first = Herald::controller(&kubeconfig, &flags, &env);
+    let second = Herald::controller(&kubeconfig, &flags, &env);
+    cluster.wait_ready("Alert", "flux-alerts", "True");
+    let (a, b) = (follower_identity(&first), follower_identity(&second));
+    assert_ne!(a, b, "two replicas share an identity");
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let holder = || {
+        cluster
+            .rt
+            .block_on(leases.get_opt("notification-controller-leader-election"))
+            .expect("get lease")
+            .and_then(|l| l.spec.and_then(|s| s.holder_identity))
+            .unwrap_or_default()
+    };
+    // Several retry periods: a second leader would have shown by then.
+    std::thread::sleep(Duration::from_secs(2));
+    let leaders: Vec<String> = [&first, &second].into_iter().filter_map(leads).collect();
+    assert_eq!(leaders.len(), 1, "leaders: {leaders:?}");
+    assert_eq!(holder(), leaders[0]);
+    let (mut leader, follower) = if leaders[0] == a {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    leader.kill();
+    let killed = Instant::now();
+    let successor = follower_identity(&follower);
+    while holder() != successor || leads(&follower).is_none() {
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "{successor} did not take the lease within {:?}",
+            killed.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("lease taken over {:?} after SIGKILL", killed.elapsed());
 }
 
 /// Connections cut mid-watch, and a watch resumed from a compacted
@@ -2302,4 +2393,231 @@ fn workload_identity_publishes_to_pubsub_through_gcp_sts_and_impersonation() {
             assert!(!text.contains(secret), "token shown: {text}");
         }
     }
+}
+
+/// `eventSeverity` is checked by the API server as strictly as Flux's
+/// enum: a typo, a number, a map, an unknown list item or an empty list is
+/// refused, with a message quoting the value.
+#[test]
+fn the_api_server_refuses_a_mistyped_event_severity() {
+    let cluster = Cluster::shared("severity-schema");
+    let alert = |name: &str, severity: Value| {
+        json!({
+            "apiVersion": "notification.toolkit.fluxcd.io/v1beta3",
+            "kind": "Alert",
+            "metadata": {"name": name},
+            "spec": {
+                "providerRef": {"name": "slack"},
+                "eventSources": [{"kind": "Kustomization", "name": "*"}],
+                "eventSeverity": severity
+            }
+        })
+    };
+    let create = |object: Value| {
+        cluster.rt.block_on(kubeapi::create_objects(
+            &cluster.client,
+            &[object],
+            Some(&cluster.namespace),
+        ))
+    };
+    for (i, bad) in [
+        json!("erorr"),
+        json!(5),
+        json!({"a": 1}),
+        json!(["info", "erorr"]),
+        json!([]),
+        json!(["info", "warn", "error", "trace", "info"]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let refused = create(alert(&format!("bad-{i}"), bad.clone()))
+            .expect_err(&format!("eventSeverity {bad} was accepted"));
+        let message = format!("{refused:#}");
+        assert!(
+            message.contains("spec.eventSeverity") && message.contains("Unsupported value"),
+            "{bad}: {message}"
+        );
+        if bad == json!("erorr") {
+            assert!(message.contains("\"erorr\""), "{message}");
+            eprintln!("refused: {message}");
+        }
+    }
+    for (i, good) in [
+        json!("info"),
+        json!("trace"),
+        json!(["warn"]),
+        json!(["info", "error"]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        create(alert(&format!("good-{i}"), good.clone()))
+            .unwrap_or_else(|e| panic!("eventSeverity {good} was refused: {e:#}"));
+    }
+}
+
+/// The CRDs with Alert's and Provider's `spec` left unchecked, as a
+/// looser schema (an older one, Flux's, a hand-edited one) lets objects in
+/// that herald's types do not accept.
+fn loosened_crds() -> Vec<Value> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/crds.yaml"))
+        .expect("crds/crds.yaml");
+    let mut crds = kubeapi::documents(&text).expect("CRD YAML");
+    for crd in &mut crds {
+        if crd["spec"]["names"]["kind"] == "Receiver" {
+            continue;
+        }
+        for version in crd["spec"]["versions"].as_array_mut().expect("versions") {
+            version["schema"]["openAPIV3Schema"]["properties"]["spec"] =
+                json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+        }
+    }
+    crds
+}
+
+const UNDECODABLE: &str = r#"
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: typo}
+spec:
+  providerRef: {name: slack}
+  eventSources: [{kind: Kustomization, name: "*"}]
+  eventSeverity: erorr
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {name: broken}
+spec: {type: {a: 1}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: uses-broken}
+spec:
+  providerRef: {name: broken}
+  eventSources: [{kind: Kustomization, name: "*"}]
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: second}
+spec:
+  providerRef: {name: slack}
+  eventSources: [{kind: HelmRelease, name: "*"}]
+"#;
+
+/// Objects the API server holds but herald's types do not accept (stored
+/// under a looser schema): each is `Ready=False` naming the field and the
+/// value, with a Warning Event, and every other Alert keeps delivering —
+/// while running, after a restart, and in `route --cluster` and
+/// `--explain`. No log line carries an object's body.
+#[test]
+fn an_undecodable_object_is_its_own_problem_also_after_a_restart() {
+    let cluster = Cluster::dedicated("flux-system", &[]);
+    let sink = Sink::start();
+    let loose = loosened_crds();
+    cluster
+        .rt
+        .block_on(kubeapi::apply_objects(&cluster.client, &loose, None))
+        .expect("apply the loosened CRDs");
+    std::thread::sleep(Duration::from_secs(1));
+    cluster.create_seed(&SEED_IN_NAMESPACE, &sink.url);
+    cluster.create(UNDECODABLE);
+
+    let mut herald = cluster.start_herald(&[]);
+    let check_everything = |herald: &Herald| {
+        cluster.wait_ready("Alert", "flux-alerts", "True");
+        cluster.wait_ready("Alert", "second", "True");
+        let typo = cluster.wait_reason("Alert", "typo", "False", "InvalidSpec");
+        let message = typo["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("spec.eventSeverity") && message.contains("\"erorr\""),
+            "{typo}"
+        );
+        let broken = cluster.wait_reason("Provider", "broken", "False", "InvalidSpec");
+        assert!(
+            broken["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("spec.type"),
+            "{broken}"
+        );
+        cluster.wait_reason("Alert", "uses-broken", "False", "ProviderNotReady");
+        cluster.wait_warning("InvalidSpec", "typo");
+        cluster.wait_warning("InvalidSpec", "broken");
+        assert!(
+            deliver_within(&cluster, herald, &sink, "kustomization-error.json", WAIT).is_some(),
+            "nothing delivered beside an undecodable Alert"
+        );
+    };
+    check_everything(&herald);
+
+    // While running: a valid Alert edited into an invalid one is reported
+    // at its new generation; the others keep working.
+    cluster.patch("Alert", "second", json!({"spec": {"eventSeverity": 5}}));
+    let second = cluster.wait_reason("Alert", "second", "False", "InvalidSpec");
+    let object = cluster.get("v1beta3", "Alert", "second").expect("second");
+    assert_eq!(
+        second["observedGeneration"], object["metadata"]["generation"],
+        "{second}"
+    );
+    assert!(
+        deliver_within(&cluster, &herald, &sink, "kustomization-error.json", WAIT).is_some()
+    );
+    cluster.patch("Alert", "second", json!({"spec": {"eventSeverity": "info"}}));
+    cluster.wait_ready("Alert", "second", "True");
+
+    // After a restart, with the strict CRDs back (the objects stay as stored).
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/crds.yaml"))
+        .expect("crds/crds.yaml");
+    let strict = kubeapi::documents(&text).expect("CRD YAML");
+    cluster
+        .rt
+        .block_on(kubeapi::apply_objects(&cluster.client, &strict, None))
+        .expect("apply the CRDs");
+    herald.kill();
+    let herald = cluster.start_herald(&[]);
+    check_everything(&herald);
+    for line in herald.logs() {
+        assert!(
+            line.len() < 2_000 && !line.contains("\"apiVersion\""),
+            "an object's body in the log: {line}"
+        );
+    }
+
+    // route --cluster: the valid Alert routes, the invalid one is named.
+    let event = cluster.dir.path().join("event.json");
+    std::fs::write(&event, cluster.event("kustomization-error.json", "routed")).expect("event");
+    let kubeconfig = cluster.api.herald_kubeconfig().to_path_buf();
+    let route = |extra: &[&str]| {
+        let output = std::process::Command::new(support::herald::binary())
+            .args(["route", "--cluster", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .args(["--namespace", &cluster.namespace])
+            .args(extra)
+            .arg(&event)
+            .output()
+            .expect("run herald route");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = route(&[]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("\"alert\":\"flux-system/flux-alerts\""),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("Alert flux-system/typo") && stderr.contains("spec.eventSeverity"),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = route(&["--explain"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    let typo_line = stdout
+        .lines()
+        .find(|l| l.contains("flux-system/typo"))
+        .unwrap_or_else(|| panic!("--explain leaves out the invalid Alert: {stdout}"));
+    assert!(typo_line.contains("erorr"), "{typo_line}");
 }

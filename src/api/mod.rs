@@ -2,6 +2,7 @@
 
 pub mod alert;
 pub mod crd;
+pub mod decode;
 pub mod event;
 pub mod provider;
 pub mod receiver;
@@ -10,6 +11,7 @@ pub mod severity;
 pub use alert::{
     Alert, AlertSpec, AlertStatus, DigestSpec, EventSource, LocalReference, MessageTemplate,
 };
+pub use decode::{DecodeError, Decoded, Undecodable};
 pub use event::{EventError, FluxEvent, InvolvedObject};
 pub use provider::{Provider, ProviderSpec, ProviderStatus, ProviderType};
 pub use receiver::{Receiver, ReceiverResource, ReceiverSpec, ReceiverStatus, ReceiverType};

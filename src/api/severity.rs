@@ -53,7 +53,7 @@ impl FromStr for Severity {
 
 /// `spec.eventSeverity`: a threshold (`error` = errors only, `info` = info and above)
 /// or an explicit list of the severities to deliver.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum SeverityFilter {
     AtLeast(Severity),
@@ -75,6 +75,70 @@ impl SeverityFilter {
     }
 }
 
+/// Decoded by hand so that a wrong value is named the way the API server
+/// names it ("unsupported value"), not as serde's "did not match any variant
+/// of untagged enum".
+impl<'de> Deserialize<'de> for SeverityFilter {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(FilterVisitor)
+    }
+}
+
+const SUPPORTED: &str = r#"supported values: "trace", "info", "warn", "error", or a list of them"#;
+
+struct FilterVisitor;
+
+impl<'de> serde::de::Visitor<'de> for FilterVisitor {
+    type Value = SeverityFilter;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a severity or a list of severities ({SUPPORTED})")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+        parse_severity(text).map(SeverityFilter::AtLeast)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<Self::Value, A::Error> {
+        let mut list = Vec::new();
+        while let Some(item) = items.next_element::<SeverityItem>()? {
+            list.push(item.0);
+        }
+        if list.is_empty() {
+            return Err(serde::de::Error::custom(format!(
+                "an empty list delivers nothing; {SUPPORTED}"
+            )));
+        }
+        Ok(SeverityFilter::Exactly(list))
+    }
+}
+
+/// One item of the list form, with the same message as the scalar form.
+struct SeverityItem(Severity);
+
+impl<'de> Deserialize<'de> for SeverityItem {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ItemVisitor;
+        impl serde::de::Visitor<'_> for ItemVisitor {
+            type Value = SeverityItem;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a severity ({SUPPORTED})")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                parse_severity(text).map(SeverityItem)
+            }
+        }
+        deserializer.deserialize_str(ItemVisitor)
+    }
+}
+
+fn parse_severity<E: serde::de::Error>(text: &str) -> Result<Severity, E> {
+    text.parse().map_err(|_| {
+        let shown: String = text.chars().take(40).collect();
+        E::custom(format!("unsupported value {shown:?}: {SUPPORTED}"))
+    })
+}
+
 /// A compiled severity filter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SeverityMask(u8);
@@ -83,6 +147,32 @@ impl SeverityMask {
     pub fn contains(self, severity: Severity) -> bool {
         self.0 & severity.bit() != 0
     }
+}
+
+/// Every list form the API server accepts: one to four distinct
+/// severities, in any order (64 lists). The node cannot be typed (it is a
+/// string or a list), so neither `items` nor a CEL rule can reach inside
+/// it (the API server builds no CEL type for an untyped node), and value
+/// validations such as `minItems` pass any string: listing the lists is
+/// the one check that refuses `[info, erorr]` as Flux's enum refuses
+/// `erorr`.
+fn severity_lists() -> Vec<Vec<&'static str>> {
+    fn extend(prefix: &mut Vec<&'static str>, out: &mut Vec<Vec<&'static str>>) {
+        if !prefix.is_empty() {
+            out.push(prefix.clone());
+        }
+        for severity in Severity::ALL {
+            if !prefix.contains(&severity.as_str()) {
+                prefix.push(severity.as_str());
+                extend(prefix, out);
+                prefix.pop();
+            }
+        }
+    }
+    let mut lists = Vec::new();
+    extend(&mut Vec::new(), &mut lists);
+    lists.sort_by_key(Vec::len);
+    lists
 }
 
 /// The schema must be structural (DESIGN §3.1): a string or a list cannot be
@@ -104,7 +194,7 @@ impl JsonSchema for SeverityFilter {
             "x-kubernetes-preserve-unknown-fields": true,
             "anyOf": [
                 {"enum": ["trace", "info", "warn", "error"]},
-                {"minItems": 1, "maxItems": 4}
+                {"enum": severity_lists()}
             ]
         })
     }

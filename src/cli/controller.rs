@@ -163,11 +163,41 @@ async fn serve_webhooks(
     Ok(())
 }
 
-/// This replica's name: the pod name when Kubernetes injects it.
-fn identity() -> String {
+/// This replica's name, under which it writes status and Events: the pod
+/// name when Kubernetes injects it, else the host's name. Stable across
+/// restarts, so an object's managed fields do not grow a manager per run.
+fn instance_name() -> String {
     std::env::var("POD_NAME")
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "herald".into())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(host_name)
+}
+
+/// The host's name as the system reports it (a pod's name in Kubernetes).
+fn host_name() -> String {
+    hostname::get()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "herald".into())
+}
+
+/// This process's leader-election identity: the host's name and a random
+/// suffix, as client-go's controllers make it, so that no two processes
+/// ever share one — not two started by hand on one machine, not a restart
+/// that finds its predecessor's lease still held.
+fn election_identity() -> String {
+    let suffix: u128 = rand::random();
+    let hex = format!("{suffix:032x}");
+    format!(
+        "{}_{}-{}-{}-{}-{}",
+        host_name(),
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
 
 async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
@@ -192,7 +222,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     let own_namespace = std::env::var("RUNTIME_NAMESPACE")
         .unwrap_or_else(|_| client.default_namespace().to_owned());
     let watched = (!args.watch_all_namespaces).then(|| own_namespace.clone());
-    let identity = identity();
+    let identity = instance_name();
 
     let leader = Arc::new(AtomicBool::new(!args.enable_leader_election));
     let receiver_table = Arc::new(arc_swap::ArcSwap::from_pointee(Default::default()));
@@ -216,7 +246,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         let config = ElectionConfig {
             namespace: own_namespace,
             lease_name: LEASE_NAME.into(),
-            identity: identity.clone(),
+            identity: election_identity(),
             lease_duration: args.leader_election_lease_duration,
             renew_deadline: args.leader_election_renew_deadline,
             retry_period: args.leader_election_retry_period,
@@ -261,6 +291,13 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn election_identities_are_the_host_name_and_unique() {
+        let (a, b) = (election_identity(), election_identity());
+        assert_ne!(a, b);
+        assert!(a.starts_with(&format!("{}_", host_name())), "{a}");
+    }
 
     #[test]
     fn feature_gates_are_fluxs_and_an_unknown_one_is_named() {

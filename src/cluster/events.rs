@@ -11,7 +11,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
 use tokio::sync::mpsc;
 
-use crate::api::Alert;
+use crate::api::{Alert, Decoded};
 use crate::report::Reporter;
 use crate::source::ObjectKey;
 
@@ -41,7 +41,7 @@ enum Subject {
 
 impl EventReporter {
     /// Starts the publishing task. `alerts` supplies the Alerts' UIDs.
-    pub fn start(client: Client, alerts: Store<Alert>, instance: String) -> Arc<Self> {
+    pub fn start(client: Client, alerts: Store<Decoded<Alert>>, instance: String) -> Arc<Self> {
         let (queue, pending) = mpsc::channel::<Warning>(BACKLOG);
         let recorder = Recorder::new(
             client,
@@ -83,7 +83,7 @@ impl Reporter for EventReporter {
 
 async fn publish_all(
     recorder: Recorder,
-    alerts: Store<Alert>,
+    alerts: Store<Decoded<Alert>>,
     mut pending: mpsc::Receiver<Warning>,
 ) {
     while let Some(warning) = pending.recv().await {

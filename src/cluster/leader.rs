@@ -43,6 +43,7 @@ pub async fn run(
     let api: Api<Lease> = Api::namespaced(client, &config.namespace);
     let mut last_renewal = Instant::now();
     let mut observed: Option<Observation> = None;
+    tracing::info!(identity = %config.identity, lease = %config.lease_name, "leader election: taking part");
     loop {
         let was_leading = leader.load(Ordering::Acquire);
         // A leader's round may take no longer than what is left of its

@@ -12,9 +12,11 @@ use kube::api::ListParams;
 use kube::{Api, Client};
 
 use super::labels::ClusterLabels;
-use crate::api::{Alert, FluxEvent, Provider};
+use crate::api::{Alert, Decoded, FluxEvent, Provider};
 use crate::receiver::LabelResolver;
-use crate::source::{Loaded, ObjectKey, Origin, Snapshot, secret_data};
+use crate::source::{
+    Kind, Loaded, ObjectKey, Origin, Problem, Snapshot, secret_data, undecodable_problem,
+};
 
 /// A client from `kubeconfig`, else `KUBECONFIG` or the in-cluster service account.
 pub async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> {
@@ -36,12 +38,23 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Clie
 /// Reads Alerts and Providers (in `namespace`, or all), and the Secrets
 /// the Providers reference.
 pub async fn read(client: &Client, namespace: Option<&str>) -> anyhow::Result<Snapshot> {
-    let alerts: Vec<Alert> = list(client, namespace)
-        .await
-        .context("cannot list Alerts")?;
-    let providers: Vec<Provider> = list(client, namespace)
-        .await
-        .context("cannot list Providers")?;
+    // Each object decoded on its own: one that does not decode is reported
+    // as that object's problem, as the controller does, and the rest route.
+    let mut undecodable = Vec::new();
+    let alerts: Vec<Alert> = valid(
+        list::<Decoded<Alert>>(client, namespace)
+            .await
+            .context("cannot list Alerts")?,
+        Kind::Alert,
+        &mut undecodable,
+    );
+    let providers: Vec<Provider> = valid(
+        list::<Decoded<Provider>>(client, namespace)
+            .await
+            .context("cannot list Providers")?,
+        Kind::Provider,
+        &mut undecodable,
+    );
     let mut secrets = HashMap::new();
     for provider in &providers {
         let Some(reference) = &provider.spec.secret_ref else {
@@ -77,7 +90,31 @@ pub async fn read(client: &Client, namespace: Option<&str>) -> anyhow::Result<Sn
             .collect(),
         secrets,
         labels: Default::default(),
+        undecodable,
     })
+}
+
+/// The objects that decoded; a problem for each that did not.
+fn valid<K: Clone>(
+    objects: Vec<Decoded<K>>,
+    kind: Kind,
+    undecodable: &mut Vec<Problem>,
+) -> Vec<K> {
+    objects
+        .into_iter()
+        .filter_map(|object| match object {
+            Decoded::Valid(object) => Some(Arc::unwrap_or_clone(object)),
+            Decoded::Invalid(bad) => {
+                let meta = &bad.metadata;
+                let key = ObjectKey::new(
+                    meta.namespace.as_deref().unwrap_or("default"),
+                    meta.name.as_deref().unwrap_or_default(),
+                );
+                undecodable.push(undecodable_problem(kind, Origin::Cluster, key, &bad.error));
+                None
+            }
+        })
+        .collect()
 }
 
 /// Adds the involved object's labels to `snapshot`, read from the cluster

@@ -19,10 +19,12 @@ use kube::{Api, Client, Resource};
 use tokio::sync::Notify;
 
 use super::status::StatusWriter;
-use crate::api::{Alert, Provider, Receiver};
+use crate::api::{Alert, Decoded, Provider, Receiver, Undecodable};
 use crate::routing::{self, TableOptions};
 use crate::runtime::Publisher;
-use crate::source::{Loaded, ObjectKey, Origin, SecretData, Snapshot, secret_data};
+use crate::source::{
+    Kind, Loaded, ObjectKey, Origin, SecretData, Snapshot, secret_data, undecodable_problem,
+};
 use crate::webhook::table::{self as receivers, ReceiverSecret, ReceiverTable, SecretLookup};
 
 /// Quiet time after a change before the table is rebuilt, so a burst of
@@ -42,12 +44,14 @@ pub struct ClusterSource {
     /// `None`: every namespace.
     namespace: Option<String>,
     options: TableOptions,
-    alerts: Store<Alert>,
-    alert_writer: reflector::store::Writer<Alert>,
-    providers: Store<Provider>,
-    provider_writer: reflector::store::Writer<Provider>,
-    receivers: Store<Receiver>,
-    receiver_writer: reflector::store::Writer<Receiver>,
+    /// Each object decoded on its own: one that does not decode is that
+    /// object's problem, never the watch's (DESIGN §3.15).
+    alerts: Store<Decoded<Alert>>,
+    alert_writer: reflector::store::Writer<Decoded<Alert>>,
+    providers: Store<Decoded<Provider>>,
+    provider_writer: reflector::store::Writer<Decoded<Provider>>,
+    receivers: Store<Decoded<Receiver>>,
+    receiver_writer: reflector::store::Writer<Decoded<Receiver>>,
     /// Where the receiver table is published (the webhook server reads it).
     receiver_table: Option<Arc<arc_swap::ArcSwap<ReceiverTable>>>,
     /// Rung by every watch event that may change the table.
@@ -183,7 +187,7 @@ impl ClusterSource {
     }
 
     /// The Alerts as last seen, for Event references.
-    pub fn alert_store(&self) -> Store<Alert> {
+    pub fn alert_store(&self) -> Store<Decoded<Alert>> {
         self.alerts.clone()
     }
 
@@ -207,8 +211,11 @@ impl ClusterSource {
     /// Watches and rebuilds the routing table on every change, forever.
     pub async fn run(self, publisher: Publisher, status: StatusWriter) {
         let config = watcher::Config::default();
-        let (alert_api, provider_api) = (self.api::<Alert>(), self.api::<Provider>());
-        let receiver_api = self.api::<Receiver>();
+        let (alert_api, provider_api) = (
+            self.api::<Decoded<Alert>>(),
+            self.api::<Decoded<Provider>>(),
+        );
+        let receiver_api = self.api::<Decoded<Receiver>>();
         let secret_api = self.api::<PartialObjectMeta<Secret>>();
         let alert_events = reflector::reflector(
             self.alert_writer,
@@ -258,12 +265,16 @@ impl ClusterSource {
         tokio::spawn(write_status(status, status_latest));
         let mut next_confirm = tokio::time::Instant::now();
         loop {
-            let alerts = self.alerts.state();
-            let providers = self.providers.state();
-            let receivers = if self.receiver_table.is_some() {
-                self.receivers.state()
+            let mut undecodable = Vec::new();
+            let alerts = split(self.alerts.state(), Kind::Alert, &mut undecodable);
+            let providers = split(self.providers.state(), Kind::Provider, &mut undecodable);
+            let (receivers, undecodable_receivers) = if self.receiver_table.is_some() {
+                // Receivers' status has its own path: the kind is not used.
+                let mut found = Vec::new();
+                let valid = split(self.receivers.state(), Kind::Alert, &mut found);
+                (valid, found.into_iter().map(|(_, object)| object).collect())
             } else {
-                Vec::new()
+                (Vec::new(), Vec::new())
             };
             let reading = std::time::Instant::now();
             let secrets = refresh_secrets(
@@ -294,6 +305,17 @@ impl ClusterSource {
                 providers: providers.iter().map(cluster_loaded).collect(),
                 secrets,
                 labels: Default::default(),
+                undecodable: undecodable
+                    .iter()
+                    .map(|(kind, object)| {
+                        undecodable_problem(
+                            *kind,
+                            Origin::Cluster,
+                            key_of_meta(&object.metadata),
+                            &object.error,
+                        )
+                    })
+                    .collect(),
             };
             let building = std::time::Instant::now();
             let (table, problems) = routing::build(&snapshot, &self.options);
@@ -312,6 +334,8 @@ impl ClusterSource {
                 problems,
                 receivers,
                 receiver_statuses,
+                undecodable,
+                undecodable_receivers,
             })));
 
             // Receivers' Secrets are read again at their interval, as Flux
@@ -320,7 +344,7 @@ impl ClusterSource {
                 .receivers
                 .state()
                 .iter()
-                .map(|r| receivers::interval(r))
+                .filter_map(|r| r.valid().map(|r| receivers::interval(r)))
                 .min();
             if let Some(every) = confirm {
                 next_confirm = tokio::time::Instant::now() + every.max(Duration::from_secs(1));
@@ -347,6 +371,9 @@ struct StatusInput {
     problems: Vec<crate::source::Problem>,
     receivers: Vec<Arc<Receiver>>,
     receiver_statuses: Vec<receivers::ReceiverStatus>,
+    /// Alerts and Providers that do not decode.
+    undecodable: Vec<(Kind, Arc<Undecodable>)>,
+    undecodable_receivers: Vec<Arc<Undecodable>>,
 }
 
 /// Writes the status of the latest build; builds that finish while a
@@ -365,7 +392,34 @@ async fn write_status(
         status
             .update_receivers(&input.receivers, &input.receiver_statuses)
             .await;
+        status
+            .update_undecodable(&input.undecodable, &input.undecodable_receivers)
+            .await;
     }
+}
+
+/// The objects that decoded; those that did not go to `undecodable`,
+/// with `kind`.
+fn split<K>(
+    objects: Vec<Arc<Decoded<K>>>,
+    kind: Kind,
+    undecodable: &mut Vec<(Kind, Arc<Undecodable>)>,
+) -> Vec<Arc<K>> {
+    let mut valid = Vec::with_capacity(objects.len());
+    for object in objects {
+        match &*object {
+            Decoded::Valid(object) => valid.push(object.clone()),
+            Decoded::Invalid(bad) => undecodable.push((kind, bad.clone())),
+        }
+    }
+    valid
+}
+
+fn key_of_meta(meta: &kube::api::ObjectMeta) -> ObjectKey {
+    ObjectKey::new(
+        meta.namespace.as_deref().unwrap_or("default"),
+        meta.name.as_deref().unwrap_or_default(),
+    )
 }
 
 fn cluster_loaded<K>(object: &Arc<K>) -> Loaded<K> {

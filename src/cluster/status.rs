@@ -6,13 +6,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, Resource};
 use serde_json::json;
 
 use super::events::EventReporter;
-use crate::api::{Alert, Provider, Receiver};
+use crate::api::{Alert, Decoded, Provider, Receiver, Undecodable};
 use crate::source::{Kind, Level, ObjectKey, Problem};
 use crate::webhook::table::ReceiverStatus;
 
@@ -69,7 +70,8 @@ impl StatusWriter {
                 .status
                 .as_ref()
                 .map(|s| (&s.conditions, s.observed_generation));
-            self.write(alert.as_ref(), current, wanted, &[]).await;
+            self.write::<Alert>(&alert.metadata, current, wanted, &[])
+                .await;
         }
         for provider in providers {
             let wanted = readiness(Kind::Provider, key_of(provider.as_ref()), problems);
@@ -77,7 +79,8 @@ impl StatusWriter {
                 .status
                 .as_ref()
                 .map(|s| (&s.conditions, s.observed_generation));
-            self.write(provider.as_ref(), current, wanted, &[]).await;
+            self.write::<Provider>(&provider.metadata, current, wanted, &[])
+                .await;
         }
     }
 
@@ -128,14 +131,52 @@ impl StatusWriter {
                     current: current_handled,
                 },
             ];
-            self.write(receiver.as_ref(), current, readiness, &fields)
+            self.write::<Receiver>(&receiver.metadata, current, readiness, &fields)
                 .await;
         }
     }
 
+    /// Objects that do not decode are `Ready=False` (`InvalidSpec`, naming
+    /// the field and value), with a Warning Event when that is new; their
+    /// other status fields are left as they are. Does nothing unless this
+    /// replica leads.
+    pub async fn update_undecodable(
+        &self,
+        objects: &[(Kind, Arc<Undecodable>)],
+        receivers: &[Arc<Undecodable>],
+    ) {
+        if !self.leader.load(Ordering::Acquire) {
+            return;
+        }
+        let all = objects
+            .iter()
+            .map(|(kind, object)| (Some(*kind), object))
+            .chain(receivers.iter().map(|object| (None, object)));
+        for (kind, object) in all {
+            let current = object
+                .status
+                .as_ref()
+                .map(|s| (&s.conditions, s.observed_generation));
+            let wanted = Readiness {
+                ready: false,
+                failed: true,
+                reason: "InvalidSpec".into(),
+                message: format!("cannot be read: {}", object.error),
+            };
+            let meta = &object.metadata;
+            match kind {
+                Some(Kind::Alert) => self.write::<Alert>(meta, current, wanted, &[]).await,
+                Some(Kind::Provider) => self.write::<Provider>(meta, current, wanted, &[]).await,
+                None => self.write::<Receiver>(meta, current, wanted, &[]).await,
+            }
+        }
+    }
+
+    /// Writes the `Ready` condition (and `fields`) of the object `meta`
+    /// names, of kind `K`, unless it already says that.
     async fn write<K>(
         &self,
-        object: &K,
+        meta: &ObjectMeta,
         current: Option<(&Vec<Condition>, Option<i64>)>,
         wanted: Readiness,
         fields: &[StatusField],
@@ -145,7 +186,7 @@ impl StatusWriter {
             + serde::de::DeserializeOwned
             + std::fmt::Debug,
     {
-        let generation = object.meta().generation;
+        let generation = meta.generation;
         let existing =
             current.and_then(|(conditions, _)| conditions.iter().find(|c| c.type_ == READY));
         let observed = current.and_then(|(_, observed)| observed);
@@ -179,12 +220,13 @@ impl StatusWriter {
             // A merge patch removes the field with null.
             patch["status"][field.name] = json!(field.wanted);
         }
-        let meta = object.meta();
         let (namespace, name) = (
             meta.namespace.as_deref().unwrap_or("default"),
             meta.name.as_deref().unwrap_or(""),
         );
-        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        // The answer is decoded leniently: the object may be one herald's
+        // types do not accept (and kube logs a body it cannot decode).
+        let api: Api<Decoded<K>> = Api::namespaced(self.client.clone(), namespace);
         let params = PatchParams {
             field_manager: Some(self.field_manager.clone()),
             ..Default::default()
@@ -196,7 +238,7 @@ impl StatusWriter {
                     .is_none_or(|c| c.reason != wanted.reason || c.message != wanted.message);
                 if wanted.failed && new_failure {
                     self.events.object_warning(
-                        object.object_ref(&()),
+                        reference::<K>(meta),
                         &wanted.reason,
                         wanted.message.clone(),
                     );
@@ -216,6 +258,19 @@ struct StatusField {
     name: &'static str,
     current: Option<String>,
     wanted: Option<String>,
+}
+
+/// A reference to the object `meta` names, of kind `K`, for an Event.
+fn reference<K: Resource<DynamicType = ()>>(meta: &ObjectMeta) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(K::api_version(&()).into_owned()),
+        kind: Some(K::kind(&()).into_owned()),
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone(),
+        resource_version: meta.resource_version.clone(),
+        ..Default::default()
+    }
 }
 
 fn key_of<K: Resource>(object: &K) -> ObjectKey {

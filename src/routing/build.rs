@@ -42,7 +42,7 @@ pub(super) fn build_with(
     options: &TableOptions,
     mut regexes: RegexCache,
 ) -> (RoutingTable, Vec<Problem>) {
-    let mut problems = Vec::new();
+    let mut problems = snapshot.undecodable.clone();
     let destinations = resolve_providers(snapshot, &mut problems);
     regexes.prepare(snapshot.alerts.iter().flat_map(|loaded| {
         let spec = &loaded.object.spec;
@@ -156,6 +156,12 @@ fn resolve_providers(
         |loaded| resolve_provider(loaded, snapshot, &hasher),
         || None,
     );
+    // A Provider that does not decode is known, and broken: its Alerts say
+    // "not ready" (its own status says why), not "not found".
+    let undecodable = snapshot.undecodable.iter().filter_map(|p| match &p.target {
+        Some((Kind::Provider, key)) => Some((key.clone(), ProviderState::Broken)),
+        _ => None,
+    });
     snapshot
         .providers
         .iter()
@@ -185,6 +191,7 @@ fn resolve_providers(
             }
             (key, state)
         })
+        .chain(undecodable)
         .collect()
 }
 

@@ -111,7 +111,27 @@ pub fn explain(
                 ),
             }
         })
+        .chain(undecodable_alerts(snapshot, &object.namespace))
         .collect()
+}
+
+/// Alerts in the event's namespace that the source holds but cannot
+/// decode: they match nothing until fixed, and say why.
+fn undecodable_alerts<'a>(
+    snapshot: &'a Snapshot,
+    namespace: &'a str,
+) -> impl Iterator<Item = Explanation> + 'a {
+    snapshot
+        .undecodable
+        .iter()
+        .filter_map(move |problem| match &problem.target {
+            Some((Kind::Alert, key)) if key.namespace == namespace => Some(Explanation::failed(
+                key,
+                "invalid",
+                problem.message.clone(),
+            )),
+            _ => None,
+        })
 }
 
 fn first_failure(

@@ -91,6 +91,28 @@ pub struct Snapshot {
     pub providers: Vec<Loaded<Provider>>,
     pub secrets: HashMap<ObjectKey, SecretData>,
     pub labels: LabelIndex,
+    /// Alerts and Providers the source holds but cannot decode, one problem
+    /// each (`InvalidSpec`, naming the field): reported on that object only,
+    /// while everything else routes (DESIGN §3.15).
+    pub undecodable: Vec<Problem>,
+}
+
+/// The problem of an object that does not decode: an error on that object,
+/// naming the field and the value.
+pub fn undecodable_problem(
+    kind: Kind,
+    origin: Origin,
+    key: ObjectKey,
+    error: &crate::api::DecodeError,
+) -> Problem {
+    Problem {
+        level: Level::Error,
+        origin,
+        object: format!("{kind:?} {key}"),
+        target: Some((kind, key)),
+        reason: "InvalidSpec",
+        message: format!("cannot be read: {error}"),
+    }
 }
 
 /// How bad a problem is: errors fail `herald check`, warnings do not;
