@@ -33,6 +33,27 @@ impl Default for Limits {
 }
 
 /// Binds a Go-style address (`:9090` means every interface, as in Flux's flags).
+/// Checks a listen address flag's value as Flux's controllers take it:
+/// `HOST:PORT`, `[IPv6]:PORT` or `:PORT` (every interface).
+pub fn parse_listen_address(value: &str) -> Result<String, String> {
+    let expected = "expected HOST:PORT or :PORT, e.g. :9090 or 127.0.0.1:9090";
+    let Some((host, port)) = value.rsplit_once(':') else {
+        return Err(format!("{value:?} has no port: {expected}"));
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(format!(
+            "{value:?}: {port:?} is not a port (0-65535): {expected}"
+        ));
+    }
+    let bracketed = host.starts_with('[') && host.ends_with(']');
+    if host.contains(':') && !bracketed {
+        return Err(format!(
+            "{value:?}: an IPv6 host goes in brackets, e.g. [::1]:9090"
+        ));
+    }
+    Ok(value.to_owned())
+}
+
 pub async fn bind(address: &str) -> std::io::Result<TcpListener> {
     let address = if address.starts_with(':') {
         format!("0.0.0.0{address}")

@@ -3,6 +3,7 @@
 //! config source (manifest directory or Kubernetes) swaps routing tables in
 //! through [`Runtime::table`] and sets [`Runtime::ready`] once it has one.
 
+use anyhow::Context;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -139,9 +140,17 @@ impl Runtime {
         let options = &self.options;
         let stop_events = CancellationToken::new();
         let stop_rest = CancellationToken::new();
-        let events_listener = http::bind(&options.events_addr).await?;
-        let metrics_listener = http::bind(&options.metrics_addr).await?;
-        let health_listener = http::bind(&options.health_addr).await?;
+        let listen = |flag: &'static str, address: &str| {
+            let address = address.to_owned();
+            async move {
+                http::bind(&address)
+                    .await
+                    .with_context(|| format!("cannot listen on {flag} {address}"))
+            }
+        };
+        let events_listener = listen("--events-addr", &options.events_addr).await?;
+        let metrics_listener = listen("--metrics-addr", &options.metrics_addr).await?;
+        let health_listener = listen("--health-addr", &options.health_addr).await?;
         for (server, listener) in [
             ("events", &events_listener),
             ("metrics", &metrics_listener),

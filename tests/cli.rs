@@ -367,3 +367,111 @@ fn controller_refuses_an_unknown_feature_gate_naming_it() {
         "{stderr}"
     );
 }
+
+/// Runs herald and waits at most `limit` for it to exit (killed after).
+fn run_briefly(args: &[&str], limit: Duration) -> (Option<i32>, String) {
+    let mut child = Command::new(binary())
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run herald");
+    let deadline = std::time::Instant::now() + limit;
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status.code();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    use std::io::Read;
+    let _ = child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr);
+    (code, stderr)
+}
+
+/// Start-up and flag errors exit at once, naming the flag and the value:
+/// an unreadable manifest directory, an address without a port, a port in
+/// use, an unreadable kubeconfig. A boolean flag never takes the next
+/// argument as its value (`--no-cross-namespace-refs EVENT.json`).
+#[test]
+fn start_up_and_flag_errors_name_the_flag_and_value() {
+    let seed = fixtures().join("seed");
+    let seed = seed.to_str().expect("path");
+    let limit = Duration::from_secs(20);
+
+    let (code, stderr) = run_briefly(&["serve", "--manifests", "/nonexistent/manifests"], limit);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--manifests /nonexistent/manifests: cannot read it"),
+        "{stderr}"
+    );
+
+    let (code, stderr) = run_briefly(
+        &["serve", "--manifests", seed, "--events-addr", "9090"],
+        limit,
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--events-addr") && stderr.contains("expected HOST:PORT or :PORT"),
+        "{stderr}"
+    );
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("address").to_string();
+    let events = format!("--events-addr={address}");
+    let (code, stderr) = run_briefly(
+        &[
+            "serve",
+            "--manifests",
+            seed,
+            &events,
+            "--metrics-addr=127.0.0.1:0",
+            "--health-addr=127.0.0.1:0",
+        ],
+        limit,
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on --events-addr {address}")),
+        "{stderr}"
+    );
+    drop(taken);
+
+    let (code, stderr) = run_briefly(
+        &[
+            "controller",
+            "--kubeconfig=/nonexistent/kubeconfig",
+            "--events-addr=127.0.0.1:0",
+            "--metrics-addr=127.0.0.1:0",
+            "--health-addr=127.0.0.1:0",
+            "--receiverAddr=127.0.0.1:0",
+        ],
+        limit,
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        stderr.matches("/nonexistent/kubeconfig").count(),
+        1,
+        "the path once: {stderr}"
+    );
+
+    let error = event_file("kustomization-error.json");
+    let (code, stdout, stderr) = run(&[
+        "route",
+        "--manifests",
+        seed,
+        "--no-cross-namespace-refs",
+        error.to_str().expect("path"),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+}

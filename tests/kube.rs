@@ -1372,9 +1372,9 @@ fn leads(herald: &Herald) -> Option<String> {
     let last = herald
         .logs()
         .iter()
+        .rev()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|log| log["message"] == "leader election: leadership changed")
-        .last()?;
+        .find(|log| log["message"] == "leader election: leadership changed")?;
     (last["leading"] == true).then(|| last["identity"].as_str().unwrap_or_default().to_owned())
 }
 
@@ -2560,10 +2560,12 @@ fn an_undecodable_object_is_its_own_problem_also_after_a_restart() {
         second["observedGeneration"], object["metadata"]["generation"],
         "{second}"
     );
-    assert!(
-        deliver_within(&cluster, &herald, &sink, "kustomization-error.json", WAIT).is_some()
+    assert!(deliver_within(&cluster, &herald, &sink, "kustomization-error.json", WAIT).is_some());
+    cluster.patch(
+        "Alert",
+        "second",
+        json!({"spec": {"eventSeverity": "info"}}),
     );
-    cluster.patch("Alert", "second", json!({"spec": {"eventSeverity": "info"}}));
     cluster.wait_ready("Alert", "second", "True");
 
     // After a restart, with the strict CRDs back (the objects stay as stored).
@@ -2620,4 +2622,39 @@ fn an_undecodable_object_is_its_own_problem_also_after_a_restart() {
         .find(|l| l.contains("flux-system/typo"))
         .unwrap_or_else(|| panic!("--explain leaves out the invalid Alert: {stdout}"));
     assert!(typo_line.contains("erorr"), "{typo_line}");
+}
+
+/// `--kubeconfig=PATH`, as Flux's controllers take it, is used (over a
+/// `KUBECONFIG` that points nowhere).
+#[test]
+fn the_kubeconfig_flag_is_used() {
+    let cluster = Cluster::shared("kubeconfig-flag");
+    let sink = Sink::start();
+    cluster.create_seed(&SEED_IN_NAMESPACE, &sink.url);
+    let flag = format!("--kubeconfig={}", cluster.api.herald_kubeconfig().display());
+    let herald = Herald::start(
+        &[
+            "controller".to_owned(),
+            flag,
+            "--watch-all-namespaces=false".to_owned(),
+        ],
+        &[
+            ("KUBECONFIG", "/nonexistent/kubeconfig"),
+            ("POD_NAME", "kubeconfig-flag"),
+            ("RUNTIME_NAMESPACE", cluster.namespace.as_str()),
+        ],
+    );
+    cluster.wait_ready("Alert", "flux-alerts", "True");
+    assert!(
+        deliver_within(&cluster, &herald, &sink, "kustomization-error.json", WAIT).is_some(),
+        "{:#?}",
+        herald.logs()
+    );
+    assert!(
+        !herald
+            .logs()
+            .iter()
+            .any(|l| l.contains("not implemented by herald")),
+        "--kubeconfig was ignored"
+    );
 }

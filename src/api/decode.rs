@@ -59,7 +59,8 @@ pub fn from_value<T: DeserializeOwned>(value: &Value) -> Result<T, DecodeError> 
             path => path,
         };
         let mut message = error.inner().to_string();
-        if let Some(shown) = offending_value(value, path).filter(|v| !message.contains(v.as_str())) {
+        if let Some(shown) = offending_value(value, path).filter(|v| !message.contains(v.as_str()))
+        {
             message = format!("{message} (got {shown})");
         }
         DecodeError { field, message }
@@ -246,7 +247,12 @@ mod tests {
 
     #[test]
     fn every_shape_of_bad_severity_is_named() {
-        for severity in [json!(5), json!({"a": 1}), json!(["info", "erorr"]), json!([])] {
+        for severity in [
+            json!(5),
+            json!({"a": 1}),
+            json!(["info", "erorr"]),
+            json!([]),
+        ] {
             let value = alert(json!({
                 "providerRef": {"name": "slack"},
                 "eventSources": [],
@@ -276,7 +282,8 @@ mod tests {
     #[test]
     fn long_values_are_shortened() {
         let long = "x".repeat(10_000);
-        let value = alert(json!({"providerRef": {"name": "s"}, "eventSources": [], "eventSeverity": long}));
+        let value =
+            alert(json!({"providerRef": {"name": "s"}, "eventSources": [], "eventSeverity": long}));
         let error = from_value::<Alert>(&value).expect_err("must not decode");
         assert!(error.to_string().len() < 400, "{error}");
     }

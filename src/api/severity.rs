@@ -99,7 +99,10 @@ impl<'de> serde::de::Visitor<'de> for FilterVisitor {
         parse_severity(text).map(SeverityFilter::AtLeast)
     }
 
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<Self::Value, A::Error> {
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut items: A,
+    ) -> Result<Self::Value, A::Error> {
         let mut list = Vec::new();
         while let Some(item) = items.next_element::<SeverityItem>()? {
             list.push(item.0);

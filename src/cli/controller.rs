@@ -31,9 +31,14 @@ pub struct ControllerArgs {
     #[command(flatten)]
     pub matching: MatchingArgs,
 
+    /// The kubeconfig to reach the API server with, as Flux's controllers
+    /// take it (default: in-cluster, else `KUBECONFIG`, else ~/.kube/config).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+
     /// Address of the webhook receiver server: `POST /hook/<digest>` for
     /// each Receiver (its `status.webhookPath`).
-    #[arg(long = "receiverAddr", value_name = "ADDR", default_value = ":9292")]
+    #[arg(long = "receiverAddr", value_name = "ADDR", default_value = ":9292", value_parser = crate::http::parse_listen_address)]
     pub receiver_addr: String,
 
     /// Where gcr Receivers fetch Google's token signing keys (JWKS). Only
@@ -43,12 +48,12 @@ pub struct ControllerArgs {
 
     /// Watch Alerts, Providers and Secrets in every namespace; when false,
     /// only in herald's own (RUNTIME_NAMESPACE, else the service account's).
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "true")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true")]
     pub watch_all_namespaces: bool,
 
     /// Elect a leader with a Lease; only the leader writes status. Every
     /// replica receives and delivers events.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
     pub enable_leader_election: bool,
 
     /// How long a leader's lease lasts without renewal.
@@ -201,9 +206,7 @@ fn election_identity() -> String {
 }
 
 async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
-    let mut config = kube::Config::infer()
-        .await
-        .context("cannot configure a Kubernetes client (in-cluster or KUBECONFIG)")?;
+    let mut config = crate::cluster::snapshot::config(args.kubeconfig.as_deref()).await?;
     // Names herald in the API server's audit log.
     config.headers.push((
         axum::http::header::USER_AGENT,

@@ -79,7 +79,7 @@ pub struct MatchingArgs {
     pub default_event_severity: Severity,
 
     /// Alerts only route events of objects in their own namespace.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
     pub no_cross_namespace_refs: bool,
 }
 
@@ -97,15 +97,15 @@ impl MatchingArgs {
 pub struct ServerArgs {
     /// Address of the event endpoint Flux's controllers POST to (`:9090`
     /// means every interface).
-    #[arg(long, value_name = "ADDR", default_value = ":9090")]
+    #[arg(long, value_name = "ADDR", default_value = ":9090", value_parser = crate::http::parse_listen_address)]
     pub events_addr: String,
 
     /// Address of the Prometheus endpoint (`/metrics`).
-    #[arg(long, value_name = "ADDR", default_value = ":8080")]
+    #[arg(long, value_name = "ADDR", default_value = ":8080", value_parser = crate::http::parse_listen_address)]
     pub metrics_addr: String,
 
     /// Address of the health endpoints (`/healthz`, `/readyz`).
-    #[arg(long, value_name = "ADDR", default_value = ":9440")]
+    #[arg(long, value_name = "ADDR", default_value = ":9440", value_parser = crate::http::parse_listen_address)]
     pub health_addr: String,
 
     /// An event identical to one accepted within this interval is answered

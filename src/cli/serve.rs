@@ -42,7 +42,23 @@ fn load_table(args: &RoutingArgs) -> (RoutingTable, Vec<Problem>) {
     (table, problems)
 }
 
+/// A manifest directory (or file) that cannot be read at start is an
+/// error, not an empty table that answers 202 to every event and sends
+/// nothing. Later, a reload that fails keeps the last table.
+fn check_manifests(path: &std::path::Path) -> anyhow::Result<()> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path)
+        .map_err(|e| anyhow::anyhow!("--manifests {shown}: cannot read it: {e}"))?;
+    let readable = if meta.is_dir() {
+        std::fs::read_dir(path).map(drop)
+    } else {
+        std::fs::File::open(path).map(drop)
+    };
+    readable.map_err(|e| anyhow::anyhow!("--manifests {shown}: cannot read it: {e}"))
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    check_manifests(&args.routing.manifests)?;
     let (spool, pending) = args.delivery.open_spool()?;
     let runtime = Runtime::new(
         args.server.runtime_options(args.delivery.dispatch_config()),

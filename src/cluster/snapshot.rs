@@ -20,19 +20,33 @@ use crate::source::{
 
 /// A client from `kubeconfig`, else `KUBECONFIG` or the in-cluster service account.
 pub async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> {
-    let config = match kubeconfig {
+    let config = config(kubeconfig).await?;
+    kube::Client::try_from(config).context("cannot build the Kubernetes client")
+}
+
+/// The client configuration from `kubeconfig` (the `--kubeconfig` flag,
+/// as Flux's controllers take it), else `KUBECONFIG` or the in-cluster
+/// service account. A kubeconfig that cannot be read or used is one error
+/// naming the path once.
+pub async fn config(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Config> {
+    match kubeconfig {
         Some(path) => {
-            let file = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            let shown = path.display();
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("--kubeconfig {shown}: cannot read it: {e}"))?;
+            let file = kube::config::Kubeconfig::from_yaml(&text)
+                .map_err(|e| anyhow::anyhow!("--kubeconfig {shown}: not a kubeconfig: {e}"))?;
             kube::Config::from_custom_kubeconfig(file, &Default::default())
                 .await
-                .context("cannot use the kubeconfig")?
+                .map_err(|e| anyhow::anyhow!("--kubeconfig {shown}: cannot use it: {e}"))
         }
-        None => kube::Config::infer()
-            .await
-            .context("cannot configure a Kubernetes client (in-cluster or KUBECONFIG)")?,
-    };
-    kube::Client::try_from(config).context("cannot build the Kubernetes client")
+        None => kube::Config::infer().await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot configure a Kubernetes client: not in a cluster, and no usable \
+                 kubeconfig (--kubeconfig, KUBECONFIG or ~/.kube/config): {e}"
+            )
+        }),
+    }
 }
 
 /// Reads Alerts and Providers (in `namespace`, or all), and the Secrets
@@ -95,11 +109,7 @@ pub async fn read(client: &Client, namespace: Option<&str>) -> anyhow::Result<Sn
 }
 
 /// The objects that decoded; a problem for each that did not.
-fn valid<K: Clone>(
-    objects: Vec<Decoded<K>>,
-    kind: Kind,
-    undecodable: &mut Vec<Problem>,
-) -> Vec<K> {
+fn valid<K: Clone>(objects: Vec<Decoded<K>>, kind: Kind, undecodable: &mut Vec<Problem>) -> Vec<K> {
     objects
         .into_iter()
         .filter_map(|object| match object {

@@ -125,11 +125,9 @@ fn undecodable_alerts<'a>(
         .undecodable
         .iter()
         .filter_map(move |problem| match &problem.target {
-            Some((Kind::Alert, key)) if key.namespace == namespace => Some(Explanation::failed(
-                key,
-                "invalid",
-                problem.message.clone(),
-            )),
+            Some((Kind::Alert, key)) if key.namespace == namespace => {
+                Some(Explanation::failed(key, "invalid", problem.message.clone()))
+            }
             _ => None,
         })
 }
