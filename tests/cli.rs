@@ -475,3 +475,76 @@ fn start_up_and_flag_errors_name_the_flag_and_value() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.lines().count(), 3, "{stdout}");
 }
+
+const MISSPELT: &str = r#"
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: misspelt, namespace: flux-system}
+spec:
+  providerRef: {name: slack}
+  eventSources: [{kind: Kustomization, name: "*", nmae: x}]
+  eventSource: [{kind: HelmRelease, name: "*"}]
+  exclusionlist: ["dry-run"]
+  suspended: true
+---
+apiVersion: notification.toolkit.fluxcd.io/v9
+kind: Alert
+metadata: {name: future, namespace: flux-system}
+spec: {providerRef: {name: slack}, eventSources: [{kind: Kustomization, name: "*"}]}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alrt
+metadata: {name: kind-typo, namespace: flux-system}
+spec: {}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: other, namespace: flux-system}
+strinData: {address: "https://hooks.example.com/secret-path"}
+"#;
+
+/// A misspelt field is a filter silently not applied: `check`, `route`
+/// and `serve` warn on each (file, document, object, field, the closest
+/// known name), and an apiVersion or kind herald does not serve is an error.
+#[test]
+fn misspelt_fields_are_warned_about_with_the_closest_name() {
+    let sink = Sink::start();
+    let dir = seed_copy(&SEED, &sink.url);
+    std::fs::write(dir.path().join("misspelt.yaml"), MISSPELT).expect("write");
+    let manifests = dir.path().to_str().expect("utf-8 path");
+    let expected = [
+        "misspelt.yaml (document 0): warning: Alert flux-system/misspelt: spec.exclusionlist: unknown field, ignored (did you mean exclusionList?)",
+        "misspelt.yaml (document 0): warning: Alert flux-system/misspelt: spec.suspended: unknown field, ignored (did you mean suspend?)",
+        "misspelt.yaml (document 0): warning: Alert flux-system/misspelt: spec.eventSource: unknown field, ignored (did you mean eventSources?)",
+        "misspelt.yaml (document 0): warning: Alert flux-system/misspelt: spec.eventSources[0].nmae: unknown field, ignored (did you mean name?)",
+        "misspelt.yaml (document 3): warning: Secret flux-system/other: strinData: unknown field, ignored (did you mean stringData?)",
+        "misspelt.yaml (document 1): error: Alert flux-system/future: apiVersion: notification.toolkit.fluxcd.io/v9 is not served",
+        "misspelt.yaml (document 2): error: Alrt flux-system/kind-typo: kind: \"Alrt\" is not a kind of notification.toolkit.fluxcd.io",
+    ];
+    let (code, stdout, stderr) = run(&["check", "--manifests", manifests]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    let output = format!("{stdout}{stderr}");
+    for line in expected {
+        assert!(output.contains(line), "missing {line:?} in:\n{output}");
+    }
+    assert!(!output.contains("secret-path"), "{output}");
+
+    let error = event_file("kustomization-error.json");
+    let (code, _, stderr) = run(&[
+        "route",
+        "--manifests",
+        manifests,
+        error.to_str().expect("path"),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains(expected[0]), "{stderr}");
+
+    let herald = Herald::serve(dir.path(), &[]);
+    assert!(
+        herald
+            .wait_for_log("spec.exclusionlist: unknown field", Duration::from_secs(10))
+            .is_some(),
+        "{:#?}",
+        herald.logs()
+    );
+}

@@ -52,19 +52,87 @@ impl std::error::Error for DecodeError {}
 
 /// Decodes `value` as a `T`, naming the failing field and its value.
 pub fn from_value<T: DeserializeOwned>(value: &Value) -> Result<T, DecodeError> {
-    serde_path_to_error::deserialize::<_, T>(value).map_err(|error| {
-        let path = error.path();
-        let field = match path.to_string() {
-            dot if dot == "." => String::new(),
-            path => path,
+    serde_path_to_error::deserialize::<_, T>(value)
+        .map_err(|error| decode_error(value, error.path(), error.inner()))
+}
+
+/// [`from_value`], also listing the fields `T` does not have (paths such
+/// as `spec.eventSources[0].nmae`): serde skips them silently, and a
+/// misspelt field is a filter that is silently not applied.
+pub fn from_value_noting_unknown<T: DeserializeOwned>(
+    value: &Value,
+) -> Result<(T, Vec<String>), DecodeError> {
+    let mut unknown = Vec::new();
+    let mut track = serde_path_to_error::Track::new();
+    let tracked = serde_path_to_error::Deserializer::new(value, &mut track);
+    match serde_ignored::deserialize(tracked, |path| unknown.push(field_path(&path))) {
+        Ok(object) => Ok((object, unknown)),
+        Err(error) => Err(decode_error(value, &track.path(), &error)),
+    }
+}
+
+/// `spec.eventSources[0].nmae` from serde_ignored's path.
+fn field_path(path: &serde_ignored::Path) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => match field_path(parent) {
+            parent if parent.is_empty() => key.clone(),
+            parent => format!("{parent}.{key}"),
+        },
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
+    }
+}
+
+fn decode_error(
+    value: &Value,
+    path: &serde_path_to_error::Path,
+    inner: &serde_json::Error,
+) -> DecodeError {
+    let field = match path.to_string() {
+        dot if dot == "." => String::new(),
+        path => path,
+    };
+    let mut message = inner.to_string();
+    if let Some(shown) = offending_value(value, path).filter(|v| !message.contains(v.as_str())) {
+        message = format!("{message} (got {shown})");
+    }
+    DecodeError { field, message }
+}
+
+/// The known field closest to a misspelt one at `path`, among its
+/// siblings in `schema` (an OpenAPI schema such as a CRD's): `exclusionlist`
+/// → `exclusionList`, `eventSource` → `eventSources`.
+pub fn closest_field(schema: &Value, path: &str) -> Option<String> {
+    let mut node = schema;
+    let segments: Vec<&str> = path.split('.').collect();
+    let (last, parents) = segments.split_last()?;
+    for segment in parents {
+        let (name, indexed) = match segment.split_once('[') {
+            Some((name, _)) => (name, true),
+            None => (*segment, false),
         };
-        let mut message = error.inner().to_string();
-        if let Some(shown) = offending_value(value, path).filter(|v| !message.contains(v.as_str()))
-        {
-            message = format!("{message} (got {shown})");
+        node = node.get("properties")?.get(name)?;
+        if indexed {
+            node = node.get("items")?;
         }
-        DecodeError { field, message }
-    })
+    }
+    let wanted = last.split('[').next().unwrap_or(last).to_lowercase();
+    node.get("properties")?
+        .as_object()?
+        .keys()
+        .map(|known| {
+            (
+                strsim::normalized_damerau_levenshtein(&wanted, &known.to_lowercase()),
+                known,
+            )
+        })
+        .filter(|(likeness, _)| *likeness >= 0.6)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, known)| known.clone())
 }
 
 /// The value at `path` as compact JSON, shortened, unless it is missing,

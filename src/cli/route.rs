@@ -98,7 +98,8 @@ pub fn run(args: &RouteArgs) -> i32 {
     };
     let (table, more) = routing::build(&snapshot, &args.matching.table_options());
     problems.extend(more);
-    for problem in problems.iter().filter(|p| p.level == Level::Error) {
+    // Errors, and warnings such as a misspelt field that is ignored.
+    for problem in problems.iter().filter(|p| p.level != Level::Note) {
         eprintln!("{problem}");
     }
     if args.explain {

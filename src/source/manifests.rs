@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Secret;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::{Level, Loaded, ObjectKey, Origin, Problem, SecretData, Snapshot, secret_data};
+use super::{Kind, Level, Loaded, ObjectKey, Origin, Problem, SecretData, Snapshot, secret_data};
 use crate::api::{Alert, Provider};
 
 const NOTIFICATION_GROUP: &str = "notification.toolkit.fluxcd.io/";
@@ -141,6 +141,8 @@ enum Decoded {
         kind: String,
         key: ObjectKey,
         body: Result<Body, String>,
+        /// Warnings about fields its kind does not have.
+        unknown: Vec<String>,
     },
 }
 
@@ -201,16 +203,30 @@ fn decode_value(value: Value) -> Decoded {
         }
         return Decoded::Ignored;
     }
+    if notification_kind && let Err(message) = served(&api_version, &kind) {
+        return Decoded::Object {
+            kind,
+            key: ObjectKey::new(namespace, name),
+            body: Err(message),
+            unknown: Vec::new(),
+        };
+    }
+    let mut unknown = Vec::new();
     let body = match kind.as_str() {
-        "Alert" if notification_kind => typed::<Alert>(value).map(|mut alert| {
-            alert.metadata.namespace = Some(namespace.clone());
-            Body::Alert(Box::new(alert))
-        }),
-        "Provider" if notification_kind => typed::<Provider>(value).map(|mut provider| {
-            provider.metadata.namespace = Some(namespace.clone());
-            Body::Provider(Box::new(provider))
-        }),
-        "Secret" if api_version == "v1" => secret(value).map(|s| Body::Secret(secret_data(s))),
+        "Alert" if notification_kind => typed::<Alert>(&value, schema_of::<Alert>(), &mut unknown)
+            .map(|mut alert| {
+                alert.metadata.namespace = Some(namespace.clone());
+                Body::Alert(Box::new(alert))
+            }),
+        "Provider" if notification_kind => {
+            typed::<Provider>(&value, schema_of::<Provider>(), &mut unknown).map(|mut provider| {
+                provider.metadata.namespace = Some(namespace.clone());
+                Body::Provider(Box::new(provider))
+            })
+        }
+        "Secret" if api_version == "v1" => {
+            secret(&value, &mut unknown).map(|s| Body::Secret(secret_data(s)))
+        }
         _ => Ok(Body::Labels(
             metadata
                 .and_then(|m| m.get("labels"))
@@ -222,33 +238,127 @@ fn decode_value(value: Value) -> Decoded {
         kind,
         key: ObjectKey::new(namespace, name),
         body,
+        unknown,
+    }
+}
+
+/// The versions of Alert and Provider herald reads from manifests (one
+/// schema, a superset of Flux's).
+const SERVED: [&str; 4] = ["v1beta1", "v1beta2", "v1beta3", "v1"];
+
+/// Whether herald serves this kind at this version of the notification
+/// group; Receivers are read by the controller only, and ignored here.
+fn served(api_version: &str, kind: &str) -> Result<(), String> {
+    let version = api_version.trim_start_matches(NOTIFICATION_GROUP);
+    match kind {
+        "Alert" | "Provider" if SERVED.contains(&version) => Ok(()),
+        "Alert" | "Provider" => Err(format!(
+            "apiVersion: {api_version} is not served: {kind} is served at {}",
+            SERVED
+                .map(|v| format!("{NOTIFICATION_GROUP}{v}"))
+                .join(", ")
+        )),
+        "Receiver" => Ok(()),
+        _ => Err(format!(
+            "kind: {kind:?} is not a kind of {}: Alert, Provider or Receiver",
+            NOTIFICATION_GROUP.trim_end_matches('/')
+        )),
+    }
+}
+
+/// The OpenAPI schema of a CRD kind, for suggesting field names.
+fn schema_of<K: kube::CustomResourceExt + 'static>() -> &'static Value {
+    static SCHEMAS: std::sync::OnceLock<std::sync::Mutex<Vec<(&'static str, &'static Value)>>> =
+        std::sync::OnceLock::new();
+    let name = std::any::type_name::<K>();
+    let mut schemas = SCHEMAS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some((_, schema)) = schemas.iter().find(|(n, _)| *n == name) {
+        return schema;
+    }
+    let schema = K::crd()
+        .spec
+        .versions
+        .first()
+        .and_then(|v| v.schema.as_ref())
+        .and_then(|s| serde_json::to_value(&s.open_api_v3_schema).ok())
+        .unwrap_or(Value::Null);
+    let schema: &'static Value = Box::leak(Box::new(schema));
+    schemas.push((name, schema));
+    schema
+}
+
+/// The fields of a Secret, for suggesting a misspelt one (`strinData`).
+fn secret_schema() -> Value {
+    let fields = [
+        "apiVersion",
+        "kind",
+        "metadata",
+        "data",
+        "stringData",
+        "type",
+        "immutable",
+    ];
+    serde_json::json!({
+        "properties": fields.iter().map(|f| (f.to_string(), serde_json::json!({}))).collect::<serde_json::Map<_, _>>()
+    })
+}
+
+/// Warnings for the fields an object has that its kind does not: each
+/// names the field and the closest known one.
+fn note_unknown(fields: Vec<String>, schema: &Value, out: &mut Vec<String>) {
+    // The derived types read `apiVersion` and `kind` before decoding.
+    let envelope = ["apiVersion", "kind"];
+    for field in fields
+        .into_iter()
+        .filter(|f| !envelope.contains(&f.as_str()))
+    {
+        let hint = crate::api::decode::closest_field(schema, &field)
+            .map(|known| format!(" (did you mean {known}?)"))
+            .unwrap_or_default();
+        out.push(format!("{field}: unknown field, ignored{hint}"));
     }
 }
 
 /// Deserializes a Secret. An error names the field only: serde's message
 /// may quote the value ("invalid type: integer 12345"), and a Secret's
 /// values are never printed.
-fn secret(value: Value) -> Result<Secret, String> {
-    serde_path_to_error::deserialize::<_, Secret>(value).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { "the Secret" } else { &path };
-        format!(
-            "{field}: invalid value (not shown: Secret values are secret); \
-             data values must be base64 strings, stringData values strings"
-        )
-    })
+fn secret(value: &Value, unknown: &mut Vec<String>) -> Result<Secret, String> {
+    match crate::api::decode::from_value_noting_unknown::<Secret>(value) {
+        Ok((secret, fields)) => {
+            note_unknown(fields, &secret_schema(), unknown);
+            Ok(secret)
+        }
+        Err(error) => {
+            let field = if error.field.is_empty() {
+                "the Secret"
+            } else {
+                &error.field
+            };
+            Err(format!(
+                "{field}: invalid value (not shown: Secret values are secret); \
+                 data values must be base64 strings, stringData values strings"
+            ))
+        }
+    }
 }
 
-/// Deserializes a document, naming the failing field on error.
-fn typed<T: DeserializeOwned>(value: Value) -> Result<T, String> {
-    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
-        let path = e.path().to_string();
-        if path == "." {
-            e.inner().to_string()
-        } else {
-            format!("{path}: {}", e.inner())
+/// Deserializes a document, naming the failing field and its value on
+/// error, and noting the fields its kind does not have.
+fn typed<T: DeserializeOwned>(
+    value: &Value,
+    schema: &Value,
+    unknown: &mut Vec<String>,
+) -> Result<T, String> {
+    match crate::api::decode::from_value_noting_unknown::<T>(value) {
+        Ok((object, fields)) => {
+            note_unknown(fields, schema, unknown);
+            Ok(object)
         }
-    })
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 #[derive(Default)]
@@ -304,14 +414,34 @@ impl Loader {
     /// Adds a decoded document to the snapshot, in file order: the first
     /// definition of an object wins.
     fn add(&mut self, origin: Origin, document: Decoded) {
-        let (kind, key, body) = match document {
+        let (kind, key, body, unknown) = match document {
             Decoded::Empty | Decoded::Ignored => return,
             Decoded::Unnamed { reason, message } => {
                 return self.problem(origin, "document", reason, message);
             }
-            Decoded::Object { kind, key, body } => (kind, key, body),
+            Decoded::Object {
+                kind,
+                key,
+                body,
+                unknown,
+            } => (kind, key, body, unknown),
         };
         let label = format!("{kind} {key}");
+        let target = match kind.as_str() {
+            "Alert" => Some((Kind::Alert, key.clone())),
+            "Provider" => Some((Kind::Provider, key.clone())),
+            _ => None,
+        };
+        for message in unknown {
+            self.problems.push(Problem {
+                level: Level::Warning,
+                origin: origin.clone(),
+                object: label.clone(),
+                target: target.clone(),
+                reason: "UnknownField",
+                message,
+            });
+        }
         if !self.seen.insert((kind.clone(), key.clone())) {
             return self.problem(
                 origin,
