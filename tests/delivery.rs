@@ -534,3 +534,62 @@ fn an_absurd_retry_after_is_capped_and_later_notifications_still_deliver() {
     );
     herald.assert_no_secret_in_logs();
 }
+
+/// A black hole takes every place of the global bound (its own bound is
+/// larger): its further events get 503, but events for a healthy
+/// destination are still accepted — the black hole gives up its oldest
+/// notifications to make room (logged, counted, Warning Event) — and are
+/// delivered within seconds.
+#[test]
+fn a_black_hole_that_fills_the_global_bound_makes_room_for_a_healthy_destination() {
+    let dead = BlackHole::start();
+    let sink = Sink::start();
+    let healthy = destination("healthy", &sink.url, "2s").replace("Kustomization", "HelmRelease");
+    let dir = manifests(&[destination("dead", &dead.url, "30s"), healthy]);
+    let herald = Herald::serve(
+        dir.path(),
+        &["--queue-capacity=50", "--destination-queue-capacity=1000"],
+    );
+    let mut accepted = 0;
+    for n in 0..60 {
+        match herald.post(error_event(n)).0 {
+            202 => accepted += 1,
+            503 => {}
+            other => panic!("event {n}: {other}"),
+        }
+    }
+    assert_eq!(accepted, 50, "the black hole holds the whole bound");
+    let helm = std::fs::read_to_string(event_file("helmrelease-error.json")).expect("event");
+    let started = Instant::now();
+    for n in 0..10 {
+        let event = helm.replace("\"message\": \"", &format!("\"message\": \"#{n} "));
+        assert_eq!(herald.post(event).0, 202, "healthy event {n}");
+    }
+    let received = sink.wait_for(10, Duration::from_secs(10));
+    assert_eq!(received.len(), 10, "{:#?}", herald.logs());
+    eprintln!(
+        "10 healthy notifications delivered {:?} after the first was posted",
+        started.elapsed()
+    );
+    // One place per healthy notification at most: each delivered one
+    // frees its place for the next.
+    let evicted = wait_for_logs(
+        &herald,
+        "the global queue is full (--queue-capacity)",
+        1,
+        WAIT,
+    );
+    assert!((1..=10).contains(&evicted.len()), "{evicted:#?}");
+    assert!(
+        evicted
+            .iter()
+            .all(|l| l.contains("\"alert\":\"flux-system/dead\""))
+    );
+    let line = format!(
+        "herald_notifications_total{{provider_type=\"slack\",result=\"evicted\"}} {}",
+        evicted.len()
+    );
+    let metrics = wait_for_metric(&herald, &line, WAIT);
+    assert!(metrics.contains(&line), "{metrics}");
+    herald.assert_no_secret_in_logs();
+}

@@ -7,8 +7,12 @@
 //! the order accepted, so retries never reorder them.
 //!
 //! Destinations are isolated from each other:
-//! * Two bounds: a global one on everything accepted and not finished (when
-//!   it is exhausted the receiver answers 503) and one per destination. A
+//! * Two bounds: a global one on everything accepted and not finished, and
+//!   one per destination. The global one is shared fairly: when it is
+//!   exhausted, the destination holding the most gives up its oldest queued
+//!   notification for a destination that holds less
+//!   ([`Dispatcher::make_room`]); only when the asking destination holds
+//!   the most does the receiver answer 503. A
 //!   notification whose own destination is full is given up at once (logged,
 //!   counted `queue_full`, Warning Event) while the event's other
 //!   notifications are queued and the event is accepted: see
@@ -399,7 +403,9 @@ impl Dispatcher {
         }
         let inner = &self.inner;
         // Nothing is held for a digest when the event will be refused.
-        if inner.permits.available_permits() < notifications.len() {
+        if inner.permits.available_permits() < notifications.len()
+            && !self.make_room(&notifications)
+        {
             return Err(notifications);
         }
         let (notifications, held) = self.hold_for_digests(notifications);
@@ -473,6 +479,48 @@ impl Dispatcher {
         }
         inner.update_depth();
         Ok(enqueued)
+    }
+
+    /// Shares the global bound fairly (DESIGN §3.9): when it cannot take
+    /// `notifications`, the destination holding the most gives up its
+    /// oldest queued notification, one at a time, as long as it holds more
+    /// than the destinations asking — so a dead destination that filled
+    /// the bound makes room for a healthy one instead of getting its events
+    /// refused. Whether there is room now.
+    fn make_room(&self, notifications: &[Delivery]) -> bool {
+        let inner = &self.inner;
+        let wanted = notifications.len();
+        let asking: Vec<u64> = notifications
+            .iter()
+            .map(|n| n.alert.destination.queue)
+            .collect();
+        let mut evicted = Vec::new();
+        {
+            let lanes = inner.lanes.lock().unwrap_or_else(|e| e.into_inner());
+            let held = |queue: &u64| lanes.get(queue).map_or(0, |lane| lane.jobs().len());
+            // After taking its places, the longest asking queue holds this many.
+            let asking_holds = asking.iter().map(held).max().unwrap_or(0) + wanted;
+            let short = wanted.saturating_sub(inner.permits.available_permits());
+            for _ in 0..short {
+                let longest = lanes
+                    .iter()
+                    .filter(|(queue, _)| !asking.contains(queue))
+                    .map(|(_, lane)| (lane.jobs().len(), lane))
+                    .max_by_key(|(held, _)| *held);
+                match longest {
+                    Some((held, lane)) if held > asking_holds => {
+                        evicted.extend(lane.jobs().pop_front());
+                    }
+                    _ => break,
+                }
+            }
+        }
+        for job in evicted {
+            // Dropping the job frees its places.
+            inner.evict(&job);
+        }
+        inner.update_depth();
+        inner.permits.available_permits() >= wanted
     }
 
     /// Passes each notification through its Alert's digest window: those
@@ -611,6 +659,33 @@ impl Inner {
             format!(
                 "event {event}: not delivered to provider {provider} ({address}): its queue is full \
                  ({capacity} notifications waiting); the destination is failing or slower than its events"
+            ),
+        );
+    }
+
+    /// Gives up a queued notification to make room in the global bound
+    /// for a destination that holds less ([`Dispatcher::make_room`]).
+    fn evict(&self, job: &Job) {
+        let n = &job.notification;
+        self.unspool(n);
+        let Described {
+            alert,
+            provider,
+            event,
+            address,
+        } = describe_notification(n);
+        let capacity = self.config.queue_capacity;
+        tracing::error!(%alert, %provider, %event, %address, capacity,
+            "notification not delivered: the global queue is full (--queue-capacity) and this destination holds the most; its oldest notification makes room for another destination's");
+        self.metrics
+            .notification(n.alert.destination.kind.as_str(), "evicted");
+        self.warn(
+            &n.alert.key,
+            report::DISPATCH_FAILED,
+            format!(
+                "event {event}: not delivered to provider {provider} ({address}): the global queue \
+                 is full ({capacity} notifications, --queue-capacity) and this destination held the \
+                 most, so its oldest notification made room for another destination's"
             ),
         );
     }
