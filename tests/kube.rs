@@ -2658,3 +2658,55 @@ fn the_kubeconfig_flag_is_used() {
         "--kubeconfig was ignored"
     );
 }
+
+/// With many objects at start-up, each object's status is written once:
+/// a second build before the watch shows the first write does not write
+/// the same `Ready=True` again, and `lastTransitionTime` stays put.
+#[test]
+fn each_status_is_written_once_at_start_up_with_many_objects() {
+    let cluster = Cluster::shared("status-once");
+    let sink = Sink::start();
+    let count = 200;
+    let mut yaml = secret_yaml("hook", &sink.url);
+    for i in 0..count {
+        yaml.push_str(&format!(
+            r#"---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {{name: p{i}}}
+spec: {{type: slack, secretRef: {{name: hook}}}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {{name: a{i}}}
+spec:
+  providerRef: {{name: p{i}}}
+  eventSources: [{{kind: Kustomization, name: "app-{i}"}}]
+"#
+        ));
+    }
+    cluster.create(&yaml);
+    let _herald = cluster.start_herald(&[]);
+    for i in 0..count {
+        cluster.wait_ready("Alert", &format!("a{i}"), "True");
+        cluster.wait_ready("Provider", &format!("p{i}"), "True");
+    }
+    let first = cluster.ready_condition("Alert", "a0").expect("condition");
+    // Later builds (Secrets read, status echoes) have had time to run.
+    std::thread::sleep(Duration::from_secs(3));
+    let mut twice = Vec::new();
+    for i in 0..count {
+        for (plural, name) in [("alerts", format!("a{i}")), ("providers", format!("p{i}"))] {
+            let writes = cluster.api.status_writes(plural, &cluster.namespace, &name);
+            if writes != 1 {
+                twice.push(format!("{plural}/{name}: {writes}"));
+            }
+        }
+    }
+    assert!(twice.is_empty(), "status written more than once: {twice:?}");
+    let later = cluster.ready_condition("Alert", "a0").expect("condition");
+    assert_eq!(
+        first["lastTransitionTime"], later["lastTransitionTime"],
+        "{first} {later}"
+    );
+}

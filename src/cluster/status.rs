@@ -3,8 +3,9 @@
 //! the status subresource, only by the leader, and only when they change —
 //! so writing status never causes another watch event and rebuild.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
@@ -26,7 +27,34 @@ pub struct StatusWriter {
     field_manager: String,
     /// Where a change to `Ready=False` by an error is also recorded as a Warning Event.
     events: Arc<EventReporter>,
+    /// What this replica last wrote to each object and the watch has not
+    /// shown yet. Builds come faster than watch echoes (with hundreds of
+    /// objects, a second build runs before the first one's writes come
+    /// back): without this, the same condition was written twice, and the
+    /// second write moved `lastTransitionTime`.
+    written: Mutex<HashMap<WrittenKey, Written>>,
 }
+
+/// An object's kind, namespace and name, and its uid (a re-created object
+/// is another one).
+type WrittenKey = (String, ObjectKey, Option<String>);
+
+/// A status write: for which generation, what it said, since when.
+#[derive(Clone, Debug, PartialEq)]
+struct Written {
+    generation: Option<i64>,
+    status: &'static str,
+    reason: String,
+    message: String,
+    since: Time,
+    fields: Vec<(&'static str, Option<String>)>,
+    /// When it was written: a record the watch never echoes (the object
+    /// was deleted meanwhile) is forgotten after [`WRITTEN_KEPT`].
+    at: std::time::Instant,
+}
+
+/// How long a write is remembered while its echo is awaited.
+const WRITTEN_KEPT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// What a `Ready` condition should say.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,7 +78,12 @@ impl StatusWriter {
             leader,
             field_manager,
             events,
+            written: Mutex::default(),
         }
+    }
+
+    fn written(&self) -> std::sync::MutexGuard<'_, HashMap<WrittenKey, Written>> {
+        self.written.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Brings every object's `Ready` condition in line with the problems of
@@ -195,14 +228,53 @@ impl StatusWriter {
             c.status == status && c.reason == wanted.reason && c.message == wanted.message
         }) && observed == generation
             && fields.iter().all(|f| f.current == f.wanted);
+        let cache_key: WrittenKey = (
+            K::kind(&()).into_owned(),
+            ObjectKey::new(
+                meta.namespace.as_deref().unwrap_or("default"),
+                meta.name.as_deref().unwrap_or(""),
+            ),
+            meta.uid.clone(),
+        );
         if unchanged {
+            // The watch shows what was written: nothing to remember.
+            self.written().remove(&cache_key);
+            return;
+        }
+        let wanted_fields: Vec<(&'static str, Option<String>)> =
+            fields.iter().map(|f| (f.name, f.wanted.clone())).collect();
+        let pending = self.written().get(&cache_key).cloned();
+        if let Some(pending) = &pending
+            && pending.generation == generation
+            && pending.status == status
+            && pending.reason == wanted.reason
+            && pending.message == wanted.message
+            && pending.fields == wanted_fields
+            && pending.at.elapsed() < WRITTEN_KEPT
+        {
+            // Written already; the watch has not shown it yet.
             return;
         }
         // The transition time moves only when the status flips.
         let since = existing
             .filter(|c| c.status == status)
             .map(|c| c.last_transition_time.clone())
+            .or_else(|| {
+                pending
+                    .as_ref()
+                    .filter(|p| p.status == status)
+                    .map(|p| p.since.clone())
+            })
             .unwrap_or_else(|| Time(k8s_openapi::jiff::Timestamp::now()));
+        let record = Written {
+            generation,
+            status,
+            reason: wanted.reason.clone(),
+            message: wanted.message.clone(),
+            since: since.clone(),
+            fields: wanted_fields,
+            at: std::time::Instant::now(),
+        };
         let mut patch = json!({
             "status": {
                 "observedGeneration": generation,
@@ -235,7 +307,17 @@ impl StatusWriter {
             Ok(_) => {
                 tracing::debug!(kind = K::kind(&()).as_ref(), namespace, name, ready = wanted.ready, reason = %wanted.reason, "status updated");
                 let new_failure = existing
-                    .is_none_or(|c| c.reason != wanted.reason || c.message != wanted.message);
+                    .is_none_or(|c| c.reason != wanted.reason || c.message != wanted.message)
+                    && pending
+                        .is_none_or(|p| p.reason != wanted.reason || p.message != wanted.message);
+                let mut written = self.written();
+                // Now and then, not on every write: thousands of objects
+                // are written at start-up.
+                if written.len() % 1024 == 1023 {
+                    written.retain(|_, w| w.at.elapsed() < WRITTEN_KEPT);
+                }
+                written.insert(cache_key, record);
+                drop(written);
                 if wanted.failed && new_failure {
                     self.events.object_warning(
                         reference::<K>(meta),
