@@ -2710,3 +2710,105 @@ spec:
         "{first} {later}"
     );
 }
+
+/// The API server away for 20 s (every connection refused), then back:
+/// every watch re-lists within seconds of it answering, so an Alert edited
+/// right after takes effect within 5 s; each watch logs one WARN for the
+/// outage and one INFO when it works again, not a line per retry.
+#[test]
+fn watches_recover_within_seconds_after_an_api_server_outage() {
+    let cluster = Cluster::dedicated("flux-system", &[]);
+    let sink = Sink::start();
+    cluster.create_seed(&SEED_IN_NAMESPACE, &sink.url);
+    let proxy = Proxy::start(cluster.api.address());
+    let kubeconfig = cluster
+        .api
+        .herald_kubeconfig_via(&proxy.address, cluster.dir.path());
+    let herald = cluster.start_herald_with(&kubeconfig, "herald-test-0", &[]);
+    cluster.wait_ready("Alert", "flux-alerts", "True");
+    assert!(deliver_within(&cluster, &herald, &sink, "kustomization-error.json", WAIT).is_some());
+
+    proxy.pause();
+    // Events are still accepted and delivered while the server is away.
+    std::thread::sleep(Duration::from_secs(10));
+    assert!(deliver_within(&cluster, &herald, &sink, "kustomization-error.json", WAIT).is_some());
+    std::thread::sleep(Duration::from_secs(10));
+    proxy.resume();
+    let resumed = Instant::now();
+    // The Alert, the Provider and its Secret all edited right away: each
+    // watch must see its change.
+    cluster.patch(
+        "Alert",
+        "flux-alerts",
+        json!({"spec": {"eventSeverity": "info"}}),
+    );
+    cluster.patch("Provider", "slack", json!({"spec": {"channel": "#after"}}));
+    let rotated = Sink::start();
+    cluster
+        .rt
+        .block_on(cluster.secrets().patch(
+            "slack-url",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"url": rotated.url}})),
+        ))
+        .expect("rotate the Secret");
+    loop {
+        let took = deliver_within(
+            &cluster,
+            &herald,
+            &rotated,
+            "kustomization-info.json",
+            Duration::from_millis(200),
+        );
+        if took.is_some()
+            && rotated
+                .received()
+                .last()
+                .is_some_and(|r| r.body["channel"] == "#after")
+        {
+            break;
+        }
+        assert!(
+            resumed.elapsed() < Duration::from_secs(5),
+            "edits made after the outage did not all take effect within 5 s: {:#?}",
+            herald.logs()
+        );
+    }
+    eprintln!(
+        "an edit took effect {:?} after the API server answered again",
+        resumed.elapsed()
+    );
+    let logs = || -> Vec<Value> {
+        herald
+            .logs()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    // Every watch works again within 5 s of the server answering.
+    while !["Alert", "Provider", "Secret"].iter().all(|kind| {
+        logs()
+            .iter()
+            .any(|l| l["kind"] == *kind && l["message"] == "watch works again")
+    }) {
+        assert!(
+            resumed.elapsed() < Duration::from_secs(5),
+            "not every watch works again 5 s after the outage: {:#?}",
+            herald.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let logs = logs();
+    for kind in ["Alert", "Provider", "Secret"] {
+        let warnings = logs
+            .iter()
+            .filter(|l| l["kind"] == kind && l["level"] == "WARN")
+            .count();
+        assert_eq!(warnings, 1, "{kind}: {warnings} WARN lines for one outage");
+        assert!(
+            logs.iter()
+                .any(|l| l["kind"] == kind && l["message"] == "watch works again"),
+            "{kind}: no line saying the watch works again"
+        );
+    }
+}

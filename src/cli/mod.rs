@@ -249,8 +249,17 @@ pub enum LogEncoding {
 impl LogArgs {
     /// Installs the global subscriber (logs go to stderr).
     pub fn init(&self, default_encoding: LogEncoding) {
+        // kube's client logs every failed request at ERROR, a line per
+        // retry while the API server is away; herald logs each failure
+        // that matters itself (one WARN per watch per outage), so below
+        // debug the client's own lines are left out.
+        let quiet_client = if matches!(self.log_level.as_str(), "debug" | "trace") {
+            ""
+        } else {
+            ",kube_client::client::builder=off"
+        };
         let filter = tracing_subscriber::EnvFilter::try_new(format!(
-            "{},hyper=warn,reqwest=warn",
+            "{},hyper=warn,reqwest=warn{quiet_client}",
             self.log_level
         ))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

@@ -220,13 +220,13 @@ impl ClusterSource {
         let alert_events = reflector::reflector(
             self.alert_writer,
             watcher(alert_api, config.clone())
-                .default_backoff()
+                .backoff(WatchBackoff::default())
                 .modify(slim),
         );
         let provider_events = reflector::reflector(
             self.provider_writer,
             watcher(provider_api, config.clone())
-                .default_backoff()
+                .backoff(WatchBackoff::default())
                 .modify(slim),
         );
         let changed = self.changed.clone();
@@ -237,7 +237,7 @@ impl ClusterSource {
             let receiver_events = reflector::reflector(
                 self.receiver_writer,
                 watcher(receiver_api, config.clone())
-                    .default_backoff()
+                    .backoff(WatchBackoff::default())
                     .modify(slim),
             );
             tokio::spawn(forward("Receiver", receiver_events, changed.clone()));
@@ -441,13 +441,10 @@ where
 {
     let mut generations: HashMap<ObjectKey, Option<i64>> = HashMap::new();
     let mut events = std::pin::pin!(events);
+    let mut outage = Outage::new(kind);
     while let Some(event) = events.next().await {
-        let event = match event {
-            Ok(event) => event,
-            Err(e) => {
-                tracing::warn!(kind, error = %e, "watch failed; retrying");
-                continue;
-            }
+        let Some(event) = outage.observe(event) else {
+            continue;
         };
         let key = |object: &K| {
             ObjectKey::new(
@@ -480,6 +477,104 @@ where
     }
 }
 
+/// The watches' retry delays: from 250 ms, doubling to at most 2 s, with
+/// jitter, and back to the start as soon as the watch yields anything.
+/// kube-runtime's default (0.8 s doubling to 30 s, reset only after 120 s
+/// without errors) grew through an API server restart, so a watch re-listed
+/// up to 30 s after the server answered again, and the expected `410
+/// Expired` on resuming cost one more step. Retrying every 2 s while the
+/// server is away costs it a request per watch every 2 s.
+struct WatchBackoff {
+    next: Duration,
+}
+
+const WATCH_RETRY_FIRST: Duration = Duration::from_millis(250);
+const WATCH_RETRY_MAX: Duration = Duration::from_secs(2);
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        Self {
+            next: WATCH_RETRY_FIRST,
+        }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let delay = self.next;
+        self.next = (self.next * 2).min(WATCH_RETRY_MAX);
+        // Up to a fifth more, so that many watches do not retry in step.
+        let jitter = delay.mul_f64(rand::random::<f64>() / 5.0);
+        Some(delay + jitter)
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = WATCH_RETRY_FIRST;
+    }
+}
+
+/// One watch's view of an outage: one WARN when it starts failing, one
+/// INFO when it works again, and the retries in between at debug — not a
+/// line per retry for as long as the API server is away.
+struct Outage {
+    kind: &'static str,
+    since: Option<std::time::Instant>,
+    retries: u64,
+}
+
+impl Outage {
+    fn new(kind: &'static str) -> Self {
+        Self {
+            kind,
+            since: None,
+            retries: 0,
+        }
+    }
+
+    /// The event, or `None` (logged as this outage calls for) for an error.
+    fn observe<T>(&mut self, event: Result<T, watcher::Error>) -> Option<T> {
+        match event {
+            Ok(event) => {
+                if let Some(since) = self.since.take() {
+                    tracing::info!(
+                        kind = self.kind,
+                        down_ms = since.elapsed().as_millis() as u64,
+                        retries = self.retries,
+                        "watch works again"
+                    );
+                }
+                Some(event)
+            }
+            Err(e) => {
+                let error = brief(&e.to_string());
+                if self.since.is_none() {
+                    self.since = Some(std::time::Instant::now());
+                    self.retries = 0;
+                    tracing::warn!(kind = self.kind, %error, "watch failed; retrying every few seconds until the API server answers");
+                } else {
+                    self.retries += 1;
+                    tracing::debug!(kind = self.kind, %error, "watch still failing; retrying");
+                }
+                None
+            }
+        }
+    }
+}
+
+/// An error's text for a log line, at most a few hundred characters: an
+/// error from a client may carry a whole response.
+fn brief(text: &str) -> String {
+    const MAX: usize = 300;
+    match text.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
 /// Drops what herald never reads from a watched object before it is
 /// stored: `managedFields` and kubectl's last-applied copy are often most of
 /// an object's size, and herald keeps thousands of objects.
@@ -496,19 +591,16 @@ async fn watch_secrets(
     cache: Arc<SecretCache>,
     changed: Arc<Notify>,
 ) {
-    let events = watcher(api, watcher::Config::default()).default_backoff();
+    let events = watcher(api, watcher::Config::default()).backoff(WatchBackoff::default());
     let mut events = std::pin::pin!(events);
     // The Secrets a (re-)list showed, so that its end marks stale only the
     // referenced ones it did not show (deleted meanwhile): those it showed
     // were compared with what was read as they came.
     let mut listed: HashSet<ObjectKey> = HashSet::new();
+    let mut outage = Outage::new("Secret");
     while let Some(event) = events.next().await {
-        let event = match event {
-            Ok(event) => event,
-            Err(e) => {
-                tracing::warn!(error = %e, "Secret metadata watch failed; retrying");
-                continue;
-            }
+        let Some(event) = outage.observe(event) else {
+            continue;
         };
         let touched = match &event {
             watcher::Event::Apply(meta)
