@@ -39,7 +39,17 @@ fn env() -> Arc<Env> {
 pub struct Expression {
     source: String,
     program: Program,
+    /// The deepest nesting of comprehensions (`all`, `exists`, `map`, …):
+    /// the power of the input's size the evaluation may cost.
+    nesting: u32,
 }
+
+/// The most steps an evaluation may be estimated to take: the input's
+/// values (every list item and map entry of the variables, counted)
+/// raised to the expression's comprehension nesting. A filter that walks
+/// a 3 MiB body once is well within it; one that walks it inside another
+/// walk over it is refused before it runs instead of holding a thread.
+pub const COST_BUDGET: u64 = 50_000_000;
 
 impl std::fmt::Debug for Expression {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -74,10 +84,69 @@ pub fn compile(source: &str, variables: &[&str], output: Output) -> Result<Expre
             ));
         }
     }
+    let nesting = nesting(program.expression());
     Ok(Expression {
         source: source.to_owned(),
         program,
+        nesting,
     })
+}
+
+/// The deepest nesting of comprehensions in `expr`.
+fn nesting(expr: &IdedExpr) -> u32 {
+    match &expr.expr {
+        Expr::Comprehension(c) => {
+            1 + [
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ]
+            .into_iter()
+            .map(|e| nesting(e))
+            .max()
+            .unwrap_or(0)
+        }
+        Expr::Call(call) => call
+            .target
+            .iter()
+            .map(|t| nesting(t))
+            .chain(call.args.iter().map(nesting))
+            .max()
+            .unwrap_or(0),
+        Expr::Select(select) => nesting(&select.operand),
+        Expr::List(list) => list.elements.iter().map(nesting).max().unwrap_or(0),
+        Expr::Map(map) => map
+            .entries
+            .iter()
+            .map(|entry| match &entry.expr {
+                cel::common::ast::EntryExpr::MapEntry(e) => nesting(&e.key).max(nesting(&e.value)),
+                cel::common::ast::EntryExpr::StructField(f) => nesting(&f.value),
+            })
+            .max()
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// How many values `value` holds, itself included (lists and maps counted
+/// item by item), up to `limit`.
+fn size_of(value: &Value, limit: u64) -> u64 {
+    let mut count = 0u64;
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        count += 1;
+        if count >= limit {
+            return limit;
+        }
+        match value {
+            Value::List(items) => stack.extend(items.iter()),
+            Value::Map(map) => stack.extend(map.map.values()),
+            _ => {}
+        }
+    }
+    count
 }
 
 impl Expression {
@@ -87,6 +156,19 @@ impl Expression {
 
     /// Evaluates with `variables` (JSON values as in Flux's `map[string]any`).
     pub fn evaluate(&self, variables: &[(&str, Value)]) -> Result<Value, String> {
+        let size: u64 = variables
+            .iter()
+            .map(|(_, value)| size_of(value, COST_BUDGET))
+            .fold(0u64, u64::saturating_add);
+        let estimated = size.saturating_pow(self.nesting.max(1));
+        if estimated > COST_BUDGET {
+            return Err(format!(
+                "failed to evaluate the CEL expression '{}': over its cost budget \
+                 (about {estimated} steps: {size} input values, {} nested comprehensions; \
+                 the budget is {COST_BUDGET})",
+                self.source, self.nesting
+            ));
+        }
         let mut context = Context::with_env(env());
         for (name, value) in variables {
             context.add_variable_from_value(*name, value.clone());
@@ -384,6 +466,28 @@ mod tests {
         let expr = filter("req.absent.name == 'x'").unwrap();
         let result = expr.evaluate_bool(&[("res", value(&json!({}))), ("req", value(&json!({})))]);
         assert!(result.is_err(), "{result:?}");
+    }
+
+    /// A walk over a large body inside another walk over it is refused
+    /// before it runs; one walk over the same body runs.
+    #[test]
+    fn nested_walks_over_a_large_body_are_over_budget() {
+        let items: Vec<serde_json::Value> = (0..20_000).map(|i| json!({"n": i})).collect();
+        let req = value(&json!({"items": items}));
+        let nested = filter("req.items.all(a, req.items.exists(b, b.n == a.n))").expect("compile");
+        let started = std::time::Instant::now();
+        let error = nested
+            .evaluate_bool(&[("req", req.clone()), ("res", Value::Null)])
+            .expect_err("over budget");
+        assert!(error.contains("over its cost budget"), "{error}");
+        assert!(error.contains("2 nested comprehensions"), "{error}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        let single = filter("req.items.exists(a, a.n == 19999)").expect("compile");
+        assert!(
+            single
+                .evaluate_bool(&[("req", req), ("res", Value::Null)])
+                .expect("within budget")
+        );
     }
 
     #[test]

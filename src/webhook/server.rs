@@ -201,17 +201,20 @@ async fn handle(
     if let Some(event) = verified.event.as_deref() {
         tracing::info!(%receiver, receiver_type = kind, event = %truncate(event), "handling webhook event");
     }
-    let request = match FilterInput::new(&entry, &headers, &body, &verified) {
-        Ok(request) => request,
-        Err(e) => {
-            count("filter_failed");
-            tracing::error!(%receiver, error = %e, "unable to create resource filters");
-            return text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "unable to create resource filters\n",
-            );
-        }
-    };
+    // A body of up to 3 MiB parsed into CEL values: off the async workers.
+    let request =
+        match crate::parallel::off_runtime(|| FilterInput::new(&entry, &headers, &body, &verified))
+        {
+            Ok(request) => request,
+            Err(e) => {
+                count("filter_failed");
+                tracing::error!(%receiver, error = %e, "unable to create resource filters");
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "unable to create resource filters\n",
+                );
+            }
+        };
     drop(body);
     drop(reservation);
     let work = reconcile_all(&server, &entry, &request);
@@ -470,7 +473,8 @@ async fn reconcile_one(
             .inc()
     };
     for target in &targets {
-        if !input.accepts(filters, target)? {
+        // Bounded by the expressions' cost budget, and off the async workers.
+        if !crate::parallel::off_runtime(|| input.accepts(filters, target))? {
             count("filtered");
             tracing::debug!(receiver = %entry.key, target = %format!("{}/{}.{}", target.kind, target.name, target.namespace), "not annotated: the CEL filter returned false");
             continue;
