@@ -48,6 +48,20 @@ where
     })
 }
 
+/// Runs CPU-heavy `work` (a routing table build, CEL over a large body)
+/// without holding an async worker: on a multi-threaded runtime the worker
+/// hands its other tasks over first ([`tokio::task::block_in_place`]);
+/// elsewhere (a current-thread runtime, no runtime) it runs in place.
+pub fn off_runtime<R>(work: impl FnOnce() -> R) -> R {
+    let multi_threaded = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_threaded {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,19 +89,5 @@ mod tests {
         assert_eq!(out.len(), 1000);
         assert_eq!(out[0], Some(0));
         assert_eq!(out[999], None);
-    }
-}
-
-/// Runs CPU-heavy `work` (a routing table build, CEL over a large body)
-/// without holding an async worker: on a multi-threaded runtime the worker
-/// hands its other tasks over first ([`tokio::task::block_in_place`]);
-/// elsewhere (a current-thread runtime, no runtime) it runs in place.
-pub fn off_runtime<R>(work: impl FnOnce() -> R) -> R {
-    let multi_threaded = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if multi_threaded {
-        tokio::task::block_in_place(work)
-    } else {
-        work()
     }
 }
