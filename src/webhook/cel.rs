@@ -104,7 +104,7 @@ fn nesting(expr: &IdedExpr) -> u32 {
                 &c.result,
             ]
             .into_iter()
-            .map(|e| nesting(e))
+            .map(nesting)
             .max()
             .unwrap_or(0)
         }
