@@ -908,6 +908,58 @@ fn match_labels_reads_labels_from_the_server() {
     assert_eq!(herald.post(helm_event("ghost", "ghost 1")).0, 202);
     cluster.wait_warning("MatchLabelsLookupFailed", "web-team");
     assert_eq!(sink.received().len(), 2);
+
+    // `route --cluster` and `--explain` agree with the controller: the
+    // labelled object matches, the other does not, through the same
+    // discovery and metadata reads.
+    let route = |name: &str, explain: bool| {
+        let event = cluster.dir.path().join(format!("{name}.json"));
+        std::fs::write(&event, helm_event(name, &format!("routed {name}"))).expect("event");
+        let mut command = std::process::Command::new(support::herald::binary());
+        command
+            .args(["route", "--cluster", "--kubeconfig"])
+            .arg(cluster.api.herald_kubeconfig())
+            .args(["--namespace", &cluster.namespace]);
+        if explain {
+            command.args(["--explain", "--output", "json"]);
+        }
+        let output = command.arg(&event).output().expect("run herald route");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(output.status.code(), Some(0), "{stderr}");
+        (String::from_utf8_lossy(&output.stdout).into_owned(), stderr)
+    };
+    let (podinfo, stderr) = route("podinfo", false);
+    assert!(
+        podinfo.contains("\"alert\":\"flux-system/web-team\""),
+        "route --cluster left out the matchLabels Alert: {podinfo}\n{stderr}"
+    );
+    let (database, _) = route("database", false);
+    assert!(!database.contains("web-team"), "{database}");
+    let (explained, stderr) = route("podinfo", true);
+    let line: Value = explained
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["alert"] == "flux-system/web-team")
+        .unwrap_or_else(|| panic!("{explained}\n{stderr}"));
+    assert_eq!(line["matched"], true, "{line}");
+    let (explained, _) = route("database", true);
+    let line: Value = explained
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["alert"] == "flux-system/web-team")
+        .unwrap_or_else(|| panic!("{explained}"));
+    assert_eq!(line["rule"], "matchLabels", "{line}");
+    assert!(
+        line["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("team=db")
+            || line["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("\"db\""),
+        "{line}"
+    );
 }
 
 #[test]

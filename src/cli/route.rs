@@ -76,25 +76,17 @@ struct Line<'a> {
 pub fn run(args: &RouteArgs) -> i32 {
     let source = match &args.manifests {
         Some(dir) => Source::Manifests(dir.clone()),
-        None => {
-            let connect = async {
-                let client = crate::cluster::snapshot::client(args.kubeconfig.as_deref()).await?;
-                let snapshot =
-                    crate::cluster::snapshot::read(&client, args.namespace.as_deref()).await?;
-                Ok((client, snapshot))
-            };
-            match runtime().and_then(|rt| rt.block_on(connect)) {
-                Ok((client, snapshot)) => Source::Cluster(Box::new((client, snapshot))),
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    return 1;
-                }
+        None => match Cluster::connect(args) {
+            Ok(cluster) => Source::Cluster(Box::new(cluster)),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return 1;
             }
-        }
+        },
     };
     let (snapshot, mut problems) = match &source {
         Source::Manifests(dir) => manifests::load(dir),
-        Source::Cluster(cluster) => (cluster.1.clone(), Vec::new()),
+        Source::Cluster(cluster) => (cluster.snapshot.clone(), Vec::new()),
     };
     let (table, more) = routing::build(&snapshot, &args.matching.table_options());
     problems.extend(more);
@@ -111,7 +103,7 @@ pub fn run(args: &RouteArgs) -> i32 {
             json: args.output == "json",
             dedup: crate::receiver::dedup::Dedup::new(args.rate_limit_interval),
             cluster: match &source {
-                Source::Cluster(cluster) => Some(&cluster.0),
+                Source::Cluster(cluster) => Some(cluster.as_ref()),
                 Source::Manifests(_) => None,
             },
         };
@@ -127,7 +119,11 @@ pub fn run(args: &RouteArgs) -> i32 {
                 continue;
             }
         };
-        for notification in table.notifications(event) {
+        let notifications = match &source {
+            Source::Cluster(cluster) => cluster.notifications(&table, event),
+            Source::Manifests(_) => table.notifications(event),
+        };
+        for notification in notifications {
             if super::emit(&format!("{}\n", render(&notification))).is_err() {
                 return status;
             }
@@ -172,20 +168,74 @@ fn read_event(path: &std::path::Path) -> Result<FluxEvent, String> {
 /// Where `route` reads Alerts and Providers from.
 enum Source {
     Manifests(PathBuf),
-    Cluster(Box<(kube::Client, crate::source::Snapshot)>),
+    Cluster(Box<Cluster>),
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
+/// A cluster `route` reads from, with the one runtime its client lives on
+/// for the whole command (a client used from another runtime than the one
+/// it was built on fails: "buffer's worker closed unexpectedly"), and the
+/// controller's own label resolver for `matchLabels`.
+struct Cluster {
+    runtime: tokio::runtime::Runtime,
+    snapshot: crate::source::Snapshot,
+    labels: crate::cluster::labels::ClusterLabels,
+}
+
+impl Cluster {
+    fn connect(args: &RouteArgs) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (client, snapshot) = runtime.block_on(async {
+            let client = crate::cluster::snapshot::client(args.kubeconfig.as_deref()).await?;
+            let snapshot =
+                crate::cluster::snapshot::read(&client, args.namespace.as_deref()).await?;
+            anyhow::Ok((client, snapshot))
+        })?;
+        Ok(Self {
+            runtime,
+            snapshot,
+            labels: crate::cluster::labels::ClusterLabels::new(client),
+        })
+    }
+
+    /// The involved object's labels, read as the controller reads them.
+    fn labels_of(
+        &self,
+        event: &FluxEvent,
+    ) -> Result<std::collections::BTreeMap<String, String>, String> {
+        use crate::receiver::LabelResolver;
+        self.runtime
+            .block_on(self.labels.labels(&event.involved_object))
+    }
+
+    /// What the controller would send for `event`: labels are read only
+    /// when some candidate Alert has `matchLabels`; when they cannot be
+    /// read, such Alerts do not match (said on standard error).
+    fn notifications(&self, table: &routing::RoutingTable, event: FluxEvent) -> Vec<Delivery> {
+        if !table.needs_labels(&event) {
+            return table.notifications(event);
+        }
+        let labels = self.labels_of(&event);
+        let routed = match &labels {
+            Ok(labels) => table.route_with(&event, routing::Labels::Fetched(labels)),
+            Err(error) => {
+                eprintln!(
+                    "matchLabels: cannot read the labels of {}: {error}",
+                    event.object_ref()
+                );
+                table.route_with(&event, routing::Labels::Unavailable)
+            }
+        };
+        routing::notifications_for(event, routed.alerts)
+    }
 }
 
 /// `herald route --explain`.
 struct Explainer<'a> {
     snapshot: crate::source::Snapshot,
     /// With `--cluster`: where an involved object's labels are read.
-    cluster: Option<&'a kube::Client>,
+    cluster: Option<&'a Cluster>,
     problems: &'a [crate::source::Problem],
     options: &'a routing::TableOptions,
     json: bool,
@@ -218,11 +268,22 @@ impl Explainer<'_> {
                 self.dedup.admit(&event, std::time::Instant::now()),
                 crate::receiver::dedup::Admission::Duplicate
             );
-            if let Some(client) = self.cluster {
-                let labels =
-                    crate::cluster::snapshot::add_labels(client, &mut self.snapshot, &event);
-                if let Ok(rt) = runtime() {
-                    rt.block_on(labels);
+            if let Some(cluster) = self.cluster {
+                match cluster.labels_of(&event) {
+                    Ok(labels) => {
+                        let object = &event.involved_object;
+                        let key = crate::source::ObjectKey::new(
+                            object.namespace.as_str(),
+                            object.name.as_str(),
+                        );
+                        self.snapshot
+                            .labels
+                            .insert((object.kind.clone(), key), labels);
+                    }
+                    Err(error) => eprintln!(
+                        "matchLabels: cannot read the labels of {}: {error}",
+                        event.object_ref()
+                    ),
                 }
             }
             let explanations = routing::explain::explain(

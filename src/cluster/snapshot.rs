@@ -11,9 +11,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
 use kube::{Api, Client};
 
-use super::labels::ClusterLabels;
-use crate::api::{Alert, Decoded, FluxEvent, Provider};
-use crate::receiver::LabelResolver;
+use crate::api::{Alert, Decoded, Provider};
 use crate::source::{
     Kind, Loaded, ObjectKey, Origin, Problem, Snapshot, secret_data, undecodable_problem,
 };
@@ -125,26 +123,6 @@ fn valid<K: Clone>(objects: Vec<Decoded<K>>, kind: Kind, undecodable: &mut Vec<P
             }
         })
         .collect()
-}
-
-/// Adds the involved object's labels to `snapshot`, read from the cluster
-/// (metadata only), so matchLabels can be explained. A failed read leaves
-/// them unknown, which the explanation says.
-pub async fn add_labels(client: &Client, snapshot: &mut Snapshot, event: &FluxEvent) {
-    let object = &event.involved_object;
-    let resolver = ClusterLabels::new(client.clone());
-    match resolver.labels(object).await {
-        Ok(labels) => {
-            let key = ObjectKey::new(object.namespace.as_str(), object.name.as_str());
-            snapshot.labels.insert((object.kind.clone(), key), labels);
-        }
-        Err(error) => {
-            eprintln!(
-                "matchLabels: cannot read the labels of {}: {error}",
-                event.object_ref()
-            );
-        }
-    }
 }
 
 async fn list<K>(client: &Client, namespace: Option<&str>) -> Result<Vec<K>, kube::Error>

@@ -65,6 +65,14 @@ fn in_scope(alert: &Alert, key: &ObjectKey, namespace: &str) -> bool {
             .any(|s| s.namespace.as_deref() == Some(namespace))
 }
 
+/// Whether the snapshot was read from a cluster (labels come from there).
+fn from_cluster(snapshot: &Snapshot) -> bool {
+    snapshot
+        .alerts
+        .iter()
+        .any(|a| a.origin == crate::source::Origin::Cluster)
+}
+
 fn key_of(alert: &Alert) -> ObjectKey {
     ObjectKey::new(
         alert.metadata.namespace.as_deref().unwrap_or("default"),
@@ -291,6 +299,9 @@ fn match_source(
             Some(labels) => format!(
                 "the object's labels ({}) do not have matchLabels {wanted}",
                 describe_labels(labels)
+            ),
+            None if from_cluster(snapshot) => format!(
+                "matchLabels {wanted}: the object's labels could not be read from the cluster"
             ),
             None => format!(
                 "matchLabels {wanted}: the object's labels are unknown (it is not among the manifests)"
