@@ -2864,3 +2864,99 @@ fn watches_recover_within_seconds_after_an_api_server_outage() {
         );
     }
 }
+
+const KSTATUS_SETUP: &str = r#"
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {name: paused}
+spec: {type: slack, suspend: true, secretRef: {name: slack-url}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: switched-off}
+spec:
+  suspend: true
+  providerRef: {name: slack}
+  eventSources: [{kind: Kustomization, name: "*"}]
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: via-paused}
+spec:
+  providerRef: {name: paused}
+  eventSources: [{kind: Kustomization, name: "*"}]
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: bad-regex}
+spec:
+  providerRef: {name: slack}
+  eventSources: [{kind: Kustomization, name: "*"}]
+  inclusionList: ["(unclosed"]
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: no-provider}
+spec:
+  providerRef: {name: not-yet}
+  eventSources: [{kind: Kustomization, name: "*"}]
+"#;
+
+/// kstatus's own rules (`sigs.k8s.io/cli-utils/pkg/kstatus`, what Flux's
+/// health checks use) on herald's status: a ready object and a suspended
+/// one (or one whose Provider is suspended) are Current, so suspending
+/// never fails a Kustomization; an invalid configuration is Failed at
+/// once (Stalled); a missing Provider, which another apply may bring, is
+/// InProgress.
+#[test]
+fn kstatus_reads_suspended_as_current_and_invalid_as_failed() {
+    let sink = Sink::start();
+    let (cluster, _herald) = seeded("kstatus", &sink, &[]);
+    cluster.create(KSTATUS_SETUP);
+    cluster.wait_ready("Provider", "paused", "True");
+    cluster.wait_ready("Alert", "switched-off", "True");
+    cluster.wait_ready("Alert", "via-paused", "True");
+    cluster.wait_reason("Alert", "bad-regex", "False", "InvalidRegex");
+    cluster.wait_reason("Alert", "no-provider", "False", "ProviderNotFound");
+    let objects = [
+        ("Alert", "flux-alerts", "Current"),
+        ("Provider", "slack", "Current"),
+        ("Provider", "paused", "Current"),
+        ("Alert", "switched-off", "Current"),
+        ("Alert", "via-paused", "Current"),
+        ("Alert", "bad-regex", "Failed"),
+        ("Alert", "no-provider", "InProgress"),
+    ];
+    let mut input = String::new();
+    for (kind, name, _) in objects {
+        let object = cluster.get("v1beta3", kind, name).expect("object");
+        input.push_str(&object.to_string());
+        input.push('\n');
+    }
+    let mut child = std::process::Command::new(kubeapi::harness_binary())
+        .arg("kstatus")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kstatus");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write objects");
+    let output = child.wait_with_output().expect("kstatus");
+    assert!(output.status.success());
+    let results: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("kstatus JSON"))
+        .collect();
+    assert_eq!(results.len(), objects.len());
+    for ((kind, name, expected), result) in objects.iter().zip(&results) {
+        assert_eq!(
+            result["status"], *expected,
+            "kstatus reads {kind} {name} as {result}"
+        );
+    }
+}

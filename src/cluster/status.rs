@@ -48,6 +48,7 @@ struct Written {
     message: String,
     since: Time,
     fields: Vec<(&'static str, Option<String>)>,
+    stalled: bool,
     /// When it was written: a record the watch never echoes (the object
     /// was deleted meanwhile) is forgotten after [`WRITTEN_KEPT`].
     at: std::time::Instant,
@@ -64,7 +65,25 @@ pub struct Readiness {
     pub message: String,
     /// Not ready because of an error (not merely suspended): worth an Event.
     pub failed: bool,
+    /// An error that will not fix itself without a change to the object:
+    /// also `Stalled=True`, which kstatus reads as failed, so a Flux
+    /// Kustomization waiting on the object fails at once instead of at its
+    /// timeout.
+    pub stalled: bool,
 }
+
+/// The condition kstatus reads as "failed, will not fix itself".
+pub const STALLED: &str = "Stalled";
+
+/// Errors another object's arrival may fix (a Secret or Provider applied
+/// a moment later): not ready, but not stalled either.
+const MAY_FIX_ITSELF: [&str; 3] = ["SecretNotFound", "ProviderNotFound", "InternalError"];
+
+/// Notes that mean "switched off on purpose": a suspended object is ready
+/// as far as kstatus is concerned (`Ready=True`, reason `Suspended`), so
+/// suspending an Alert or Provider never fails a Kustomization that
+/// health-checks it (Flux's v1beta3 objects have no status at all).
+const SUSPENDED: [&str; 2] = ["Suspended", "ProviderSuspended"];
 
 impl StatusWriter {
     pub fn new(
@@ -151,6 +170,7 @@ impl StatusWriter {
                 reason: wanted.reason.clone(),
                 message: wanted.message.clone(),
                 failed: wanted.failed,
+                stalled: false,
             };
             let fields = vec![
                 StatusField {
@@ -193,6 +213,7 @@ impl StatusWriter {
             let wanted = Readiness {
                 ready: false,
                 failed: true,
+                stalled: true,
                 reason: "InvalidSpec".into(),
                 message: format!("cannot be read: {}", object.error),
             };
@@ -224,9 +245,15 @@ impl StatusWriter {
             current.and_then(|(conditions, _)| conditions.iter().find(|c| c.type_ == READY));
         let observed = current.and_then(|(_, observed)| observed);
         let status = if wanted.ready { "True" } else { "False" };
+        let stalled_now = current.is_some_and(|(conditions, _)| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == STALLED && c.status == "True")
+        });
         let unchanged = existing.is_some_and(|c| {
             c.status == status && c.reason == wanted.reason && c.message == wanted.message
         }) && observed == generation
+            && stalled_now == wanted.stalled
             && fields.iter().all(|f| f.current == f.wanted);
         let cache_key: WrittenKey = (
             K::kind(&()).into_owned(),
@@ -250,6 +277,7 @@ impl StatusWriter {
             && pending.reason == wanted.reason
             && pending.message == wanted.message
             && pending.fields == wanted_fields
+            && pending.stalled == wanted.stalled
             && pending.at.elapsed() < WRITTEN_KEPT
         {
             // Written already; the watch has not shown it yet.
@@ -273,6 +301,7 @@ impl StatusWriter {
             message: wanted.message.clone(),
             since: since.clone(),
             fields: wanted_fields,
+            stalled: wanted.stalled,
             at: std::time::Instant::now(),
         };
         let mut patch = json!({
@@ -288,6 +317,28 @@ impl StatusWriter {
                 }]
             }
         });
+        if wanted.stalled {
+            // The list is replaced as a whole: without this entry, a
+            // Stalled condition from before is removed.
+            let stalled_since = current
+                .and_then(|(conditions, _)| {
+                    conditions
+                        .iter()
+                        .find(|c| c.type_ == STALLED && c.status == "True")
+                })
+                .map(|c| c.last_transition_time.clone())
+                .unwrap_or_else(|| since.clone());
+            if let Some(conditions) = patch["status"]["conditions"].as_array_mut() {
+                conditions.push(json!({
+                    "type": STALLED,
+                    "status": "True",
+                    "reason": wanted.reason,
+                    "message": wanted.message,
+                    "lastTransitionTime": stalled_since,
+                    "observedGeneration": generation,
+                }));
+            }
+        }
         for field in fields {
             // A merge patch removes the field with null.
             patch["status"][field.name] = json!(field.wanted);
@@ -372,8 +423,9 @@ pub fn readiness(kind: Kind, key: ObjectKey, problems: &[Problem]) -> Readiness 
     let worst = blocking.iter().rev().max_by_key(|p| p.level);
     match worst {
         Some(worst) => Readiness {
-            ready: false,
+            ready: blocking.iter().all(|p| SUSPENDED.contains(&p.reason)),
             failed: worst.level == Level::Error,
+            stalled: worst.level == Level::Error && !MAY_FIX_ITSELF.contains(&worst.reason),
             reason: worst.reason.to_owned(),
             message: blocking
                 .iter()
@@ -395,6 +447,7 @@ pub fn readiness(kind: Kind, key: ObjectKey, problems: &[Problem]) -> Readiness 
             Readiness {
                 ready: true,
                 failed: false,
+                stalled: false,
                 reason: "Succeeded".into(),
                 message,
             }
