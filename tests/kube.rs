@@ -2517,9 +2517,6 @@ fn loosened_crds() -> Vec<Value> {
         .expect("crds/crds.yaml");
     let mut crds = kubeapi::documents(&text).expect("CRD YAML");
     for crd in &mut crds {
-        if crd["spec"]["names"]["kind"] == "Receiver" {
-            continue;
-        }
         for version in crd["spec"]["versions"].as_array_mut().expect("versions") {
             version["schema"]["openAPIV3Schema"]["properties"]["spec"] =
                 json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
@@ -2555,6 +2552,11 @@ metadata: {name: second}
 spec:
   providerRef: {name: slack}
   eventSources: [{kind: HelmRelease, name: "*"}]
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Receiver
+metadata: {name: hook}
+spec: {type: 5, resources: [{kind: GitRepository, name: app}]}
 "#;
 
 /// Objects the API server holds but herald's types do not accept (stored
@@ -2596,6 +2598,26 @@ fn an_undecodable_object_is_its_own_problem_also_after_a_restart() {
         cluster.wait_reason("Alert", "uses-broken", "False", "ProviderNotReady");
         cluster.wait_warning("InvalidSpec", "typo");
         cluster.wait_warning("InvalidSpec", "broken");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let receiver = cluster.get("v1", "Receiver", "hook").expect("the Receiver");
+            let ready = receiver["status"]["conditions"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["type"] == "Ready").cloned());
+            if let Some(ready) = ready.filter(|r| r["reason"] == "InvalidSpec") {
+                assert_eq!(ready["status"], "False", "{ready}");
+                assert!(
+                    ready["message"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("spec.type"),
+                    "{ready}"
+                );
+                break;
+            }
+            assert!(Instant::now() < deadline, "Receiver status: {receiver}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         assert!(
             deliver_within(&cluster, herald, &sink, "kustomization-error.json", WAIT).is_some(),
             "nothing delivered beside an undecodable Alert"
