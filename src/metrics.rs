@@ -58,6 +58,10 @@ pub struct Metrics {
     pub webhooks: Family<WebhookLabels, Counter>,
     /// Objects annotated for reconciliation by webhook requests.
     pub webhook_annotations: Family<WebhookLabels, Counter>,
+    /// 1 while the spool can make events durable, 0 while it cannot (with `--spool-dir`).
+    pub spool_writable: Gauge,
+    /// Damaged spool files set aside at start-up.
+    pub spool_set_aside: Counter,
 }
 
 impl Default for Metrics {
@@ -130,7 +134,22 @@ impl Default for Metrics {
             "Objects annotated for reconciliation by webhook requests, by Receiver, type and result",
             webhook_annotations.clone(),
         );
+        let spool_writable = Gauge::default();
+        spool_writable.set(1);
+        registry.register(
+            "spool_writable",
+            "1 while the spool (--spool-dir) can make events durable; 0 while it cannot, when herald is not ready and answers events 503",
+            spool_writable.clone(),
+        );
+        let spool_set_aside = Counter::default();
+        registry.register(
+            "spool_files_set_aside",
+            "Damaged spool files renamed aside at start-up (a fresh spool was started)",
+            spool_set_aside.clone(),
+        );
         Self {
+            spool_writable,
+            spool_set_aside,
             webhooks,
             webhook_annotations,
             template_failures,

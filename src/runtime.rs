@@ -66,6 +66,12 @@ pub struct Runtime {
 impl Runtime {
     pub fn new(options: RuntimeOptions, hooks: Hooks) -> Self {
         let metrics = Arc::new(Metrics::default());
+        if let Some(spool) = &hooks.spool {
+            spool.attach_gauge(metrics.spool_writable.clone());
+            if spool.set_aside().is_some() {
+                metrics.spool_set_aside.inc();
+            }
+        }
         let table = Arc::new(ArcSwap::from_pointee(RoutingTable::default()));
         let dispatcher = match &hooks.spool {
             Some(spool) => Dispatcher::with_spool(
@@ -172,7 +178,10 @@ impl Runtime {
         ));
         tokio::spawn(http::serve(
             health_listener,
-            health_router(self.ready.clone()),
+            health_router(
+                self.ready.clone(),
+                self.spool.as_ref().map(|spool| spool.health()),
+            ),
             options.limits,
             stop_rest.clone(),
         ));
@@ -351,20 +360,39 @@ fn metrics_router(metrics: Arc<Metrics>) -> Router {
         .with_state(metrics)
 }
 
-fn health_router(ready: Arc<AtomicBool>) -> Router {
+/// What `/readyz` answers from: the first table is loaded, and (with
+/// `--spool-dir`) events can be made durable — while the spool cannot be
+/// written (a full disk), herald is not ready, so Kubernetes sends events
+/// to a replica that can take them.
+#[derive(Clone)]
+struct ReadyState {
+    loaded: Arc<AtomicBool>,
+    spool: Option<Arc<crate::spool::Health>>,
+}
+
+fn health_router(ready: Arc<AtomicBool>, spool: Option<Arc<crate::spool::Health>>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/readyz",
-            get(|State(ready): State<Arc<AtomicBool>>| async move {
-                if ready.load(Ordering::Acquire) {
-                    (StatusCode::OK, "ready\n").into_response()
-                } else {
+            get(|State(state): State<ReadyState>| async move {
+                if !state.loaded.load(Ordering::Acquire) {
                     (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+                } else if state.spool.as_ref().is_some_and(|h| !h.writable()) {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not ready: the spool cannot be written\n",
+                    )
+                        .into_response()
+                } else {
+                    (StatusCode::OK, "ready\n").into_response()
                 }
             }),
         )
-        .with_state(ready)
+        .with_state(ReadyState {
+            loaded: ready,
+            spool,
+        })
 }
 
 /// Resolves on SIGTERM or SIGINT.

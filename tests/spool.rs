@@ -161,3 +161,204 @@ fn an_unusable_spool_dir_stops_herald_with_a_clear_error() {
     assert!(stderr.contains("--spool-dir"), "{stderr}");
     assert!(stderr.contains("02-provider.yaml"), "{stderr}");
 }
+
+/// A tmpfs of its own, unmounted when dropped. Mounting needs root (CI runs
+/// as root); without it the test fails saying so, never skips.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "cannot mount a tmpfs (this test needs root to fill a disk): {status}"
+        );
+        Self { dir }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    fn resize(&self, size: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.dir.path())
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "cannot resize the tmpfs");
+    }
+
+    /// Fills what is left with a file.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut file = std::fs::File::create(self.dir.path().join("filler")).expect("filler");
+        let block = vec![0u8; 64 * 1024];
+        while file.write_all(&block).is_ok() {}
+        let small = vec![0u8; 512];
+        while file.write_all(&small).is_ok() {}
+        let _ = file.sync_all();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+fn readyz(herald: &Herald) -> u16 {
+    support::herald::client::get(&format!("{}/readyz", herald.health)).0
+}
+
+/// Waits until `check` holds, up to `timeout`.
+fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    check()
+}
+
+/// The disk under the spool fills up: events get 503 with Retry-After,
+/// `/readyz` says not ready and `herald_spool_writable` is 0, with one log
+/// line; a notification delivered meanwhile has its removal retried. Once
+/// the disk grows, herald recovers by itself (one log line), events are
+/// accepted and delivered again, and after a SIGKILL and restart nothing
+/// delivered before is delivered again.
+#[test]
+fn a_full_disk_makes_herald_unready_until_space_returns() {
+    let disk = SmallDisk::mount("2m");
+    let sink = Sink::start();
+    sink.default_answer(Answer::status(503));
+    let dir = seed_copy(&SEED_SLACK, &sink.url);
+    let spool_flag = format!("--spool-dir={}", disk.path().display());
+    let mut herald = Herald::serve(dir.path(), &[&spool_flag]);
+    assert_eq!(herald.post(error_event(0)).0, 202);
+    // Event 0 waits for the sink; the disk fills meanwhile.
+    assert!(eventually(Duration::from_secs(10), || !sink
+        .received()
+        .is_empty()));
+    disk.fill();
+    assert!(
+        eventually(Duration::from_secs(10), || herald.post(error_event(1)).0
+            == 503),
+        "an event was accepted on a full disk: {:#?}",
+        herald.logs()
+    );
+    let (status, retry_after) =
+        support::herald::client::post_retry_after(&herald.events, error_event(2).into_bytes());
+    assert_eq!(status, 503);
+    assert!(retry_after.is_some(), "503 without Retry-After");
+    assert!(eventually(Duration::from_secs(5), || readyz(&herald) == 503));
+    assert_eq!(metric(&herald, "herald_spool_writable "), Some(0.0));
+    // The sink comes back: event 0 is delivered, its removal cannot be
+    // written yet.
+    let attempts = sink.received().len();
+    sink.default_answer(Answer::status(200).body("ok"));
+    assert!(eventually(Duration::from_secs(15), || {
+        delivered_numbers(&sink, attempts) == [0]
+    }));
+
+    disk.resize("16m");
+    assert!(
+        eventually(Duration::from_secs(10), || readyz(&herald) == 200),
+        "herald did not recover after the disk grew: {:#?}",
+        herald.logs()
+    );
+    assert_eq!(metric(&herald, "herald_spool_writable "), Some(1.0));
+    assert_eq!(herald.post(error_event(3)).0, 202);
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            delivered_numbers(&sink, attempts) == [0, 3]
+        }),
+        "{:?}",
+        delivered_numbers(&sink, attempts)
+    );
+    let logs = herald.logs();
+    let count = |text: &str| logs.iter().filter(|l| l.contains(text)).count();
+    assert_eq!(count("spool: cannot write"), 1, "{logs:#?}");
+    assert_eq!(count("spool: writable again"), 1, "{logs:#?}");
+
+    // Both removals were written: a restart delivers nothing again.
+    std::thread::sleep(Duration::from_millis(500));
+    herald.kill();
+    let before = sink.received().len();
+    let again = Herald::serve(dir.path(), &[&spool_flag]);
+    assert!(eventually(Duration::from_secs(5), || readyz(&again) == 200));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        sink.received().len(),
+        before,
+        "delivered again after the restart: {:?}",
+        delivered_numbers(&sink, before)
+    );
+}
+
+/// Random bytes in the spool file: herald starts anyway, sets the file
+/// aside (named in the log, counted), and works on a fresh spool; a second
+/// herald on the same directory is still refused.
+#[test]
+fn a_damaged_spool_file_is_set_aside_and_herald_starts() {
+    let sink = Sink::start();
+    let dir = seed_copy(&SEED_SLACK, &sink.url);
+    let spool = tempfile::tempdir().expect("spool dir");
+    let bytes: Vec<u8> = (0..65_536u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(spool.path().join("herald-spool.redb"), &bytes).expect("damage");
+    let spool_flag = format!("--spool-dir={}", spool.path().display());
+    let herald = Herald::serve(dir.path(), &[&spool_flag]);
+    assert!(eventually(Duration::from_secs(10), || readyz(&herald) == 200));
+    let set_aside: Vec<_> = std::fs::read_dir(spool.path())
+        .expect("read spool dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("herald-spool.redb.damaged-"))
+        .collect();
+    assert_eq!(set_aside.len(), 1, "{set_aside:?}");
+    let kept = std::fs::read(spool.path().join(&set_aside[0])).expect("kept");
+    assert_eq!(kept, bytes, "the damaged file is kept as it was");
+    assert!(
+        herald
+            .logs()
+            .iter()
+            .any(|l| l.contains(&set_aside[0]) && l.contains("records_read")),
+        "{:#?}",
+        herald.logs()
+    );
+    assert_eq!(
+        metric(&herald, "herald_spool_files_set_aside_total "),
+        Some(1.0)
+    );
+    assert_eq!(herald.post(error_event(7)).0, 202);
+    assert!(eventually(Duration::from_secs(10), || delivered_numbers(
+        &sink, 0
+    ) == [7]));
+
+    let second = Command::new(binary())
+        .args(["serve", "--manifests"])
+        .arg(dir.path())
+        .arg(&spool_flag)
+        .args([
+            "--events-addr=127.0.0.1:0",
+            "--metrics-addr=127.0.0.1:0",
+            "--health-addr=127.0.0.1:0",
+        ])
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run a second herald");
+    assert_eq!(second.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("another herald has it open"), "{stderr}");
+}

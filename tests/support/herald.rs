@@ -228,6 +228,25 @@ pub mod client {
         request(::reqwest::Method::GET, url, Vec::new())
     }
 
+    /// A POST's status and the value of its `Retry-After` header.
+    pub fn post_retry_after(url: &str, body: Vec<u8>) -> (u16, Option<String>) {
+        runtime().block_on(async {
+            let response = ::reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("request");
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            (response.status().as_u16(), retry_after)
+        })
+    }
+
     pub fn request(method: ::reqwest::Method, url: &str, body: Vec<u8>) -> (u16, String) {
         runtime().block_on(async {
             let client = ::reqwest::Client::builder()
