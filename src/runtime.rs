@@ -247,8 +247,14 @@ impl Publisher {
         let (Some(pending), Some(spool)) = (pending, &self.spool) else {
             return;
         };
-        let replay = pending.deliveries(&self.table.load(), spool);
+        let max_age = self.dispatcher.max_delivery_age();
+        let replay = pending.deliveries(&self.table.load(), spool, max_age);
         let total = replay.deliveries.len();
+        let waiting_for_alert = replay.waiting.as_ref().map_or(0, Pending::len);
+        if let Some(waiting) = replay.waiting {
+            // Tried again with the next table (and given up at max age).
+            *self.replay.lock().unwrap_or_else(|e| e.into_inner()) = Some(waiting);
+        }
         let mut waiting = replay.deliveries.into_iter();
         for (delivery, accepted) in waiting.by_ref() {
             if let Err(mut back) = self
@@ -269,11 +275,14 @@ impl Publisher {
                 break;
             }
         }
-        tracing::info!(
-            notifications = total,
-            orphaned = replay.orphaned,
-            "spool: pending notifications queued again"
-        );
+        if total > 0 || replay.given_up > 0 || waiting_for_alert > 0 {
+            tracing::info!(
+                notifications = total,
+                waiting_for_their_alert = waiting_for_alert,
+                given_up = replay.given_up,
+                "spool: pending notifications queued again"
+            );
+        }
     }
 }
 

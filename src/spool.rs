@@ -269,26 +269,33 @@ impl Pending {
     }
 
     /// The pending notifications as deliveries through `table`'s Alerts,
-    /// oldest first, each with the instant it was accepted. Records whose
-    /// Alert is gone (deleted, suspended, its Provider not ready) are
-    /// logged, removed from `spool` and returned apart.
-    pub fn deliveries(self, table: &RoutingTable, spool: &Spool) -> Replay {
+    /// oldest first, each with the instant it was accepted. A record whose
+    /// Alert this table does not route (a Secret not read yet, a manifest
+    /// directory not synced yet, the Alert deleted) is kept for a later
+    /// table ([`Replay::waiting`]) until it is older than `max_age`; then
+    /// it is logged, removed from `spool` and counted given up.
+    pub fn deliveries(self, table: &RoutingTable, spool: &Spool, max_age: Duration) -> Replay {
         let alerts = table.alerts_by_key();
         let now_wall = SystemTime::now();
         let now = Instant::now();
         let mut replay = Replay::default();
+        let mut waiting = Vec::new();
         for (id, record) in self.0 {
             let key = record.alert();
-            let Some(alert) = alerts.get(&key) else {
-                tracing::error!(alert = %key, event = %record.event.object_ref(),
-                    "spooled notification not delivered: its Alert no longer routes (deleted, suspended or its Provider not ready)");
-                spool.remove(id);
-                replay.orphaned += 1;
-                continue;
-            };
             let age = now_wall
                 .duration_since(UNIX_EPOCH + Duration::from_millis(record.accepted_unix_ms))
                 .unwrap_or_default();
+            let Some(alert) = alerts.get(&key) else {
+                if age >= max_age {
+                    tracing::error!(alert = %key, event = %record.event.object_ref(),
+                        "spooled notification given up: its Alert did not route within --max-delivery-age (deleted, suspended, or its Provider not ready)");
+                    spool.remove(id);
+                    replay.given_up += 1;
+                } else {
+                    waiting.push((id, record));
+                }
+                continue;
+            };
             let accepted = now.checked_sub(age).unwrap_or(now);
             let delivery = Delivery {
                 notification: Notification {
@@ -302,6 +309,9 @@ impl Pending {
             };
             replay.deliveries.push((delivery, accepted));
         }
+        if !waiting.is_empty() {
+            replay.waiting = Some(Pending(waiting));
+        }
         replay
     }
 }
@@ -311,8 +321,10 @@ impl Pending {
 pub struct Replay {
     /// Oldest first, each with when it was accepted.
     pub deliveries: Vec<(Delivery, Instant)>,
-    /// Records dropped because their Alert is gone.
-    pub orphaned: usize,
+    /// Records whose Alert this table does not route, kept for the next.
+    pub waiting: Option<Pending>,
+    /// Records given up: their Alert did not route within max age.
+    pub given_up: usize,
 }
 
 /// What was read back from a spool file.

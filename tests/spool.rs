@@ -362,3 +362,56 @@ fn a_damaged_spool_file_is_set_aside_and_herald_starts() {
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(stderr.contains("another herald has it open"), "{stderr}");
 }
+
+/// Spooled notifications whose Alert the first table after a restart does
+/// not route (its Provider's Secret not there yet) are kept, not deleted,
+/// and delivered once a later table routes the Alert.
+#[test]
+fn spooled_notifications_wait_for_their_alert_across_a_config_gap() {
+    let sink = Sink::start();
+    sink.default_answer(Answer::status(503));
+    let dir = seed_copy(&SEED_SLACK, &sink.url);
+    let spool = tempfile::tempdir().expect("spool dir");
+    let spool_flag = format!("--spool-dir={}", spool.path().display());
+    let mut first = Herald::serve(dir.path(), &[&spool_flag]);
+    for n in 0..3 {
+        assert_eq!(first.post(error_event(n)).0, 202, "event {n}");
+    }
+    assert!(eventually(Duration::from_secs(10), || !sink
+        .received()
+        .is_empty()));
+    first.kill();
+
+    // The Secret is missing when herald starts again: the Alert does not route.
+    let secret = dir.path().join("04-secret.yaml");
+    let secret_text = std::fs::read_to_string(&secret).expect("secret");
+    std::fs::remove_file(&secret).expect("remove the Secret");
+    let attempts = sink.received().len();
+    sink.default_answer(Answer::status(200).body("ok"));
+    let second = Herald::serve(dir.path(), &[&spool_flag]);
+    assert!(
+        second
+            .wait_for_log("waiting_for_their_alert", Duration::from_secs(10))
+            .is_some(),
+        "{:#?}",
+        second.logs()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        sink.received().len(),
+        attempts,
+        "delivered without a Secret"
+    );
+
+    // The Secret arrives: the next table routes the Alert, and every
+    // notification is delivered, in order.
+    std::fs::write(&secret, secret_text).expect("restore the Secret");
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            delivered_numbers(&sink, attempts) == [0, 1, 2]
+        }),
+        "{:?} {:#?}",
+        delivered_numbers(&sink, attempts),
+        second.logs()
+    );
+}

@@ -370,6 +370,11 @@ impl Dispatcher {
         dispatcher
     }
 
+    /// `--max-delivery-age`.
+    pub fn max_delivery_age(&self) -> Duration {
+        self.inner.config.max_delivery_age
+    }
+
     /// Queues the notifications of one event.
     ///
     /// A notification whose destination already holds
