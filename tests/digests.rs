@@ -273,3 +273,64 @@ fn the_readme_example_checks_clean() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}");
 }
+
+/// A digest whose window ends while the global bound is full (its own
+/// destination holds every place, so nothing makes room) is not dropped:
+/// it stays held and goes out once there is room — and no log blames the
+/// destination's own queue, which was not full.
+#[test]
+fn a_digest_ending_on_a_full_queue_waits_for_room() {
+    let sink = Sink::start();
+    sink.default_answer(
+        support::sink::Answer::status(200)
+            .body("ok")
+            .delay(Duration::from_millis(1500)),
+    );
+    let plain = r#"---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: sources, namespace: flux-system}
+spec:
+  providerRef: {name: slack}
+  eventSeverity: info
+  eventSources: [{kind: GitRepository, name: "*"}]
+"#;
+    let dir = setup(&sink.url, &(example_alert("1s", 10) + plain));
+    let herald = Herald::serve(dir.path(), &["--queue-capacity=3"]);
+    // The first of the window goes out at once (and takes 1.5 s)...
+    assert_eq!(herald.post(event("app-0", "info", "step 0")).0, 202);
+    // ...these are held for the digest...
+    for n in 1..=2 {
+        assert_eq!(
+            herald
+                .post(event(&format!("app-{n}"), "info", &format!("step {n}")))
+                .0,
+            202
+        );
+    }
+    // ...and two plain notifications take the other places, so the window
+    // ends on a full queue.
+    for n in 1..=2 {
+        let mut source: Value =
+            serde_json::from_str(&event("repo", "info", &format!("source {n}"))).expect("json");
+        source["involvedObject"]["kind"] = Value::from("GitRepository");
+        assert_eq!(herald.post(source.to_string()).0, 202);
+    }
+    let received = sink.wait_for(4, Duration::from_secs(20));
+    let bodies: Vec<String> = received.iter().map(|r| r.body.to_string()).collect();
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b.contains("step 1") && b.contains("step 2")),
+        "the digest never went out: {bodies:#?}\n{:#?}",
+        herald.logs()
+    );
+    assert!(
+        !herald
+            .logs()
+            .iter()
+            .any(|l| l.contains("the destination's queue is full")),
+        "{:#?}",
+        herald.logs()
+    );
+}

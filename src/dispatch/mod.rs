@@ -578,12 +578,39 @@ impl Dispatcher {
         }
     }
 
+    /// Queues a digest whose window ended. When the global bound has no
+    /// room for it (and its destination holds the most, so nothing makes
+    /// room), it stays held — its notifications still spooled — and is
+    /// queued as soon as there is room; it is given up only past
+    /// `--max-delivery-age`, naming the bound that was full.
     fn queue_digest(&self, digest: Delivery) {
         tracing::debug!(alert = %digest.alert.key, notifications = digest.digest.as_ref().map_or(0, |d| d.total),
             "digest window ended: sending its digest");
-        if let Err(back) = self.try_enqueue_accepted(vec![digest], Instant::now()) {
-            for digest in back {
-                self.inner.refuse(&digest);
+        let accepted = Instant::now();
+        if let Err(back) = self.try_enqueue_accepted(vec![digest], accepted) {
+            tokio::spawn(self.clone().queue_when_room(back, accepted));
+        }
+    }
+
+    async fn queue_when_room(self, mut waiting: Vec<Delivery>, accepted: Instant) {
+        let deadline = after(accepted, self.inner.config.max_delivery_age);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                () = self.inner.abandon.cancelled() => {
+                    waiting.iter().for_each(|d| self.inner.abandoned(d));
+                    return;
+                }
+            }
+            match self.try_enqueue_accepted(waiting, accepted) {
+                Ok(_) => return,
+                Err(back) if Instant::now() >= deadline => {
+                    for digest in &back {
+                        self.inner.global_bound_full(digest);
+                    }
+                    return;
+                }
+                Err(back) => waiting = back,
             }
         }
     }
@@ -664,6 +691,31 @@ impl Inner {
             format!(
                 "event {event}: not delivered to provider {provider} ({address}): its queue is full \
                  ({capacity} notifications waiting); the destination is failing or slower than its events"
+            ),
+        );
+    }
+
+    /// Gives up a notification that waited past max age for room in the
+    /// global bound (a digest whose window ended while it was full).
+    fn global_bound_full(&self, n: &Delivery) {
+        self.unspool(n);
+        let Described {
+            alert,
+            provider,
+            event,
+            address,
+        } = describe_notification(n);
+        let capacity = self.config.queue_capacity;
+        tracing::error!(%alert, %provider, %event, %address, capacity,
+            "notification not delivered: the global queue (--queue-capacity) stayed full for --max-delivery-age");
+        self.metrics
+            .notification(n.alert.destination.kind.as_str(), "queue_full");
+        self.warn(
+            &n.alert.key,
+            report::DISPATCH_FAILED,
+            format!(
+                "event {event}: not delivered to provider {provider} ({address}): the global queue \
+                 ({capacity} notifications, --queue-capacity) stayed full for --max-delivery-age"
             ),
         );
     }
