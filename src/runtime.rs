@@ -257,10 +257,7 @@ impl Publisher {
         }
         let mut waiting = replay.deliveries.into_iter();
         for (delivery, accepted) in waiting.by_ref() {
-            if let Err(mut back) = self
-                .dispatcher
-                .try_enqueue_accepted(vec![delivery], accepted)
-            {
+            if let Err(mut back) = self.dispatcher.try_requeue(vec![delivery], accepted) {
                 let rest: Vec<_> = back
                     .pop()
                     .map(|d| (d, accepted))
@@ -287,10 +284,16 @@ impl Publisher {
 }
 
 /// Queues spooled notifications one by one, waiting while the queue is full.
+/// One past `--max-delivery-age` meanwhile is given up (logged, counted).
 async fn requeue_when_room(dispatcher: Dispatcher, rest: Vec<(Delivery, Instant)>) {
+    let max_age = dispatcher.max_delivery_age();
     for (delivery, accepted) in rest {
         let mut delivery = vec![delivery];
-        while let Err(back) = dispatcher.try_enqueue_accepted(delivery, accepted) {
+        while let Err(back) = dispatcher.try_requeue(delivery, accepted) {
+            if accepted.elapsed() >= max_age {
+                back.iter().for_each(|d| dispatcher.give_up_unqueued(d));
+                break;
+            }
             delivery = back;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

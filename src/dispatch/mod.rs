@@ -109,6 +109,15 @@ impl Default for DispatchConfig {
     }
 }
 
+/// What to do with a notification whose destination's own queue is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LaneFull {
+    /// Give it up at once (logged, counted, Warning Event): a new event's.
+    GiveUp,
+    /// Hand it back to be tried again: one read back from the spool.
+    HandBack,
+}
+
 /// The dispatcher could not take the notifications: the global queue is full.
 #[derive(Debug, thiserror::Error)]
 #[error("the delivery queue is full")]
@@ -375,6 +384,31 @@ impl Dispatcher {
         self.inner.config.max_delivery_age
     }
 
+    /// Gives up a spooled notification that waited for room past
+    /// `--max-delivery-age` without being queued (logged, counted, Event).
+    pub fn give_up_unqueued(&self, n: &Delivery) {
+        self.inner.unspool(n);
+        let Described {
+            alert,
+            provider,
+            event,
+            address,
+        } = describe_notification(n);
+        tracing::error!(%alert, %provider, %event, %address,
+            "notification failed, giving up: older than --max-delivery-age while it waited for room in the queues");
+        self.inner
+            .metrics
+            .notification(n.alert.destination.kind.as_str(), "expired");
+        self.inner.warn(
+            &n.alert.key,
+            report::DISPATCH_FAILED,
+            format!(
+                "event {event}: delivery to provider {provider} ({address}) given up: it waited for room \
+                 in the queues past --max-delivery-age"
+            ),
+        );
+    }
+
     /// Queues the notifications of one event.
     ///
     /// A notification whose destination already holds
@@ -402,6 +436,27 @@ impl Dispatcher {
         &self,
         notifications: Vec<Delivery>,
         accepted: Instant,
+    ) -> Result<Enqueued, Vec<Delivery>> {
+        self.enqueue(notifications, accepted, LaneFull::GiveUp)
+    }
+
+    /// Queues notifications read back from the spool, accepted at
+    /// `accepted`. They were accepted before a restart and are given up
+    /// only at max age: when the global bound or their destination's own
+    /// is full they are handed back, untouched, to be tried again.
+    pub fn try_requeue(
+        &self,
+        notifications: Vec<Delivery>,
+        accepted: Instant,
+    ) -> Result<Enqueued, Vec<Delivery>> {
+        self.enqueue(notifications, accepted, LaneFull::HandBack)
+    }
+
+    fn enqueue(
+        &self,
+        notifications: Vec<Delivery>,
+        accepted: Instant,
+        lane_full: LaneFull,
     ) -> Result<Enqueued, Vec<Delivery>> {
         if notifications.is_empty() {
             return Ok(Enqueued::default());
@@ -437,6 +492,13 @@ impl Dispatcher {
                 Ok(permit) => queued.push((notification, lane, permit)),
                 Err(_) => refused.push(notification),
             }
+        }
+        if lane_full == LaneFull::HandBack && !refused.is_empty() {
+            for queue in created {
+                lanes.remove(&queue);
+            }
+            let back = queued.into_iter().map(|(n, _, _)| n).chain(refused);
+            return Err(back.collect());
         }
         let global = match u32::try_from(queued.len()) {
             Ok(0) => None,

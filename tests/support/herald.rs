@@ -228,6 +228,23 @@ pub mod client {
         request(::reqwest::Method::GET, url, Vec::new())
     }
 
+    /// A POST's status, or `None` when the server is gone.
+    pub fn try_post(url: &str, body: Vec<u8>) -> Option<u16> {
+        runtime().block_on(async {
+            let response = ::reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .ok()?
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .ok()?;
+            Some(response.status().as_u16())
+        })
+    }
+
     /// A POST's status and the value of its `Retry-After` header.
     pub fn post_retry_after(url: &str, body: Vec<u8>) -> (u16, Option<String>) {
         runtime().block_on(async {
