@@ -109,6 +109,57 @@ impl Default for DispatchConfig {
     }
 }
 
+/// Why a notification was given up for a bound, before any attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GivenUp {
+    /// Its destination's own queue was full when it was accepted.
+    DestinationFull,
+    /// The global bound was full, and its destination held the most: its
+    /// oldest notification made room for another destination's.
+    Evicted,
+    /// A digest waited for room in the full global bound past max age.
+    GlobalFullTooLong,
+    /// Read back from the spool, it waited for room past max age.
+    WaitedTooLong,
+}
+
+impl GivenUp {
+    /// What happened, naming the flag of the bound that was hit.
+    fn reason(self) -> &'static str {
+        match self {
+            Self::DestinationFull => {
+                "the destination's queue is full (--destination-queue-capacity); the destination is failing or slower than its events"
+            }
+            Self::Evicted => {
+                "the global queue is full (--queue-capacity) and this destination holds the most; its oldest notification made room for another destination's"
+            }
+            Self::GlobalFullTooLong => {
+                "the global queue (--queue-capacity) stayed full for --max-delivery-age"
+            }
+            Self::WaitedTooLong => {
+                "it waited for room in the queues past --max-delivery-age (--queue-capacity, --destination-queue-capacity)"
+            }
+        }
+    }
+
+    /// The size of the bound that was hit.
+    fn bound(self, config: &DispatchConfig) -> usize {
+        match self {
+            Self::DestinationFull | Self::WaitedTooLong => config.destination_queue_capacity,
+            Self::Evicted | Self::GlobalFullTooLong => config.queue_capacity,
+        }
+    }
+
+    /// The `result` label of `herald_notifications_total`.
+    fn result(self) -> &'static str {
+        match self {
+            Self::DestinationFull | Self::GlobalFullTooLong => "queue_full",
+            Self::Evicted => "evicted",
+            Self::WaitedTooLong => "expired",
+        }
+    }
+}
+
 /// What to do with a notification whose destination's own queue is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum LaneFull {
@@ -387,26 +438,7 @@ impl Dispatcher {
     /// Gives up a spooled notification that waited for room past
     /// `--max-delivery-age` without being queued (logged, counted, Event).
     pub fn give_up_unqueued(&self, n: &Delivery) {
-        self.inner.unspool(n);
-        let Described {
-            alert,
-            provider,
-            event,
-            address,
-        } = describe_notification(n);
-        tracing::error!(%alert, %provider, %event, %address,
-            "notification failed, giving up: older than --max-delivery-age while it waited for room in the queues");
-        self.inner
-            .metrics
-            .notification(n.alert.destination.kind.as_str(), "expired");
-        self.inner.warn(
-            &n.alert.key,
-            report::DISPATCH_FAILED,
-            format!(
-                "event {event}: delivery to provider {provider} ({address}) given up: it waited for room \
-                 in the queues past --max-delivery-age"
-            ),
-        );
+        self.inner.give_up(n, GivenUp::WaitedTooLong);
     }
 
     /// Queues the notifications of one event.
@@ -584,7 +616,7 @@ impl Dispatcher {
         }
         for job in evicted {
             // Dropping the job frees its places.
-            inner.evict(&job);
+            inner.give_up(&job.notification, GivenUp::Evicted);
         }
         inner.update_depth();
         inner.permits.available_permits() >= wanted
@@ -668,7 +700,7 @@ impl Dispatcher {
                 Ok(_) => return,
                 Err(back) if Instant::now() >= deadline => {
                     for digest in &back {
-                        self.inner.global_bound_full(digest);
+                        self.inner.give_up(digest, GivenUp::GlobalFullTooLong);
                     }
                     return;
                 }
@@ -735,31 +767,13 @@ impl Inner {
 
     /// Gives up a notification whose destination's queue is full.
     fn refuse(&self, n: &Delivery) {
-        self.unspool(n);
-        let Described {
-            alert,
-            provider,
-            event,
-            address,
-        } = describe_notification(n);
-        let capacity = self.config.destination_queue_capacity;
-        tracing::error!(%alert, %provider, %event, %address, capacity,
-            "notification not delivered: the destination's queue is full (--destination-queue-capacity)");
-        self.metrics
-            .notification(n.alert.destination.kind.as_str(), "queue_full");
-        self.warn(
-            &n.alert.key,
-            report::DISPATCH_FAILED,
-            format!(
-                "event {event}: not delivered to provider {provider} ({address}): its queue is full \
-                 ({capacity} notifications waiting); the destination is failing or slower than its events"
-            ),
-        );
+        self.give_up(n, GivenUp::DestinationFull);
     }
 
-    /// Gives up a notification that waited past max age for room in the
-    /// global bound (a digest whose window ended while it was full).
-    fn global_bound_full(&self, n: &Delivery) {
+    /// Gives up a notification before it was delivered or tried, for a
+    /// bound: unspooled, one log line naming the bound that was hit, the
+    /// metric, and a Warning Event on its Alert.
+    fn give_up(&self, n: &Delivery, why: GivenUp) {
         self.unspool(n);
         let Described {
             alert,
@@ -767,44 +781,17 @@ impl Inner {
             event,
             address,
         } = describe_notification(n);
-        let capacity = self.config.queue_capacity;
-        tracing::error!(%alert, %provider, %event, %address, capacity,
-            "notification not delivered: the global queue (--queue-capacity) stayed full for --max-delivery-age");
+        let bound = why.bound(&self.config);
+        tracing::error!(%alert, %provider, %event, %address, reason = why.reason(), bound,
+            "notification not delivered: given up");
         self.metrics
-            .notification(n.alert.destination.kind.as_str(), "queue_full");
+            .notification(n.alert.destination.kind.as_str(), why.result());
         self.warn(
             &n.alert.key,
             report::DISPATCH_FAILED,
             format!(
-                "event {event}: not delivered to provider {provider} ({address}): the global queue \
-                 ({capacity} notifications, --queue-capacity) stayed full for --max-delivery-age"
-            ),
-        );
-    }
-
-    /// Gives up a queued notification to make room in the global bound
-    /// for a destination that holds less ([`Dispatcher::make_room`]).
-    fn evict(&self, job: &Job) {
-        let n = &job.notification;
-        self.unspool(n);
-        let Described {
-            alert,
-            provider,
-            event,
-            address,
-        } = describe_notification(n);
-        let capacity = self.config.queue_capacity;
-        tracing::error!(%alert, %provider, %event, %address, capacity,
-            "notification not delivered: the global queue is full (--queue-capacity) and this destination holds the most; its oldest notification makes room for another destination's");
-        self.metrics
-            .notification(n.alert.destination.kind.as_str(), "evicted");
-        self.warn(
-            &n.alert.key,
-            report::DISPATCH_FAILED,
-            format!(
-                "event {event}: not delivered to provider {provider} ({address}): the global queue \
-                 is full ({capacity} notifications, --queue-capacity) and this destination held the \
-                 most, so its oldest notification made room for another destination's"
+                "event {event}: not delivered to provider {provider} ({address}): {} (bound: {bound} notifications)",
+                why.reason()
             ),
         );
     }
