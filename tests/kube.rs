@@ -1491,12 +1491,10 @@ fn replicas_without_a_pod_name_elect_exactly_one_leader() {
     eprintln!("lease taken over {:?} after SIGKILL", killed.elapsed());
 }
 
-/// Connections cut mid-watch, and a watch resumed from a compacted
-/// resourceVersion (410 Gone from etcd: this server has no watch cache):
-/// herald re-lists and its routing converges without a restart.
-#[test]
-fn cut_connections_and_410_gone_recover_without_restart() {
-    let mut cluster = Cluster::dedicated("flux-system", &["--watch-cache=false"]);
+/// A server of its own with the seed, and herald reaching it through a
+/// TCP proxy that can cut or refuse connections; herald delivers.
+fn behind_a_proxy(server_args: &[&str]) -> (Cluster, Sink, Proxy, Herald) {
+    let cluster = Cluster::dedicated("flux-system", server_args);
     let sink = Sink::start();
     cluster.create_seed(&SEED_IN_NAMESPACE, &sink.url);
     let proxy = Proxy::start(cluster.api.address());
@@ -1506,6 +1504,15 @@ fn cut_connections_and_410_gone_recover_without_restart() {
     let herald = cluster.start_herald_with(&kubeconfig, "herald-test-0", &[]);
     cluster.wait_ready("Alert", "flux-alerts", "True");
     assert!(deliver_within(&cluster, &herald, &sink, "kustomization-error.json", WAIT).is_some());
+    (cluster, sink, proxy, herald)
+}
+
+/// Connections cut mid-watch, and a watch resumed from a compacted
+/// resourceVersion (410 Gone from etcd: this server has no watch cache):
+/// herald re-lists and its routing converges without a restart.
+#[test]
+fn cut_connections_and_410_gone_recover_without_restart() {
+    let (mut cluster, sink, proxy, herald) = behind_a_proxy(&["--watch-cache=false"]);
 
     // Connections cut mid-watch: herald reconnects and keeps up.
     proxy.cut();
@@ -2791,16 +2798,7 @@ spec:
 /// outage and one INFO when it works again, not a line per retry.
 #[test]
 fn watches_recover_within_seconds_after_an_api_server_outage() {
-    let cluster = Cluster::dedicated("flux-system", &[]);
-    let sink = Sink::start();
-    cluster.create_seed(&SEED_IN_NAMESPACE, &sink.url);
-    let proxy = Proxy::start(cluster.api.address());
-    let kubeconfig = cluster
-        .api
-        .herald_kubeconfig_via(&proxy.address, cluster.dir.path());
-    let herald = cluster.start_herald_with(&kubeconfig, "herald-test-0", &[]);
-    cluster.wait_ready("Alert", "flux-alerts", "True");
-    assert!(deliver_within(&cluster, &herald, &sink, "kustomization-error.json", WAIT).is_some());
+    let (cluster, sink, proxy, herald) = behind_a_proxy(&[]);
 
     proxy.pause();
     // Events are still accepted and delivered while the server is away.
