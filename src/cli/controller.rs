@@ -31,6 +31,13 @@ pub struct ControllerArgs {
     #[command(flatten)]
     pub matching: MatchingArgs,
 
+    /// Receivers: acknowledge without acting on a request whose sender's
+    /// delivery id (GitHub's X-GitHub-Delivery, GitLab's
+    /// X-Gitlab-Event-UUID, …) was handled in the last 5 minutes. Off by
+    /// default, as in Flux: every verified request requests a reconciliation.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub receiver_replay_protection: bool,
+
     /// The kubeconfig to reach the API server with, as Flux's controllers
     /// take it (default: in-cluster, else `KUBECONFIG`, else ~/.kube/config).
     #[arg(long, value_name = "PATH")]
@@ -271,6 +278,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         runtime.metrics.clone(),
         args.server.body_read_timeout,
         args.matching.no_cross_namespace_refs,
+        args.receiver_replay_protection,
     ));
     let stop_webhooks = CancellationToken::new();
     serve_webhooks(&args, webhooks.clone(), stop_webhooks.clone()).await?;

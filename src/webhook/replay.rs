@@ -1,10 +1,11 @@
-//! Replay protection (herald's own; Flux has none): a request carrying a
-//! credential (an HMAC signature, a token header, a bearer token) that was
-//! already handled for the same Receiver within [`REPLAY_WINDOW`] is
-//! acknowledged and not acted on again. The key is a digest of the
-//! Receiver, the credential and the body, so a captured request replayed
-//! as is — or a bearer token reused with another body — annotates nothing,
-//! while a sender retrying after a failure (nothing recorded) is served.
+//! Replay protection (herald's own, opt-in with
+//! `--receiver-replay-protection`; Flux has none): a request whose sender's
+//! delivery id (GitHub's `X-GitHub-Delivery`, GitLab's
+//! `X-Gitlab-Event-UUID`, …) was already handled for the same Receiver
+//! within [`REPLAY_WINDOW`] is acknowledged and not acted on again — a
+//! sender's redelivery of one event. It never keys on the body or a
+//! credential alone: the same signed body or a reused token is a new
+//! request. A sender retrying after a failure (nothing recorded) is served.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;

@@ -25,7 +25,7 @@ use tokio::sync::Semaphore;
 
 use super::annotate::{Target, Targets, default_api_version};
 use super::cel::{self, Expression};
-use super::oidc::{self, KeyCache};
+use super::oidc::KeyCache;
 use super::replay::{self, Replays};
 use super::table::{Entry, ReceiverTable, State as EntryState};
 use super::verify::{self, Rejection, Verified};
@@ -49,6 +49,10 @@ pub struct WebhookServer {
     pub body_budget: BodyBudget,
     pub body_timeout: Duration,
     pub replays: Replays,
+    /// `--receiver-replay-protection`: a request whose sender's delivery
+    /// id was handled within the window is acknowledged, not acted on.
+    /// Off by default, as in Flux: every verified request acts.
+    pub replay_protection: bool,
     pub in_flight: Arc<Semaphore>,
     pub no_cross_namespace_refs: bool,
     /// Cleared at shutdown: later requests are answered 503.
@@ -63,6 +67,7 @@ impl WebhookServer {
         metrics: Arc<Metrics>,
         body_timeout: Duration,
         no_cross_namespace_refs: bool,
+        replay_protection: bool,
     ) -> Self {
         Self {
             table,
@@ -73,6 +78,7 @@ impl WebhookServer {
             body_budget: BodyBudget::new(Default::default()),
             body_timeout,
             replays: Replays::default(),
+            replay_protection,
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             no_cross_namespace_refs,
             accepting: AtomicBool::new(true),
@@ -190,7 +196,10 @@ async fn handle(
             return text(StatusCode::BAD_REQUEST, "request verification failed\n");
         }
     };
-    let replay_key = replay_key(&entry, &headers, &body);
+    let replay_key = server
+        .replay_protection
+        .then(|| delivery_key(&entry, &headers, &body))
+        .flatten();
     if let Some(key) = &replay_key
         && server.replays.seen(key, Instant::now())
     {
@@ -283,37 +292,57 @@ async fn verify_request(
     }
 }
 
-/// What a request is remembered by for replay protection: types whose
-/// requests carry a credential.
-fn replay_key(entry: &Entry, headers: &HeaderMap, body: &[u8]) -> Option<replay::Key> {
-    let credential: &[u8] = match entry.kind {
-        ReceiverType::GenericHmac => b"X-Signature",
-        ReceiverType::Github | ReceiverType::Bitbucket => b"hub-signature",
-        ReceiverType::Nexus => b"X-Nexus-Webhook-Signature",
-        ReceiverType::Gitlab => b"X-Gitlab-Token",
-        ReceiverType::Harbor => b"Authorization",
-        // A bearer token is good for one request per Receiver, whatever the body.
-        ReceiverType::GenericOidc | ReceiverType::Gcr => {
-            let token = oidc::bearer(headers).ok()?;
-            return Some(replay::key(&[
-                entry.key.namespace.as_bytes(),
-                entry.key.name.as_bytes(),
-                b"bearer",
-                token.as_bytes(),
-            ]));
-        }
-        ReceiverType::Generic
-        | ReceiverType::Dockerhub
-        | ReceiverType::Quay
-        | ReceiverType::Acr
-        | ReceiverType::Cdevents => return None,
-    };
+/// What a request is remembered by for the opt-in replay protection: the
+/// sender's own delivery id, for the types whose senders give one — never
+/// the body or a credential alone (a CI job posting the same signed body on
+/// every deploy, or a reused bearer token, is a new request each time).
+/// `None`: the type has no delivery id, or this request carries none, and
+/// the request is always acted on.
+fn delivery_key(entry: &Entry, headers: &HeaderMap, body: &[u8]) -> Option<replay::Key> {
+    let id = delivery_id(entry.kind, headers, body)?;
     Some(replay::key(&[
         entry.key.namespace.as_bytes(),
         entry.key.name.as_bytes(),
-        credential,
-        body,
+        b"delivery",
+        id.as_bytes(),
     ]))
+}
+
+/// The sender's unique id of one delivery (the same on its retries).
+fn delivery_id(kind: ReceiverType, headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let field = |path: &[&str]| {
+        let value: Value = serde_json::from_slice(body).ok()?;
+        path.iter()
+            .try_fold(&value, |node, key| node.get(key))?
+            .as_str()
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    match kind {
+        ReceiverType::Github => header("X-GitHub-Delivery"),
+        ReceiverType::Gitlab => header("X-Gitlab-Event-UUID"),
+        ReceiverType::Bitbucket => header("X-Request-Id"),
+        ReceiverType::Nexus => header("X-Nexus-Webhook-Delivery"),
+        ReceiverType::Cdevents => header("Ce-Id"),
+        // Pub/Sub push: the message id, kept on redeliveries.
+        ReceiverType::Gcr => field(&["message", "messageId"]),
+        // Azure Container Registry: the event's id.
+        ReceiverType::Acr => field(&["id"]),
+        ReceiverType::Generic
+        | ReceiverType::GenericHmac
+        | ReceiverType::GenericOidc
+        | ReceiverType::Harbor
+        | ReceiverType::Dockerhub
+        | ReceiverType::Quay => None,
+    }
 }
 
 /// What CEL filters read: `req` (the JSON body, when the request says it
@@ -561,6 +590,7 @@ mod tests {
             Arc::new(Metrics::default()),
             Duration::from_secs(5),
             true,
+            false,
         ));
         (server, targets, path)
     }
@@ -624,14 +654,16 @@ mod tests {
             StatusCode::OK
         );
         assert_eq!(*targets.annotated.lock().unwrap(), ["app"]);
+        // The same signed body again (a CI job on its next deploy): acted
+        // on again, as Flux does.
         let (status, text) = call(&server, "POST", &path, &signed, body).await;
         assert_eq!(
             (status, text.as_str()),
-            (StatusCode::OK, "already handled\n")
+            (StatusCode::OK, "reconciliation requested\n")
         );
-        assert_eq!(targets.annotated.lock().unwrap().len(), 1);
+        assert_eq!(targets.annotated.lock().unwrap().len(), 2);
         let metrics = server.metrics.encode();
-        assert!(metrics.contains(r#"herald_webhook_requests_total{receiver="apps/hook",receiver_type="generic-hmac",result="accepted"} 1"#), "{metrics}");
+        assert!(metrics.contains(r#"herald_webhook_requests_total{receiver="apps/hook",receiver_type="generic-hmac",result="accepted"} 2"#), "{metrics}");
         assert!(!metrics.contains(TOKEN));
     }
 
