@@ -2980,3 +2980,71 @@ fn kstatus_reads_suspended_as_current_and_invalid_as_failed() {
         );
     }
 }
+
+/// `flux reconcile` sets `reconcile.fluxcd.io/requestedAt` and waits for
+/// `status.lastHandledReconcileAt` to echo it: herald handles the request
+/// at once (a rebuild, as Flux's ReconcileRequestedPredicate triggers one)
+/// for Alerts, Providers and Receivers.
+#[test]
+fn reconcile_requests_are_handled_at_once_for_every_kind() {
+    let sink = Sink::start();
+    let (cluster, _herald) = seeded("reconcile-request", &sink, &[]);
+    cluster.create(
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: hook-token}
+stringData: {token: a-token}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Receiver
+metadata: {name: hook}
+spec:
+  type: generic
+  secretRef: {name: hook-token}
+  resources: [{kind: GitRepository, name: app}]
+"#,
+    );
+    let handled = |version: &str, kind: &str, name: &str| {
+        cluster.get(version, kind, name).and_then(|o| {
+            o["status"]["lastHandledReconcileAt"]
+                .as_str()
+                .map(str::to_owned)
+        })
+    };
+    let deadline = Instant::now() + WAIT;
+    while cluster
+        .get("v1", "Receiver", "hook")
+        .is_none_or(|r| r["status"]["webhookPath"].is_null())
+    {
+        assert!(Instant::now() < deadline, "the Receiver never got ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (version, kind, name) in [
+        ("v1", "Receiver", "hook"),
+        ("v1beta3", "Alert", "flux-alerts"),
+        ("v1beta3", "Provider", "slack"),
+    ] {
+        let requested = format!("2026-12-05T10:00:00.{}Z", name.len());
+        let api = cluster.notification_api(version, kind);
+        cluster
+            .rt
+            .block_on(api.patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {
+                    "reconcile.fluxcd.io/requestedAt": requested
+                }}})),
+            ))
+            .unwrap_or_else(|e| panic!("annotate {kind} {name}: {e}"));
+        let asked = Instant::now();
+        while handled(version, kind, name).as_deref() != Some(requested.as_str()) {
+            assert!(
+                asked.elapsed() < Duration::from_secs(5),
+                "{kind} {name}: lastHandledReconcileAt is {:?}, not {requested}",
+                handled(version, kind, name)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}

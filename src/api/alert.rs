@@ -152,4 +152,8 @@ pub struct AlertStatus {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The last `reconcile.fluxcd.io/requestedAt` value handled (what
+    /// `flux reconcile` waits for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
 }

@@ -444,7 +444,10 @@ where
     S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
     K: Resource,
 {
-    let mut generations: HashMap<ObjectKey, Option<i64>> = HashMap::new();
+    // Each object's generation and reconcile request: a change of either
+    // rebuilds (Flux's ReconcileRequestedPredicate: `flux reconcile` sets
+    // the annotation and waits for status.lastHandledReconcileAt).
+    let mut generations: HashMap<ObjectKey, (Option<i64>, Option<String>)> = HashMap::new();
     let mut events = std::pin::pin!(events);
     let mut outage = Outage::new(kind);
     while let Some(event) = events.next().await {
@@ -463,13 +466,13 @@ where
                 false
             }
             watcher::Event::InitApply(object) => {
-                generations.insert(key(object), object.meta().generation);
+                generations.insert(key(object), version(object));
                 false
             }
             watcher::Event::InitDone => true,
             watcher::Event::Apply(object) => {
-                let generation = object.meta().generation;
-                generations.insert(key(object), generation) != Some(generation)
+                let seen = version(object);
+                generations.insert(key(object), seen.clone()) != Some(seen)
             }
             watcher::Event::Delete(object) => {
                 generations.remove(&key(object));
@@ -578,6 +581,18 @@ fn brief(text: &str) -> String {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_owned(),
     }
+}
+
+/// What of an object's metadata makes it worth a rebuild: its generation
+/// (a spec change) and its reconcile request.
+fn version<K: Resource>(object: &K) -> (Option<i64>, Option<String>) {
+    let meta = object.meta();
+    let requested = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::webhook::annotate::REQUESTED_AT))
+        .cloned();
+    (meta.generation, requested)
 }
 
 /// Drops what herald never reads from a watched object before it is

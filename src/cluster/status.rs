@@ -118,20 +118,20 @@ impl StatusWriter {
         }
         for alert in alerts {
             let wanted = readiness(Kind::Alert, key_of(alert.as_ref()), problems);
-            let current = alert
-                .status
-                .as_ref()
-                .map(|s| (&s.conditions, s.observed_generation));
-            self.write::<Alert>(&alert.metadata, current, wanted, &[])
+            let status = alert.status.as_ref();
+            let current = status.map(|s| (&s.conditions, s.observed_generation));
+            let handled = status.and_then(|s| s.last_handled_reconcile_at.clone());
+            let fields = [reconcile_request(&alert.metadata, handled)];
+            self.write::<Alert>(&alert.metadata, current, wanted, &fields)
                 .await;
         }
         for provider in providers {
             let wanted = readiness(Kind::Provider, key_of(provider.as_ref()), problems);
-            let current = provider
-                .status
-                .as_ref()
-                .map(|s| (&s.conditions, s.observed_generation));
-            self.write::<Provider>(&provider.metadata, current, wanted, &[])
+            let status = provider.status.as_ref();
+            let current = status.map(|s| (&s.conditions, s.observed_generation));
+            let handled = status.and_then(|s| s.last_handled_reconcile_at.clone());
+            let fields = [reconcile_request(&provider.metadata, handled)];
+            self.write::<Provider>(&provider.metadata, current, wanted, &fields)
                 .await;
         }
     }
@@ -157,14 +157,7 @@ impl StatusWriter {
                 .map(|s| (&s.conditions, s.observed_generation));
             let status = receiver.status.as_ref();
             let current_path = status.and_then(|s| s.webhook_path.clone());
-            // `flux reconcile receiver` waits for this to echo the annotation.
             let current_handled = status.and_then(|s| s.last_handled_reconcile_at.clone());
-            let requested = receiver
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(crate::webhook::annotate::REQUESTED_AT))
-                .cloned();
             let readiness = Readiness {
                 ready: wanted.ready,
                 reason: wanted.reason.clone(),
@@ -178,11 +171,7 @@ impl StatusWriter {
                     current: current_path,
                     wanted: wanted.webhook_path.clone(),
                 },
-                StatusField {
-                    name: "lastHandledReconcileAt",
-                    wanted: requested.or_else(|| current_handled.clone()),
-                    current: current_handled,
-                },
+                reconcile_request(&receiver.metadata, current_handled),
             ];
             self.write::<Receiver>(&receiver.metadata, current, readiness, &fields)
                 .await;
@@ -391,6 +380,23 @@ struct StatusField {
     name: &'static str,
     current: Option<String>,
     wanted: Option<String>,
+}
+
+/// `status.lastHandledReconcileAt`: the object's
+/// `reconcile.fluxcd.io/requestedAt` annotation once handled (what `flux
+/// reconcile` sets and then waits to see echoed), for every kind herald
+/// reconciles.
+fn reconcile_request(meta: &ObjectMeta, handled: Option<String>) -> StatusField {
+    let requested = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::webhook::annotate::REQUESTED_AT))
+        .cloned();
+    StatusField {
+        name: "lastHandledReconcileAt",
+        wanted: requested.or_else(|| handled.clone()),
+        current: handled,
+    }
 }
 
 /// A reference to the object `meta` names, of kind `K`, for an Event.
