@@ -2947,31 +2947,11 @@ fn kstatus_reads_suspended_as_current_and_invalid_as_failed() {
         ("Alert", "bad-regex", "Failed"),
         ("Alert", "no-provider", "InProgress"),
     ];
-    let mut input = String::new();
-    for (kind, name, _) in objects {
-        let object = cluster.get("v1beta3", kind, name).expect("object");
-        input.push_str(&object.to_string());
-        input.push('\n');
-    }
-    let mut child = std::process::Command::new(kubeapi::harness_binary())
-        .arg("kstatus")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("run kstatus");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write objects");
-    let output = child.wait_with_output().expect("kstatus");
-    assert!(output.status.success());
-    let results: Vec<Value> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("kstatus JSON"))
+    let read: Vec<Value> = objects
+        .iter()
+        .map(|(kind, name, _)| cluster.get("v1beta3", kind, name).expect("object"))
         .collect();
+    let results = kubeapi::kstatus(&read);
     assert_eq!(results.len(), objects.len());
     for ((kind, name, expected), result) in objects.iter().zip(&results) {
         assert_eq!(

@@ -340,6 +340,13 @@ fn status_has_fluxs_webhook_path_and_ready_with_reasons() {
     let receiver = cluster.wait_receiver("late", "False");
     let ready = &receiver["status"]["conditions"][0];
     assert_eq!(ready["reason"], "TokenNotFound");
+    // Waiting for a Secret that may come: Reconciling (kstatus: InProgress).
+    assert!(
+        has_condition(&receiver, "Reconciling"),
+        "{}",
+        receiver["status"]
+    );
+    let waiting = receiver.clone();
     assert_eq!(
         ready["message"],
         format!(
@@ -405,6 +412,35 @@ fn status_has_fluxs_webhook_path_and_ready_with_reasons() {
     let receiver = cluster.wait_receiver("badcel", "False");
     let ready = &receiver["status"]["conditions"][0];
     assert_eq!(ready["reason"], "InvalidCELExpression");
+    // An error that will not fix itself: Stalled (kstatus: Failed, at once).
+    assert!(
+        has_condition(&receiver, "Stalled"),
+        "{}",
+        receiver["status"]
+    );
+    let github = cluster.get(NOTIFICATION, "v1", "Receiver", "github");
+    let read = kubeapi::kstatus(&[github, waiting, receiver.clone()]);
+    let statuses: Vec<&str> = read
+        .iter()
+        .map(|r| r["status"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(statuses, ["Current", "InProgress", "Failed"], "{read:?}");
+    // A ready Receiver gets a Normal Event, as Flux records one.
+    eventually("a Normal Event on the ready Receiver", || {
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(cluster.client.clone(), &cluster.namespace);
+        cluster
+            .rt
+            .block_on(events.list(&Default::default()))
+            .map(|list| {
+                list.items.iter().any(|e| {
+                    e.type_.as_deref() == Some("Normal")
+                        && e.reason.as_deref() == Some("Succeeded")
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("github")
+                })
+            })
+            .unwrap_or(false)
+    });
     assert!(
         ready["message"]
             .as_str()
@@ -447,6 +483,13 @@ fn status_has_fluxs_webhook_path_and_ready_with_reasons() {
     );
     cluster.api.assert_no_forbidden();
     assert_no_token_in_logs(&herald, &[TOKEN, "rotated"]);
+}
+
+/// Whether the object has a condition of this type with status True.
+fn has_condition(object: &Value, kind: &str) -> bool {
+    object["status"]["conditions"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c["type"] == kind && c["status"] == "True"))
 }
 
 fn assert_no_token_in_logs(herald: &Herald, tokens: &[&str]) {

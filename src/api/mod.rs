@@ -1,6 +1,7 @@
 //! The API herald serves: the Alert, Provider and Receiver CRDs, Flux's event, severities.
 
 pub mod alert;
+pub mod condition;
 pub mod crd;
 pub mod decode;
 pub mod event;

@@ -30,6 +30,8 @@ struct Warning {
     about: Subject,
     reason: String,
     message: String,
+    /// Normal (a success worth telling, as Flux records one) or Warning.
+    normal: bool,
 }
 
 enum Subject {
@@ -61,6 +63,18 @@ impl EventReporter {
             about: Subject::Object(reference),
             reason: reason.to_owned(),
             message,
+            normal: false,
+        });
+    }
+
+    /// Records a Normal Event about any object (a Receiver ready, as
+    /// Flux's controller records it).
+    pub fn object_normal(&self, reference: ObjectReference, reason: &str, message: String) {
+        self.enqueue(Warning {
+            about: Subject::Object(reference),
+            reason: reason.to_owned(),
+            message,
+            normal: true,
         });
     }
 
@@ -77,6 +91,7 @@ impl Reporter for EventReporter {
             about: Subject::Alert(alert.clone()),
             reason: reason.to_owned(),
             message,
+            normal: false,
         });
     }
 }
@@ -97,7 +112,11 @@ async fn publish_all(
             }
         };
         let event = Event {
-            type_: EventType::Warning,
+            type_: if warning.normal {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
             reason: warning.reason,
             note: Some(truncate(warning.message)),
             action: "Notify".into(),

@@ -18,8 +18,7 @@ use crate::api::{Alert, Decoded, Provider, Receiver, Undecodable};
 use crate::source::{Kind, Level, ObjectKey, Problem};
 use crate::webhook::table::ReceiverStatus;
 
-/// The condition herald maintains.
-pub const READY: &str = "Ready";
+pub use crate::api::condition::{READY, RECONCILING, STALLED};
 
 pub struct StatusWriter {
     client: Client,
@@ -48,7 +47,7 @@ struct Written {
     message: String,
     since: Time,
     fields: Vec<(&'static str, Option<String>)>,
-    stalled: bool,
+    progress: Option<&'static str>,
     /// When it was written: a record the watch never echoes (the object
     /// was deleted meanwhile) is forgotten after [`WRITTEN_KEPT`].
     at: std::time::Instant,
@@ -65,15 +64,15 @@ pub struct Readiness {
     pub message: String,
     /// Not ready because of an error (not merely suspended): worth an Event.
     pub failed: bool,
-    /// An error that will not fix itself without a change to the object:
-    /// also `Stalled=True`, which kstatus reads as failed, so a Flux
-    /// Kustomization waiting on the object fails at once instead of at its
-    /// timeout.
-    pub stalled: bool,
+    /// The kstatus condition set `True` beside `Ready`, if any:
+    /// [`STALLED`] for an error that will not fix itself without a change
+    /// to the object (kstatus: Failed, so a Flux Kustomization waiting on
+    /// it fails at once instead of at its timeout), [`RECONCILING`] while
+    /// it waits for something that may come (kstatus: InProgress).
+    pub progress: Option<&'static str>,
+    /// Record a Normal Event when it becomes ready (Receivers, as Flux).
+    pub announce: bool,
 }
-
-/// The condition kstatus reads as "failed, will not fix itself".
-pub const STALLED: &str = "Stalled";
 
 /// Errors another object's arrival may fix (a Secret or Provider applied
 /// a moment later): not ready, but not stalled either.
@@ -163,7 +162,8 @@ impl StatusWriter {
                 reason: wanted.reason.clone(),
                 message: wanted.message.clone(),
                 failed: wanted.failed,
-                stalled: false,
+                progress: wanted.progress,
+                announce: true,
             };
             let fields = vec![
                 StatusField {
@@ -202,7 +202,8 @@ impl StatusWriter {
             let wanted = Readiness {
                 ready: false,
                 failed: true,
-                stalled: true,
+                progress: Some(STALLED),
+                announce: false,
                 reason: "InvalidSpec".into(),
                 message: format!("cannot be read: {}", object.error),
             };
@@ -234,15 +235,17 @@ impl StatusWriter {
             current.and_then(|(conditions, _)| conditions.iter().find(|c| c.type_ == READY));
         let observed = current.and_then(|(_, observed)| observed);
         let status = if wanted.ready { "True" } else { "False" };
-        let stalled_now = current.is_some_and(|(conditions, _)| {
-            conditions
-                .iter()
-                .any(|c| c.type_ == STALLED && c.status == "True")
+        let progress_now = current.and_then(|(conditions, _)| {
+            [STALLED, RECONCILING].into_iter().find(|kind| {
+                conditions
+                    .iter()
+                    .any(|c| c.type_ == *kind && c.status == "True")
+            })
         });
         let unchanged = existing.is_some_and(|c| {
             c.status == status && c.reason == wanted.reason && c.message == wanted.message
         }) && observed == generation
-            && stalled_now == wanted.stalled
+            && progress_now == wanted.progress
             && fields.iter().all(|f| f.current == f.wanted);
         let cache_key: WrittenKey = (
             K::kind(&()).into_owned(),
@@ -266,7 +269,7 @@ impl StatusWriter {
             && pending.reason == wanted.reason
             && pending.message == wanted.message
             && pending.fields == wanted_fields
-            && pending.stalled == wanted.stalled
+            && pending.progress == wanted.progress
             && pending.at.elapsed() < WRITTEN_KEPT
         {
             // Written already; the watch has not shown it yet.
@@ -290,7 +293,7 @@ impl StatusWriter {
             message: wanted.message.clone(),
             since: since.clone(),
             fields: wanted_fields,
-            stalled: wanted.stalled,
+            progress: wanted.progress,
             at: std::time::Instant::now(),
         };
         let mut patch = json!({
@@ -306,24 +309,24 @@ impl StatusWriter {
                 }]
             }
         });
-        if wanted.stalled {
-            // The list is replaced as a whole: without this entry, a
-            // Stalled condition from before is removed.
-            let stalled_since = current
+        if let Some(progress) = wanted.progress {
+            // The list is replaced as a whole: without this entry, such a
+            // condition from before is removed.
+            let progress_since = current
                 .and_then(|(conditions, _)| {
                     conditions
                         .iter()
-                        .find(|c| c.type_ == STALLED && c.status == "True")
+                        .find(|c| c.type_ == progress && c.status == "True")
                 })
                 .map(|c| c.last_transition_time.clone())
                 .unwrap_or_else(|| since.clone());
             if let Some(conditions) = patch["status"]["conditions"].as_array_mut() {
                 conditions.push(json!({
-                    "type": STALLED,
+                    "type": progress,
                     "status": "True",
                     "reason": wanted.reason,
                     "message": wanted.message,
-                    "lastTransitionTime": stalled_since,
+                    "lastTransitionTime": progress_since,
                     "observedGeneration": generation,
                 }));
             }
@@ -349,6 +352,7 @@ impl StatusWriter {
                 let new_failure = existing
                     .is_none_or(|c| c.reason != wanted.reason || c.message != wanted.message)
                     && pending
+                        .as_ref()
                         .is_none_or(|p| p.reason != wanted.reason || p.message != wanted.message);
                 let mut written = self.written();
                 // Now and then, not on every write: thousands of objects
@@ -360,6 +364,15 @@ impl StatusWriter {
                 drop(written);
                 if wanted.failed && new_failure {
                     self.events.object_warning(
+                        reference::<K>(meta),
+                        &wanted.reason,
+                        wanted.message.clone(),
+                    );
+                }
+                let became_ready = existing.is_none_or(|c| c.status != "True")
+                    && pending.as_ref().is_none_or(|p| p.status != "True");
+                if wanted.ready && wanted.announce && became_ready {
+                    self.events.object_normal(
                         reference::<K>(meta),
                         &wanted.reason,
                         wanted.message.clone(),
@@ -431,7 +444,9 @@ pub fn readiness(kind: Kind, key: ObjectKey, problems: &[Problem]) -> Readiness 
         Some(worst) => Readiness {
             ready: blocking.iter().all(|p| SUSPENDED.contains(&p.reason)),
             failed: worst.level == Level::Error,
-            stalled: worst.level == Level::Error && !MAY_FIX_ITSELF.contains(&worst.reason),
+            progress: (worst.level == Level::Error && !MAY_FIX_ITSELF.contains(&worst.reason))
+                .then_some(STALLED),
+            announce: false,
             reason: worst.reason.to_owned(),
             message: blocking
                 .iter()
@@ -453,7 +468,8 @@ pub fn readiness(kind: Kind, key: ObjectKey, problems: &[Problem]) -> Readiness 
             Readiness {
                 ready: true,
                 failed: false,
-                stalled: false,
+                progress: None,
+                announce: false,
                 reason: "Succeeded".into(),
                 message,
             }

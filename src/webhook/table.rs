@@ -119,6 +119,11 @@ pub struct ReceiverStatus {
     pub webhook_path: Option<String>,
     /// Not ready because of an error worth a Warning Event.
     pub failed: bool,
+    /// The kstatus condition beside `Ready` (as Flux's controller sets
+    /// them): `Stalled` for a configuration error that will not fix itself
+    /// (an invalid CEL expression, a Secret without its `token` key),
+    /// `Reconciling` while it waits for its Secret to exist.
+    pub progress: Option<&'static str>,
     /// Suspended: status is left as it is (as Flux does).
     pub untouched: bool,
 }
@@ -149,6 +154,7 @@ pub fn build<'a>(
                 key: key.clone(),
                 ready,
                 failed: !ready,
+                progress: None,
                 reason: reason.to_owned(),
                 message,
                 webhook_path: path,
@@ -169,6 +175,7 @@ pub fn build<'a>(
             .as_ref()
             .map(|r| format!("{namespace}/{}", r.name))
             .unwrap_or_default();
+        let secret_missing = matches!(lookup, SecretLookup::Missing);
         let found = match lookup {
             SecretLookup::Unknown => continue,
             SecretLookup::Missing => Err(format!(
@@ -190,18 +197,30 @@ pub fn build<'a>(
         let (state, reported) = match (&config_error, &found) {
             (Some((reason, message)), _) => (
                 State::NotReady,
-                status(
-                    false,
-                    reason,
-                    format!(
-                        "Reconciliation failed terminally due to configuration error: {message}"
-                    ),
-                    previous_path,
-                ),
+                ReceiverStatus {
+                    progress: Some(crate::api::condition::STALLED),
+                    ..status(
+                        false,
+                        reason,
+                        format!(
+                            "Reconciliation failed terminally due to configuration error: {message}"
+                        ),
+                        previous_path,
+                    )
+                },
             ),
             (None, Err(message)) => (
                 State::NotReady,
-                status(false, TOKEN_NOT_FOUND, message.clone(), None),
+                ReceiverStatus {
+                    // A Secret may yet be created; one without its key
+                    // needs an edit.
+                    progress: Some(if secret_missing {
+                        crate::api::condition::RECONCILING
+                    } else {
+                        crate::api::condition::STALLED
+                    }),
+                    ..status(false, TOKEN_NOT_FOUND, message.clone(), None)
+                },
             ),
             (None, Ok(data)) => {
                 let token = data.token.clone().unwrap_or_default();

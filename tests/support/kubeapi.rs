@@ -720,3 +720,34 @@ async fn wait_established(client: &kube::Client, objects: &[Value]) -> anyhow::R
     }
     Ok(())
 }
+
+/// kstatus's own reading (`sigs.k8s.io/cli-utils/pkg/kstatus`, what
+/// Flux's health checks use) of each object, through the harness's
+/// `kstatus` mode: `{"status": "Current" | "InProgress" | "Failed" | …,
+/// "message": …}` per object.
+pub fn kstatus(objects: &[Value]) -> Vec<Value> {
+    use std::io::Write as _;
+    let mut child = Command::new(harness_binary())
+        .arg("kstatus")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run the harness's kstatus");
+    let mut input = String::new();
+    for object in objects {
+        input.push_str(&object.to_string());
+        input.push('\n');
+    }
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write objects");
+    let output = child.wait_with_output().expect("kstatus");
+    assert!(output.status.success(), "kstatus failed");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("kstatus JSON"))
+        .collect()
+}
