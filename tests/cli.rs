@@ -548,3 +548,85 @@ fn misspelt_fields_are_warned_about_with_the_closest_name() {
         herald.logs()
     );
 }
+
+const RECEIVERS: &str = r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: hook-token, namespace: flux-system}
+stringData: {token: a-token}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: no-token, namespace: flux-system}
+stringData: {tokn: a-token}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Receiver
+metadata: {name: good, namespace: flux-system}
+spec:
+  type: github
+  events: [push]
+  secretRef: {name: hook-token}
+  resources: [{kind: GitRepository, name: app}]
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Receiver
+metadata: {name: bad-cel, namespace: flux-system}
+spec:
+  type: generic
+  secretRef: {name: hook-token}
+  resourceFilter: res.metadata.name
+  resources: [{kind: GitRepository, name: app}]
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Receiver
+metadata: {name: no-secret, namespace: flux-system}
+spec:
+  type: generic
+  secretRef: {name: missing}
+  resources: [{kind: GitRepository, name: app}]
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Receiver
+metadata: {name: no-key, namespace: flux-system}
+spec:
+  type: generic
+  secretRef: {name: no-token}
+  resources: [{kind: GitRepository, name: app}]
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Receiver
+metadata: {name: bad-kind, namespace: flux-system}
+spec:
+  type: generic
+  events: [push]
+  secretRef: {name: hook-token}
+  resources: [{kind: GitRepo, name: app}]
+"#;
+
+/// `herald check` validates Receivers as the controller reads them: the
+/// Secret and its `token` key, CEL, the resource kinds Flux allows, and
+/// `spec.events` on a type that ignores it.
+#[test]
+fn check_validates_receivers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("receivers.yaml"), RECEIVERS).expect("write");
+    let manifests = dir.path().to_str().expect("utf-8 path");
+    let (code, stdout, stderr) = run(&["check", "--manifests", manifests]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    let expected = [
+        "Receiver flux-system/bad-cel: Reconciliation failed terminally due to configuration error",
+        "(InvalidCELExpression)",
+        "Receiver flux-system/no-secret: unable to read token from secret 'flux-system/missing'",
+        "Receiver flux-system/no-key: invalid 'flux-system/no-token' secret data: required fields 'token' (TokenNotFound)",
+        "Receiver flux-system/bad-kind: spec.resources[0].kind: 'GitRepo' is not a kind a Receiver can reconcile",
+        "warning: Receiver flux-system/bad-kind: spec.events: type generic does not name its events",
+        "5 receivers",
+    ];
+    let output = format!("{stdout}{stderr}");
+    for line in expected {
+        assert!(output.contains(line), "missing {line:?} in:\n{output}");
+    }
+    assert!(!output.contains("flux-system/good"), "{output}");
+    assert!(!output.contains("a-token"), "{output}");
+}

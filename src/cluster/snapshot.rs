@@ -102,6 +102,7 @@ pub async fn read(client: &Client, namespace: Option<&str>) -> anyhow::Result<Sn
             .collect(),
         secrets,
         labels: Default::default(),
+        receivers: Vec::new(),
         undecodable,
     })
 }

@@ -307,6 +307,7 @@ impl ClusterSource {
                 providers: providers.iter().map(cluster_loaded).collect(),
                 secrets,
                 labels: Default::default(),
+                receivers: Vec::new(),
                 undecodable: undecodable
                     .iter()
                     .map(|(kind, object)| {

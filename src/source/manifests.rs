@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{Kind, Level, Loaded, ObjectKey, Origin, Problem, SecretData, Snapshot, secret_data};
-use crate::api::{Alert, Provider};
+use crate::api::{Alert, Provider, Receiver};
 
 const NOTIFICATION_GROUP: &str = "notification.toolkit.fluxcd.io/";
 
@@ -150,6 +150,7 @@ enum Decoded {
 enum Body {
     Alert(Box<Alert>),
     Provider(Box<Provider>),
+    Receiver(Box<Receiver>),
     Secret(SecretData),
     /// Another kind: its labels, for `matchLabels`.
     Labels(BTreeMap<String, String>),
@@ -224,6 +225,12 @@ fn decode_value(value: Value) -> Decoded {
                 Body::Provider(Box::new(provider))
             })
         }
+        "Receiver" if notification_kind => {
+            typed::<Receiver>(&value, schema_of::<Receiver>(), &mut unknown).map(|mut receiver| {
+                receiver.metadata.namespace = Some(namespace.clone());
+                Body::Receiver(Box::new(receiver))
+            })
+        }
         "Secret" if api_version == "v1" => {
             secret(&value, &mut unknown).map(|s| Body::Secret(secret_data(s)))
         }
@@ -247,7 +254,7 @@ fn decode_value(value: Value) -> Decoded {
 const SERVED: [&str; 4] = ["v1beta1", "v1beta2", "v1beta3", "v1"];
 
 /// Whether herald serves this kind at this version of the notification
-/// group; Receivers are read by the controller only, and ignored here.
+/// group (Receivers at v1, as Flux).
 fn served(api_version: &str, kind: &str) -> Result<(), String> {
     let version = api_version.trim_start_matches(NOTIFICATION_GROUP);
     match kind {
@@ -258,7 +265,10 @@ fn served(api_version: &str, kind: &str) -> Result<(), String> {
                 .map(|v| format!("{NOTIFICATION_GROUP}{v}"))
                 .join(", ")
         )),
-        "Receiver" => Ok(()),
+        "Receiver" if version == "v1" => Ok(()),
+        "Receiver" => Err(format!(
+            "apiVersion: {api_version} is not served: Receiver is served at {NOTIFICATION_GROUP}v1"
+        )),
         _ => Err(format!(
             "kind: {kind:?} is not a kind of {}: Alert, Provider or Receiver",
             NOTIFICATION_GROUP.trim_end_matches('/')
@@ -459,6 +469,10 @@ impl Loader {
             Ok(Body::Provider(provider)) => self.snapshot.providers.push(Loaded {
                 origin,
                 object: (*provider).into(),
+            }),
+            Ok(Body::Receiver(receiver)) => self.snapshot.receivers.push(Loaded {
+                origin,
+                object: (*receiver).into(),
             }),
             Ok(Body::Secret(data)) => {
                 self.snapshot.secrets.insert(key, data);

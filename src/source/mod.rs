@@ -89,6 +89,9 @@ pub type LabelIndex = HashMap<(String, ObjectKey), BTreeMap<String, String>>;
 pub struct Snapshot {
     pub alerts: Vec<Loaded<Alert>>,
     pub providers: Vec<Loaded<Provider>>,
+    /// Receivers read from manifests (for `herald check`; the controller
+    /// watches its own).
+    pub receivers: Vec<Loaded<crate::api::Receiver>>,
     pub secrets: HashMap<ObjectKey, SecretData>,
     pub labels: LabelIndex,
     /// Alerts and Providers the source holds but cannot decode, one problem
