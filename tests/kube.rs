@@ -3028,3 +3028,79 @@ spec:
         }
     }
 }
+
+/// The flux CLI (built from its Go module) against herald: `get`,
+/// `suspend` and `resume` for alerts, alert-providers and receivers, and
+/// `reconcile receiver`, each command's exit status and output checked.
+#[test]
+fn the_flux_cli_works_against_herald() {
+    let sink = Sink::start();
+    let (cluster, _herald) = seeded("flux-cli", &sink, &[]);
+    cluster.create(
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: hook-token}
+stringData: {token: a-token}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Receiver
+metadata: {name: hook}
+spec:
+  type: generic
+  secretRef: {name: hook-token}
+  resources: [{kind: GitRepository, name: app}]
+"#,
+    );
+    let deadline = Instant::now() + WAIT;
+    while cluster
+        .get("v1", "Receiver", "hook")
+        .is_none_or(|r| r["status"]["webhookPath"].is_null())
+    {
+        assert!(Instant::now() < deadline, "the Receiver never got ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let flux = |args: &[&str]| {
+        let output = std::process::Command::new(kubeapi::flux_binary())
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(&cluster.api.endpoints.admin)
+            .args(["--namespace", &cluster.namespace, "--timeout", "30s"])
+            .output()
+            .expect("run flux");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "flux {}: {text}", args.join(" "));
+        text
+    };
+    for (kind, name) in [
+        ("alerts", "flux-alerts"),
+        ("alert-providers", "slack"),
+        ("receivers", "hook"),
+    ] {
+        let listed = flux(&["get", kind]);
+        let row = listed
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("flux get {kind}: no {name}: {listed}"));
+        assert!(row.contains("True"), "flux get {kind}: {row}");
+    }
+    for (kind, name) in [
+        ("alert", "flux-alerts"),
+        ("alert-provider", "slack"),
+        ("receiver", "hook"),
+    ] {
+        let suspended = flux(&["suspend", kind, name]);
+        assert!(suspended.contains("suspended"), "{suspended}");
+        let resumed = flux(&["resume", kind, name]);
+        assert!(resumed.contains("resumed"), "{resumed}");
+    }
+    let reconciled = flux(&["reconcile", "receiver", "hook"]);
+    assert!(
+        reconciled.contains("Receiver reconciliation completed"),
+        "{reconciled}"
+    );
+}

@@ -751,3 +751,32 @@ pub fn kstatus(objects: &[Value]) -> Vec<Value> {
         .map(|l| serde_json::from_str(l).expect("kstatus JSON"))
         .collect()
 }
+
+/// Builds the flux CLI from Go modules if needed (`tests/flux-cli/build.sh`)
+/// and returns its path. Panics, saying why, when it cannot be built.
+pub fn flux_binary() -> &'static Path {
+    static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let built = BINARY.get_or_init(|| {
+        let script = manifest_dir().join("tests/flux-cli/build.sh");
+        let output = Command::new("bash")
+            .arg(&script)
+            .env("CARGO_TARGET_DIR", target_dir())
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e} (bash is required)", script.display()))?;
+        if !output.status.success() {
+            return Err(format!(
+                "the flux CLI could not be built ({}):\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(PathBuf::from(
+            String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+        ))
+    });
+    match built {
+        Ok(path) => path,
+        Err(message) => panic!("{message}"),
+    }
+}
