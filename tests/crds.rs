@@ -44,7 +44,13 @@ fn versions_served_stored_and_with_status() {
         assert_eq!(names, SERVED_VERSIONS);
         for version in versions {
             assert_eq!(version["served"], true);
-            assert_eq!(version["storage"], version["name"] == "v1beta3");
+            assert_eq!(version["storage"], version["name"] == "v1");
+            assert_eq!(
+                version["deprecated"] == true,
+                version["name"] != "v1",
+                "{kind} {}: only the beta versions are deprecated",
+                version["name"]
+            );
             assert!(
                 version["subresources"]["status"].is_object(),
                 "{kind} {} lacks status",
@@ -290,18 +296,42 @@ spec:
 fn schemas_accept_everything_fluxs_accept_at_every_version() {
     for (kind, file) in [("Alert", "alerts.yaml"), ("Provider", "providers.yaml")] {
         let ours = herald_crd(kind);
-        let theirs = flux_crd(file);
-        let flux_schema = schema(&theirs, "v1beta3");
+        // Flux v1.9.3's v1beta3 and Flux v1.10's v1 and v1beta3.
+        let flux_v1_9 = flux_crd(file);
+        let flux_v1_10 = flux_crd_v1_10(file);
+        let theirs = [
+            schema(&flux_v1_9, "v1beta3"),
+            schema(&flux_v1_10, "v1beta3"),
+            schema(&flux_v1_10, "v1"),
+        ];
         for version in SERVED_VERSIONS {
-            let mut problems = Vec::new();
-            assert_superset(schema(&ours, version), flux_schema, "", &mut problems);
-            assert!(
-                problems.is_empty(),
-                "{kind} {version}:\n{}",
-                problems.join("\n")
-            );
+            for (i, flux_schema) in theirs.iter().enumerate() {
+                let mut problems = Vec::new();
+                assert_superset(schema(&ours, version), flux_schema, "", &mut problems);
+                assert!(
+                    problems.is_empty(),
+                    "{kind} {version} against Flux's schema #{i}:\n{}",
+                    problems.join("\n")
+                );
+            }
         }
+        // Flux v1.10's deprecation warning on v1beta3, word for word.
+        let warning = |crd: &Value| {
+            crd["spec"]["versions"]
+                .as_array()
+                .and_then(|v| v.iter().find(|v| v["name"] == "v1beta3"))
+                .map(|v| v["deprecationWarning"].clone())
+        };
+        assert_eq!(warning(&ours), warning(&flux_v1_10), "{kind}");
     }
+}
+
+fn flux_crd_v1_10(file: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/flux-crds-v1.10")
+        .join(file);
+    let text = std::fs::read_to_string(&path).expect("flux v1.10 reference crd");
+    herald::yaml::parse_document(&text).expect("flux crd yaml")
 }
 
 /// A minimal validator for what the API server checks on write: types,

@@ -3104,3 +3104,110 @@ spec:
         "{reconciled}"
     );
 }
+
+/// Objects at v1beta3 and at v1, as a moving cluster has them.
+const MOVED: &str = r#"
+apiVersion: notification.toolkit.fluxcd.io/VERSION
+kind: Provider
+metadata: {name: slack}
+spec: {type: slack, secretRef: {name: slack-url}}
+---
+apiVersion: notification.toolkit.fluxcd.io/VERSION
+kind: Alert
+metadata: {name: flux-alerts}
+spec:
+  providerRef: {name: slack}
+  eventSeverity: error
+  eventSources: [{kind: Kustomization, name: "*"}]
+"#;
+
+/// A cluster moving to herald's CRDs from Flux 2.9's (v1beta3 stored) and
+/// from Flux 2.10's (v1 stored) keeps every object: each reads at v1beta3
+/// and at v1 and routes.
+#[test]
+fn clusters_moving_from_flux_2_9_and_2_10_crds_keep_every_object() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let cluster = Cluster::dedicated("flux-system", &[]);
+    let crds: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
+    let ours = kubeapi::documents(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/crds.yaml"))
+            .expect("crds"),
+    )
+    .expect("CRD YAML");
+    for (flux_dir, stored) in [("flux-crds", "v1beta3"), ("flux-crds-v1.10", "v1")] {
+        // Flux's CRDs alone, as the cluster had them.
+        for name in [
+            "alerts.notification.toolkit.fluxcd.io",
+            "providers.notification.toolkit.fluxcd.io",
+        ] {
+            let _ = cluster
+                .rt
+                .block_on(crds.delete(name, &DeleteParams::default()));
+            let deadline = Instant::now() + WAIT;
+            while cluster
+                .rt
+                .block_on(crds.get_opt(name))
+                .expect("get crd")
+                .is_some()
+            {
+                assert!(Instant::now() < deadline, "{name} not deleted");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let mut flux = Vec::new();
+        for file in ["alerts.yaml", "providers.yaml"] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(flux_dir)
+                .join(file);
+            flux.extend(
+                kubeapi::documents(&std::fs::read_to_string(path).expect("flux crd"))
+                    .expect("flux CRD YAML"),
+            );
+        }
+        cluster.rt.block_on(async {
+            kubeapi::apply_objects(&cluster.client, &flux, None)
+                .await
+                .expect("apply Flux's CRDs");
+            kubeapi::wait_established(&cluster.client, &flux)
+                .await
+                .expect("Flux's CRDs established");
+        });
+        let sink = Sink::start();
+        if flux_dir == "flux-crds" {
+            cluster.create(&secret_yaml("slack-url", &sink.url));
+        } else {
+            cluster
+                .rt
+                .block_on(cluster.secrets().patch(
+                    "slack-url",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"stringData": {"url": sink.url}})),
+                ))
+                .expect("point the Secret at the sink");
+        }
+        cluster.create(&MOVED.replace("VERSION", stored));
+
+        // Then herald's.
+        cluster.rt.block_on(async {
+            kubeapi::apply_objects(&cluster.client, &ours, None)
+                .await
+                .expect("apply herald's CRDs");
+            kubeapi::wait_established(&cluster.client, &ours)
+                .await
+                .expect("herald's CRDs established");
+        });
+        for version in ["v1beta3", "v1"] {
+            let alert = cluster
+                .get(version, "Alert", "flux-alerts")
+                .unwrap_or_else(|| panic!("stored at {stored}: not readable at {version}"));
+            assert_eq!(alert["spec"]["providerRef"]["name"], "slack", "{alert}");
+        }
+        let herald = cluster.start_herald(&[]);
+        cluster.wait_ready("Alert", "flux-alerts", "True");
+        assert!(
+            deliver_within(&cluster, &herald, &sink, "kustomization-error.json", WAIT).is_some(),
+            "stored at {stored}: not routed under herald's CRDs"
+        );
+    }
+}

@@ -1572,3 +1572,33 @@ fn sentry_posts_envelopes_to_the_dsn_project() {
         assert_absent(what, &text, &["sentry-public-key"]);
     }
 }
+
+#[test]
+fn mastodon_posts_a_status_with_the_access_token() {
+    let token = "mastodon-access-token-secret";
+    let received = deliver(&Case {
+        kind: "mastodon",
+        spec: "",
+        address_suffix: "",
+        secret: vec![("token", token)],
+    });
+    let r = &received[0];
+    assert_post(r, &format!("{PATH}/api/v1/statuses"), "application/json");
+    assert_eq!(
+        header(r, "authorization"),
+        Some(format!("Bearer {token}").as_str())
+    );
+    assert_eq!(
+        r.body,
+        json!({"status": format!("{OBJECT}\n{MESSAGE}\nrevision: {REVISION}")})
+    );
+    let dir = templated(
+        "mastodon",
+        "",
+        &[("address", "https://mastodon.example"), ("token", token)],
+    );
+    assert_eq!(
+        routed_payload(dir.path())["status"],
+        format!("{OBJECT}\n{TEMPLATED}")
+    );
+}

@@ -10,12 +10,12 @@ use serde::{Deserialize, Serialize};
 use super::severity::SeverityFilter;
 
 /// An Alert routes events from `eventSources` to `providerRef`. One schema
-/// serves v1beta1, v1beta2 and v1beta3; every field Flux accepts is here,
+/// serves v1beta1, v1beta2, v1beta3 and v1 (Flux v1.10's, stored); every field Flux accepts is here,
 /// plus herald's `channel`, `template` and `digest`.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "notification.toolkit.fluxcd.io",
-    version = "v1beta3",
+    version = "v1",
     kind = "Alert",
     namespaced,
     status = "AlertStatus",

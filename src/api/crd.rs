@@ -1,8 +1,13 @@
 //! CustomResourceDefinitions generated from the Rust types (`herald crds`).
 //!
-//! Alert and Provider: one schema serves v1beta1, v1beta2 and v1beta3 (a
-//! superset of Flux's three), v1beta3 is stored. Receiver: v1, served and
-//! stored, as Flux's. Every version has the status subresource.
+//! Alert and Provider: one schema serves v1beta1, v1beta2, v1beta3 and v1
+//! (a superset of Flux's), and v1 is stored, as in Flux v1.10 (its API module
+//! made Alert and Provider v1); the beta versions are served deprecated,
+//! v1beta3 with Flux's warning. With one schema and no conversion, every
+//! object reads at every version whichever was stored: a cluster moving
+//! from Flux 2.9's CRDs (v1beta3 stored) or from Flux 2.10's (v1 stored)
+//! keeps every object. Receiver: v1, served and stored, as Flux's. Every
+//! version has the status subresource.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -11,7 +16,10 @@ use serde_json::Value;
 use super::{Alert, Provider, Receiver};
 
 /// The versions herald serves, oldest first; the last is stored.
-pub const SERVED_VERSIONS: [&str; 3] = ["v1beta1", "v1beta2", "v1beta3"];
+pub const SERVED_VERSIONS: [&str; 4] = ["v1beta1", "v1beta2", "v1beta3", "v1"];
+
+/// The stored version of Alert and Provider (Flux v1.10's).
+pub const STORAGE_VERSION: &str = "v1";
 
 /// The versions of Receiver herald serves (the one Flux serves), stored.
 pub const RECEIVER_VERSIONS: [&str; 1] = ["v1"];
@@ -71,7 +79,14 @@ fn multi_version(mut crd: CustomResourceDefinition) -> CustomResourceDefinition 
             let mut version = template.clone();
             version.name = (*name).to_owned();
             version.served = true;
-            version.storage = *name == "v1beta3";
+            version.storage = *name == STORAGE_VERSION;
+            if *name != STORAGE_VERSION {
+                version.deprecated = Some(true);
+                version.deprecation_warning = Some(format!(
+                    "{name} {} is deprecated, upgrade to {STORAGE_VERSION}",
+                    crd.spec.names.kind
+                ));
+            }
             if let Some(validation) = version.schema.as_mut() {
                 let schema = validation.open_api_v3_schema.take();
                 let fixed = fix_root(make_structural(

@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 use super::alert::LocalReference;
 
 /// A Provider names a notification service and the Secret holding its address
-/// and credentials. One schema serves v1beta1, v1beta2 and v1beta3.
+/// and credentials. One schema serves v1beta1, v1beta2, v1beta3 and v1 (Flux v1.10's, stored).
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "notification.toolkit.fluxcd.io",
-    version = "v1beta3",
+    version = "v1",
     kind = "Provider",
     namespaced,
     status = "ProviderStatus",
@@ -126,6 +126,8 @@ pub enum ProviderType {
     Zoom,
     #[serde(rename = "incident.io")]
     IncidentIo,
+    /// Flux v1.10's type.
+    Mastodon,
 }
 
 impl ProviderType {

@@ -20,6 +20,7 @@ pub mod grafana;
 pub mod identity;
 pub mod incidentio;
 pub mod lark;
+pub mod mastodon;
 pub mod matrix;
 pub mod msteams;
 pub mod nats;
@@ -68,6 +69,7 @@ fn constructor(kind: ProviderType) -> Constructor {
         ProviderType::Matrix => matrix::new,
         ProviderType::Zulip => zulip::new,
         ProviderType::Zoom => zoom::new,
+        ProviderType::Mastodon => mastodon::new,
         ProviderType::Opsgenie => opsgenie::new,
         ProviderType::Pagerduty => pagerduty::new,
         ProviderType::Alertmanager => alertmanager::new,

@@ -685,7 +685,7 @@ pub async fn create_objects(
 }
 
 /// Waits until every CRD among `objects` is Established.
-async fn wait_established(client: &kube::Client, objects: &[Value]) -> anyhow::Result<()> {
+pub async fn wait_established(client: &kube::Client, objects: &[Value]) -> anyhow::Result<()> {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for object in objects {
