@@ -232,7 +232,7 @@ def check_replace_flux():
         check_grace_period(docs, "examples/replace-flux")
         for name in ("alerts.notification.toolkit.fluxcd.io", "providers.notification.toolkit.fluxcd.io"):
             versions = docs[("CustomResourceDefinition", name)]["spec"]["versions"]
-            if [v["name"] for v in versions] != ["v1beta1", "v1beta2", "v1beta3"]:
+            if [v["name"] for v in versions] != ["v1beta1", "v1beta2", "v1beta3", "v1"]:
                 problem("examples/replace-flux", f"{name}: versions {[v['name'] for v in versions]}")
             if any("status" not in v.get("subresources", {}) for v in versions):
                 problem("examples/replace-flux", f"{name}: no status subresource")
