@@ -143,6 +143,10 @@ struct Context<'a> {
     severity: &'static str,
     message: &'a str,
     reason: &'a str,
+    /// Flux's event API v1: the action ("" for a v1beta1 event).
+    action: &'a str,
+    /// Flux's event API v1: the related object, when the event has one.
+    related_object: Option<&'a InvolvedObject>,
     timestamp: &'a str,
     controller: &'a str,
     metadata: &'a BTreeMap<String, String>,
@@ -176,6 +180,8 @@ impl<'a> Context<'a> {
             severity: event.severity.as_str(),
             message: &event.message,
             reason: &event.reason,
+            action: &event.action,
+            related_object: event.related_object.as_ref(),
             timestamp: &event.timestamp,
             controller: &event.reporting_controller,
             metadata: &n.metadata,

@@ -630,3 +630,101 @@ fn check_validates_receivers() {
     assert!(!output.contains("flux-system/good"), "{output}");
     assert!(!output.contains("a-token"), "{output}");
 }
+
+const EVENT_V1_SETUP: &str = r#"
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Provider
+metadata: {name: hook, namespace: flux-system}
+spec: {type: generic, address: "https://hooks.example.com/flux"}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Alert
+metadata: {name: forwarded, namespace: flux-system}
+spec:
+  providerRef: {name: hook}
+  eventSources: [{kind: Kustomization, name: "*"}]
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Provider
+metadata: {name: chat, namespace: flux-system}
+spec: {type: slack, address: "https://hooks.slack.com/services/T0/B0/X"}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Alert
+metadata: {name: templated, namespace: flux-system}
+spec:
+  providerRef: {name: chat}
+  eventSources: [{kind: Kustomization, name: "*"}]
+  template:
+    text: "{{ action }} {{ related_object.kind }}/{{ related_object.name }}: {{ message }}"
+"#;
+
+/// Flux's event API v1: `action` and `relatedObject` are kept, forwarded
+/// in the generic provider's body, and offered to templates; a v1beta1
+/// event (no action) is forwarded exactly as before.
+#[test]
+fn event_api_v1_action_and_related_object_are_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("setup.yaml"), EVENT_V1_SETUP).expect("write");
+    let mut event: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(event_file("kustomization-error.json")).expect("event"),
+    )
+    .expect("json");
+    event["action"] = "Syncing".into();
+    event["relatedObject"] = serde_json::json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+        "name": "app-source", "namespace": "flux-system"
+    });
+    let v1 = dir.path().join("v1.json");
+    std::fs::write(&v1, event.to_string()).expect("event");
+    let manifests = dir.path().to_str().expect("utf-8 path");
+    let (code, stdout, stderr) = run(&[
+        "route",
+        "--manifests",
+        manifests,
+        v1.to_str().expect("path"),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("line"))
+        .collect();
+    let line = |alert: &str| {
+        lines
+            .iter()
+            .find(|l| l["alert"] == alert)
+            .unwrap_or_else(|| panic!("no {alert}: {stdout}"))
+    };
+    let forwarded = &line("flux-system/forwarded")["payload"];
+    assert_eq!(forwarded["action"], "Syncing", "{forwarded}");
+    assert_eq!(
+        forwarded["relatedObject"]["name"], "app-source",
+        "{forwarded}"
+    );
+    let text = &line("flux-system/templated")["payload"]["attachments"][0]["text"];
+    assert!(
+        text.as_str()
+            .unwrap_or_default()
+            .starts_with("Syncing GitRepository/app-source: "),
+        "{text}"
+    );
+
+    let v1beta1 = event_file("kustomization-error.json");
+    let (code, stdout, stderr) = run(&[
+        "route",
+        "--manifests",
+        manifests,
+        v1beta1.to_str().expect("path"),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let forwarded = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("line"))
+        .find(|l| l["alert"] == "flux-system/forwarded")
+        .expect("forwarded");
+    assert!(forwarded["payload"].get("action").is_none(), "{forwarded}");
+    assert!(
+        forwarded["payload"].get("relatedObject").is_none(),
+        "{forwarded}"
+    );
+}

@@ -12,11 +12,20 @@ use super::severity::Severity;
 #[serde(rename_all = "camelCase")]
 pub struct FluxEvent {
     pub involved_object: InvolvedObject,
+    /// Flux's event API v1: a secondary object of the event, when it has
+    /// one; kept, forwarded where the event's JSON is, shown to templates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub related_object: Option<InvolvedObject>,
     pub severity: Severity,
     #[serde(default)]
     pub timestamp: String,
     pub message: String,
     pub reason: String,
+    /// Flux's event API v1: what was done or failed (`Starting`,
+    /// `Syncing`, …); kept and forwarded when the sender sets it (an event
+    /// of API v1beta1 has none, and its JSON stays as Flux v1.9.3 sends it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub action: String,
     #[serde(
         default,
         skip_serializing_if = "BTreeMap::is_empty",
@@ -169,10 +178,12 @@ pub(crate) fn sample(
             namespace: "flux-system".into(),
             ..Default::default()
         },
+        related_object: None,
         severity,
         timestamp: String::new(),
         message: message.into(),
         reason: "Reason".into(),
+        action: String::new(),
         metadata: metadata
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

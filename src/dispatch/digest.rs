@@ -139,6 +139,7 @@ impl Window {
         let first = &self.held[0].event;
         let event = FluxEvent {
             involved_object: first.involved_object.clone(),
+            related_object: None,
             severity: self
                 .held
                 .iter()
@@ -148,6 +149,7 @@ impl Window {
             timestamp: self.held[self.held.len() - 1].event.timestamp.clone(),
             message: digest.text(),
             reason: "Digest".to_owned(),
+            action: String::new(),
             metadata: Default::default(),
             reporting_controller: first.reporting_controller.clone(),
             reporting_instance: first.reporting_instance.clone(),

@@ -49,16 +49,22 @@ pub fn new_hmac(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
     }))
 }
 
-/// The event as Flux marshals it (`fluxcd/pkg/apis/event/v1beta1.Event`).
+/// The event as Flux marshals it (`fluxcd/pkg/apis/event/v1beta1.Event`;
+/// API v1's `relatedObject` and `action` when the sender set them, in v1's
+/// field order).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Event<'a> {
     involved_object: ObjectReference<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    related_object: Option<ObjectReference<'a>>,
     severity: &'a str,
     /// `null` when the event had none, as Go marshals a zero time.
     timestamp: Option<&'a str>,
     message: &'a str,
     reason: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    action: &'a str,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     metadata: &'a BTreeMap<String, String>,
     reporting_controller: &'a str,
@@ -82,6 +88,19 @@ struct ObjectReference<'a> {
     api_version: &'a str,
     #[serde(skip_serializing_if = "str::is_empty")]
     resource_version: &'a str,
+}
+
+impl<'a> ObjectReference<'a> {
+    fn of(object: &'a crate::api::InvolvedObject) -> Self {
+        Self {
+            kind: &object.kind,
+            namespace: &object.namespace,
+            name: &object.name,
+            uid: &object.uid,
+            api_version: &object.api_version,
+            resource_version: &object.resource_version,
+        }
+    }
 }
 
 /// The event byte for byte as Go's `json.Marshal(event)` writes it: as
@@ -108,20 +127,14 @@ pub(crate) fn go_event_json(n: &Notification, rendered: Option<&Rendered>) -> Re
 /// `generic` POSTs.
 pub(crate) fn event_json(n: &Notification, rendered: Option<&Rendered>) -> Result<Body, String> {
     let event = &n.event;
-    let object = &event.involved_object;
     let body = Event {
-        involved_object: ObjectReference {
-            kind: &object.kind,
-            namespace: &object.namespace,
-            name: &object.name,
-            uid: &object.uid,
-            api_version: &object.api_version,
-            resource_version: &object.resource_version,
-        },
+        involved_object: ObjectReference::of(&event.involved_object),
+        related_object: event.related_object.as_ref().map(ObjectReference::of),
         severity: event.severity.as_str(),
         timestamp: Some(event.timestamp.as_str()).filter(|t| !t.is_empty()),
         message: message_text(n, rendered),
         reason: &event.reason,
+        action: &event.action,
         metadata: &n.metadata,
         reporting_controller: &event.reporting_controller,
         reporting_instance: &event.reporting_instance,
