@@ -1299,7 +1299,6 @@ fn pagerduty_resolves_and_records_a_change_on_info_and_skips_progressing() {
                     "revision": "main@sha1:9f2c1d4e5b6a7980a1b2c3d4e5f60718293a4b5c",
                 }},
             },
-            "links": null,
         })
     );
     std::thread::sleep(Duration::from_millis(300));

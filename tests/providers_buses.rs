@@ -855,7 +855,8 @@ fn otel_exports_a_span_per_event_as_flux_does() {
                         attribute("revision", REVISION),
                     ],
                     "status": {"message": MESSAGE, "code": 2},
-                    "flags": 0x300,
+                    // Flux's exporter: remote parent and sampled.
+                    "flags": 0x301,
                 }],
             }],
             "schemaUrl": "https://opentelemetry.io/schemas/1.34.0",

@@ -879,6 +879,13 @@ fn comment(case: CommentCase) {
         ("GET", case.user_path)
     );
     assert_eq!(path_and_query(&received[count - 2]), case.list);
+    if case.kind == "githubpullrequestcomment" {
+        // As Flux's go-github lists issue comments.
+        assert_eq!(
+            header(&received[count - 2], "accept"),
+            Some("application/vnd.github.squirrel-girl-preview")
+        );
+    }
     let update = &received[count - 1];
     assert_eq!(update.method, case.update.0);
     assert_eq!(update.path, case.update.1);

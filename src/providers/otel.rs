@@ -33,9 +33,11 @@ const SCHEMA_URL: &str = "https://opentelemetry.io/schemas/1.34.0";
 const SCOPE: &str = "flux:notification-controller";
 /// `SPAN_KIND_INTERNAL`: the SDK's default.
 const KIND_INTERNAL: u64 = 1;
-/// `SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK | SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK`:
-/// the parent is Flux's remote span context.
-const FLAGS_REMOTE_PARENT: u32 = 0x300;
+/// `SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK | SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK`
+/// (the parent is Flux's remote span context) and the W3C trace flags'
+/// sampled bit, as Flux's exporter sends them (0x301): without it,
+/// backends and tail samplers may drop the span.
+const FLAGS_REMOTE_PARENT: u32 = 0x301;
 const STATUS_OK: u64 = 1;
 const STATUS_ERROR: u64 = 2;
 

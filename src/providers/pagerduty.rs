@@ -84,6 +84,8 @@ struct Details<'a> {
 struct ChangeEvent<'a> {
     routing_key: &'a str,
     payload: ChangePayload<'a>,
+    /// Absent, as Flux sends a change event (not `null`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     links: Option<()>,
 }
 

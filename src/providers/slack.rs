@@ -47,6 +47,9 @@ struct Payload<'a> {
     attachments: Vec<Attachment<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     channel: Option<&'a str>,
+    /// Always `""`, as Flux's struct marshals its unset icon fields.
+    icon_emoji: &'static str,
+    icon_url: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     text: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -120,6 +123,8 @@ impl Slack {
             channel: n.route.channel(),
             text: blocks.map(|_| Cow::Borrowed(text)),
             thread_ts: None,
+            icon_emoji: "",
+            icon_url: "",
             username: self.username(n),
         }
     }
@@ -170,6 +175,8 @@ impl Slack {
                 n.route.alert
             ))),
             thread_ts: None,
+            icon_emoji: "",
+            icon_url: "",
             username: self.username(n),
         }
     }
@@ -191,7 +198,8 @@ impl Notifier for Slack {
             payload.thread_ts = Some(&anchor.ts);
             payload.channel = Some(&anchor.channel);
         }
-        let body = Body::json_as("application/json; charset=utf-8", &payload)?;
+        // Flux's header: `application/json`, no charset.
+        let body = Body::json(&payload)?;
         let url = self.settings.address().map_err(|_| "no address")?;
         let auth = self.settings.token.clone().map_or(Auth::None, Auth::Bearer);
         Ok(Request::post(url, body).auth(auth))

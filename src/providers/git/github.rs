@@ -363,7 +363,14 @@ impl GitHub {
         let url = self.repo_url(&format!(
             "issues/{number}/comments?direction=asc&per_page=100&sort=created"
         ));
-        let list = self.read(url, &token)?;
+        let mut list = self.read(url, &token)?;
+        // Flux's go-github lists issue comments with the reactions preview
+        // media type.
+        for (name, value) in &mut list.headers {
+            if *name == reqwest::header::ACCEPT {
+                *value = HeaderValue::from_static("application/vnd.github.squirrel-girl-preview");
+            }
+        }
         let reply = github_exchange(sender, &list, "failed to list pull request comments").await?;
         let comments: Vec<Comment> = reply.json("the pull request comments")?;
         let existing = comments.iter().find(|c| {
