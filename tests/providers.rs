@@ -240,10 +240,16 @@ fn generic_hmac_signs_the_body_with_the_token() {
         kind: "generic-hmac",
         spec: "",
         address_suffix: "",
-        secret: vec![("token", token)],
+        // A Secret header named X-Signature never replaces the signature:
+        // Flux sets the signature after the custom headers.
+        secret: vec![
+            ("token", token),
+            ("headers", "X-Signature: forged\nX-Custom: kept"),
+        ],
     });
     let r = &received[0];
     assert_post(r, PATH, "application/json");
+    assert_eq!(header(r, "x-custom"), Some("kept"));
     assert_eq!(header(r, "gotk-component"), Some("kustomize-controller"));
     assert_eq!(r.body, flux_event());
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, token.as_bytes());

@@ -1331,6 +1331,9 @@ fn request_headers(
         value.set_sensitive(true);
         headers.insert(name.clone(), value);
     }
+    for (name, value) in &request.final_headers {
+        headers.insert(name.clone(), value.clone());
+    }
     Ok(headers)
 }
 

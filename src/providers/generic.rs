@@ -154,7 +154,8 @@ impl Notifier for Generic {
         _thread: Option<&ThreadAnchor>,
     ) -> Result<Request, String> {
         let event = &n.event;
-        let body = event_json(n, rendered)?;
+        // The bytes Go's encoder writes (`<`, `>`, `&` escaped), as Flux sends them.
+        let body = go_event_json(n, rendered)?;
         let url = self.settings.address().map_err(|_| "no address")?;
         let mut request = Request::post(url, body);
         if let Ok(component) = HeaderValue::from_str(&event.reporting_controller) {
@@ -166,7 +167,9 @@ impl Notifier for Generic {
                 hex(ring::hmac::sign(key, &request.body.bytes).as_ref())
             );
             let value = HeaderValue::from_str(&signature).map_err(|e| e.to_string())?;
-            request = request.header(HeaderName::from_static(SIGNATURE_HEADER), value);
+            // Set after the Secret's headers, as Flux does: a `headers`
+            // entry named X-Signature never replaces the signature.
+            request = request.final_header(HeaderName::from_static(SIGNATURE_HEADER), value);
         }
         Ok(request)
     }
@@ -237,7 +240,7 @@ mod tests {
             hex(ring::hmac::sign(&key, &request.body.bytes).as_ref())
         );
         let signature = request
-            .headers
+            .final_headers
             .iter()
             .find(|(name, _)| name == "x-signature")
             .map(|(_, value)| value.to_str().expect("ascii").to_owned());

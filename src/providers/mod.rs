@@ -194,6 +194,9 @@ pub struct Request {
     pub url: SecretString,
     /// The provider's own headers (Content-Type comes from the body).
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Headers set after the Secret's `headers`, so none of those replaces
+    /// them (generic-hmac's signature, as Flux sets it last).
+    pub final_headers: Vec<(HeaderName, HeaderValue)>,
     pub body: Body,
     pub auth: Auth,
 }
@@ -205,6 +208,7 @@ impl Request {
             method: Method::POST,
             url: url.clone(),
             headers: Vec::new(),
+            final_headers: Vec::new(),
             body,
             auth: Auth::None,
         }
@@ -213,6 +217,12 @@ impl Request {
     /// Adds a header (chainable).
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.push((name, value));
+        self
+    }
+
+    /// Adds a header no Secret `headers` entry replaces (chainable).
+    pub fn final_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.final_headers.push((name, value));
         self
     }
 

@@ -345,6 +345,7 @@ pub fn json_request(
         method,
         url: SecretString::new(url),
         headers: Vec::new(),
+        final_headers: Vec::new(),
         body,
         auth,
     })
