@@ -193,13 +193,7 @@ impl Gitea {
     /// The SDK's `checkServerVersionGreaterThanOrEqual(1.11)`.
     async fn check_version(&self, sender: &dyn Sender) -> Result<(), Verdict> {
         let doing = "failed creating Gitea client";
-        let request = json_request(
-            Method::GET,
-            format!("{}version", self.api),
-            None::<&()>,
-            self.auth(),
-        )
-        .map_err(Verdict::Fail)?;
+        let request = read(format!("{}version", self.api), self.auth()).map_err(Verdict::Fail)?;
         let reply = exchange(sender, &request, doing).await?;
         let version: ServerVersion = reply.json("the Gitea version")?;
         match parse_version(&version.version) {
@@ -216,11 +210,16 @@ impl Gitea {
     }
 
     async fn set_status(&self, n: &Notification, sender: &dyn Sender) -> Result<(), Verdict> {
-        let (sha, status) = self.status(n).map_err(Verdict::Fail)?;
+        // Flux makes its client (which asks the version) before it looks
+        // at the revision: a revision that is not a SHA still asks.
         self.check_version(sender).await?;
-        let url = self.repo_url(&format!("statuses/{}?limit=50&page=1", path_escape(&sha)));
-        let list =
-            json_request(Method::GET, url, None::<&()>, self.auth()).map_err(Verdict::Fail)?;
+        let (sha, status) = self.status(n).map_err(Verdict::Fail)?;
+        // The SDK's ListStatuses path.
+        let url = self.repo_url(&format!(
+            "commits/{}/statuses?limit=50&page=1",
+            path_escape(&sha)
+        ));
+        let list = read(url, self.auth()).map_err(Verdict::Fail)?;
         let reply = exchange(sender, &list, "could not list commit statuses").await?;
         let statuses: Vec<Status> = reply.json("the commit statuses")?;
         if duplicate(&statuses, &status) {
@@ -239,20 +238,13 @@ impl Gitea {
         rendered: Option<&Rendered>,
         sender: &dyn Sender,
     ) -> Result<(), Verdict> {
-        let number = change_request(n).map_err(Verdict::Fail)?;
         self.check_version(sender).await?;
-        let user = json_request(
-            Method::GET,
-            format!("{}user", self.api),
-            None::<&()>,
-            self.auth(),
-        )
-        .map_err(Verdict::Fail)?;
+        let number = change_request(n).map_err(Verdict::Fail)?;
+        let user = read(format!("{}user", self.api), self.auth()).map_err(Verdict::Fail)?;
         let reply = exchange(sender, &user, "failed to get authenticated user info").await?;
         let me: User = reply.json("the authenticated user")?;
         let url = self.repo_url(&format!("issues/{number}/comments?limit=100&page=1"));
-        let list =
-            json_request(Method::GET, url, None::<&()>, self.auth()).map_err(Verdict::Fail)?;
+        let list = read(url, self.auth()).map_err(Verdict::Fail)?;
         let reply = exchange(sender, &list, "failed to list pull request comments").await?;
         let comments: Vec<Comment> = reply.json("the pull request comments")?;
         let marker = comment_marker("flux-pr-comment-key", &self.settings, n);
@@ -370,4 +362,12 @@ mod tests {
         assert!(duplicate(&[seen("success"), seen("failure")], &create));
         assert!(!duplicate(&[seen("failure"), seen("success")], &create));
     }
+}
+
+/// A GET as Gitea's SDK sends it: no body, but `Content-Type:
+/// application/json` (the SDK sets it on every request).
+fn read(url: String, auth: Auth) -> Result<Request, String> {
+    let mut request = json_request(Method::GET, url, None::<&()>, auth)?;
+    request.body.content_type = "application/json";
+    Ok(request)
 }
