@@ -321,6 +321,14 @@ impl Conversation for Gitea {
     }
 }
 
+/// A GET as Gitea's SDK sends it: no body, but `Content-Type:
+/// application/json` (the SDK sets it on every request).
+fn read(url: String, auth: Auth) -> Result<Request, String> {
+    let mut request = json_request(Method::GET, url, None::<&()>, auth)?;
+    request.body.content_type = "application/json";
+    Ok(request)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,12 +370,4 @@ mod tests {
         assert!(duplicate(&[seen("success"), seen("failure")], &create));
         assert!(!duplicate(&[seen("failure"), seen("success")], &create));
     }
-}
-
-/// A GET as Gitea's SDK sends it: no body, but `Content-Type:
-/// application/json` (the SDK sets it on every request).
-fn read(url: String, auth: Auth) -> Result<Request, String> {
-    let mut request = json_request(Method::GET, url, None::<&()>, auth)?;
-    request.body.content_type = "application/json";
-    Ok(request)
 }
