@@ -604,8 +604,46 @@ fn azuredevops_sets_a_commit_status_with_a_pat() {
         write: format!("/org/proj/_apis/git/repositories/repo/commits/{SHA}/statuses"),
         body: status,
         auth: ("authorization", basic("", TOKEN)),
-        headers: vec![("accept", "application/json;api-version=6.0")],
+        headers: vec![
+            ("accept", "application/json;api-version=6.0"),
+            ("x-tfs-fedauthredirect", "Suppress"),
+        ],
     });
+}
+
+/// An expired token: Azure DevOps answers 203 with its HTML sign-in page
+/// (or another 2xx without JSON). That is an authentication failure, not
+/// a delivery: nothing is written, the notification fails, and the
+/// requests carry Flux's `X-TFS-Session` id.
+#[test]
+fn azuredevops_treats_a_sign_in_page_as_an_authentication_failure() {
+    let pki = Pki::new();
+    let sink = Sink::start_tls(pki.server_config(false));
+    sink.default_answer(Answer::status(203).body("<html>Sign in</html>"));
+    let address = format!("https://{}/org/proj/_git/repo", sink.authority());
+    let dir = manifests(
+        "azuredevops",
+        "",
+        &[("address", address.as_str()), ("token", TOKEN)],
+        &pki.ca,
+    );
+    let herald = serve(dir.path(), &[]);
+    let received = post_and_wait(&herald, &sink, failure("expired token"), 1);
+    assert_eq!(received[0].method, "GET");
+    let session = header(&received[0], "x-tfs-session").expect("X-TFS-Session");
+    assert_eq!(session.len(), 36, "{session}");
+    assert!(
+        wait_for_count(&herald, "the token is not valid for this organization", 1),
+        "{:#?}",
+        herald.logs()
+    );
+    assert!(!herald.logs().iter().any(|l| l.contains("\"delivered\"")));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        sink.received().len(),
+        1,
+        "wrote a status after a sign-in page"
+    );
 }
 
 /// An RSA key made for the test with `openssl`: the PEM (PKCS#1, as

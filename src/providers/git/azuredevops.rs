@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use reqwest::Method;
-use reqwest::header::{ACCEPT, HeaderValue};
+use reqwest::header::{ACCEPT, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -37,6 +37,9 @@ pub struct AzureDevOps {
     commits: String,
     host: String,
     credential: Credential,
+    /// `X-TFS-Session`: one id per client, as Flux's Azure DevOps client
+    /// makes one per connection.
+    session: HeaderValue,
 }
 
 /// The personal access token, or (as Flux does when the Secret has no
@@ -82,7 +85,46 @@ pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
         host: address.host.clone(),
         credential,
         settings,
+        session: HeaderValue::from_str(&session_id())
+            .unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-4000-8000-000000000000")),
     }))
+}
+
+/// A random (version 4) UUID.
+fn session_id() -> String {
+    let mut bytes: [u8; 16] = rand::random();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// One exchange with Azure DevOps. An expired or foreign token is not
+/// answered 401 there but 203 with an HTML sign-in page (without
+/// `X-TFS-FedAuthRedirect: Suppress`), or another 2xx that is not JSON:
+/// either is an authentication failure, never a delivery.
+async fn devops_exchange(
+    sender: &dyn Sender,
+    request: &Request,
+    doing: &str,
+) -> Result<super::super::Reply, Verdict> {
+    let reply = exchange(sender, request, doing).await?;
+    let json = serde_json::from_slice::<serde::de::IgnoredAny>(&reply.body).is_ok();
+    if reply.status.as_u16() == 203 || !json {
+        return Err(Verdict::Fail(format!(
+            "{doing}: Azure DevOps answered {} without JSON (its sign-in page): the token is \
+             not valid for this organization, or has expired",
+            reply.status.as_u16()
+        )));
+    }
+    Ok(reply)
 }
 
 /// `git.GitStatus`, as sent and read.
@@ -148,6 +190,15 @@ impl AzureDevOps {
         request
             .headers
             .push((ACCEPT, HeaderValue::from_static(API_VERSION)));
+        // As Flux's client: no redirect to a sign-in page, and its session.
+        request.headers.push((
+            HeaderName::from_static("x-tfs-fedauthredirect"),
+            HeaderValue::from_static("Suppress"),
+        ));
+        request.headers.push((
+            HeaderName::from_static("x-tfs-session"),
+            self.session.clone(),
+        ));
         Ok(request)
     }
 
@@ -193,7 +244,7 @@ impl AzureDevOps {
         let list = self
             .request_to(Method::GET, url.clone(), None, &token)
             .map_err(Verdict::Fail)?;
-        let reply = exchange(sender, &list, "could not list commit statuses").await?;
+        let reply = devops_exchange(sender, &list, "could not list commit statuses").await?;
         let statuses: Statuses = reply.json("the commit statuses")?;
         if duplicate(&statuses.value, &status) {
             return Ok(());
@@ -201,7 +252,7 @@ impl AzureDevOps {
         let write = self
             .request_to(Method::POST, url, Some(&status), &token)
             .map_err(Verdict::Fail)?;
-        exchange(sender, &write, "could not create commit status").await?;
+        devops_exchange(sender, &write, "could not create commit status").await?;
         Ok(())
     }
 }
