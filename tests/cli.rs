@@ -728,3 +728,55 @@ fn event_api_v1_action_and_related_object_are_kept() {
         "{forwarded}"
     );
 }
+
+/// `check --flux-compatible` lists what Flux's own controller would refuse
+/// or read differently (what to fix before going back to Flux); a Flux 2.10
+/// manifest passes.
+#[test]
+fn check_flux_compatible_lists_what_flux_would_refuse() {
+    let quickstart = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart");
+    let (code, stdout, stderr) = run(&["check", "--manifests", quickstart, "--flux-compatible"]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    for expected in [
+        "alert.yaml (document 0): error: Alert flux-system/flux-alerts: apiVersion: notification.toolkit.fluxcd.io/v1beta1: Flux 2.9 serves Alert at v1beta3 only",
+        "secret.yaml (document 0): error: Secret flux-system/slack-url: the Provider's address is in the 'url' key: Flux reads only 'address'",
+        "Alert flux-system/devops-errors: spec.channel is herald's",
+        "Alert flux-system/devops-errors: spec.eventSeverity: a list is herald's",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+    // Without the flag, the same directory passes.
+    assert_eq!(run(&["check", "--manifests", quickstart]).0, 0);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("flux.yaml"),
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: slack-url, namespace: flux-system}
+stringData: {address: "https://hooks.slack.com/services/T0/B0/X"}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Provider
+metadata: {name: slack, namespace: flux-system}
+spec: {type: slack, secretRef: {name: slack-url}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Alert
+metadata: {name: errors, namespace: flux-system}
+spec:
+  providerRef: {name: slack}
+  eventSeverity: error
+  eventSources: [{kind: Kustomization, name: "*"}]
+"#,
+    )
+    .expect("write");
+    let manifests = dir.path().to_str().expect("path");
+    let (code, stdout, stderr) = run(&["check", "--manifests", manifests, "--flux-compatible"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(!stdout.contains("FluxIncompatible"), "{stdout}");
+}

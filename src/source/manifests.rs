@@ -46,6 +46,38 @@ pub fn load(dir: &Path) -> (Snapshot, Vec<Problem>) {
     (loader.snapshot, loader.problems)
 }
 
+/// Every parseable document under `dir` as JSON, with where it is, in
+/// file order (numbered as [`load`] numbers them): for checks that need
+/// what was written rather than what herald decodes (`check
+/// --flux-compatible`). Unreadable files and documents are left out;
+/// [`load`] reports them.
+pub fn raw_documents(dir: &Path) -> Vec<(Origin, Value)> {
+    let mut files = Vec::new();
+    let _ = collect_files(dir, &mut files);
+    let mut out = Vec::new();
+    for path in files {
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let documents = split_documents(&text).into_iter().filter(|d| {
+            d.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        });
+        for (index, document) in documents.enumerate() {
+            if let Ok(value) = crate::yaml::parse_document(document)
+                && value.is_object()
+            {
+                let origin = Origin::File {
+                    path: path.clone(),
+                    document: index,
+                };
+                out.push((origin, value));
+            }
+        }
+    }
+    out
+}
+
 /// Reads the manifests of one file's text, as [`load`] reads each file
 /// (for `herald check`-style validation of text that is not on disk, and
 /// for fuzzing).
