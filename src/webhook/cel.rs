@@ -64,10 +64,85 @@ pub enum Output {
     Any,
 }
 
+/// The longest expression compiled, in characters (cel-go's default
+/// expression size limit).
+const MAX_SOURCE: usize = 100_000;
+/// The deepest nesting of brackets compiled. The `cel` crate's parser
+/// recurses per level and a stack overflow cannot be caught: deeper input
+/// is refused before it reaches the parser. 64 levels parse within
+/// [`PARSER_STACK`] even in a debug build; real filters nest a few.
+const MAX_NESTING: usize = 64;
+
+/// Refuses what the parser could not take safely: a huge expression or one
+/// nested deeper than [`MAX_NESTING`] (brackets outside string literals).
+fn check_input(source: &str) -> Result<(), String> {
+    if source.chars().count() > MAX_SOURCE {
+        return Err(format!(
+            "the CEL expression is longer than {MAX_SOURCE} characters"
+        ));
+    }
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in source.chars() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '"' | '\'' => quote = Some(c),
+                '(' | '[' | '{' => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+                ')' | ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+    }
+    if deepest > MAX_NESTING {
+        return Err(format!(
+            "the CEL expression nests deeper than {MAX_NESTING} levels"
+        ));
+    }
+    Ok(())
+}
+
+/// The stack the parser runs on: it recurses deeply per nesting level
+/// (about 100 KiB a level in a debug build), far more than an async
+/// worker's 2 MiB.
+const PARSER_STACK: usize = 32 << 20;
+
+/// Parses on a thread of its own with [`PARSER_STACK`]; `None` when the
+/// parser panicked or the thread could not start.
+fn parse(source: &str) -> Option<Result<Program, String>> {
+    let source = source.to_owned();
+    std::thread::Builder::new()
+        .name("herald-cel-parse".to_owned())
+        .stack_size(PARSER_STACK)
+        .spawn(move || {
+            std::panic::catch_unwind(AssertUnwindSafe(|| {
+                env().compile(&source).map_err(|e| e.to_string())
+            }))
+            .ok()
+        })
+        .ok()?
+        .join()
+        .ok()
+        .flatten()
+}
+
 /// Compiles `source` with `variables` declared, checking its output type.
 pub fn compile(source: &str, variables: &[&str], output: Output) -> Result<Expression, String> {
-    let program = std::panic::catch_unwind(AssertUnwindSafe(|| env().compile(source)))
-        .map_err(|_| format!("failed to parse the CEL expression '{source}'"))?
+    check_input(source).map_err(|e| format!("failed to parse the CEL expression: {e}"))?;
+    let program = parse(source)
+        .ok_or_else(|| format!("failed to parse the CEL expression '{source}'"))?
         .map_err(|e| format!("failed to parse the CEL expression '{source}': {e}"))?;
     let mut bound = Vec::new();
     if let Some(name) = undeclared(program.expression(), variables, &mut bound) {
@@ -466,6 +541,27 @@ mod tests {
         let expr = filter("req.absent.name == 'x'").unwrap();
         let result = expr.evaluate_bool(&[("res", value(&json!({}))), ("req", value(&json!({})))]);
         assert!(result.is_err(), "{result:?}");
+    }
+
+    /// Input the parser could overflow its stack on is refused before it
+    /// is parsed; nesting within the limit compiles.
+    #[test]
+    fn deep_nesting_and_huge_expressions_are_refused_before_parsing() {
+        let deep = format!("{}true{}", "(".repeat(10_000), ")".repeat(10_000));
+        let error = filter(&deep).expect_err("refused");
+        assert!(error.contains("nests deeper than 64"), "{error}");
+        let huge = format!("'{}' == 'a'", "a".repeat(200_000));
+        assert!(filter(&huge).expect_err("refused").contains("longer than"));
+        let within = format!("{}true{}", "(".repeat(64), ")".repeat(64));
+        let compiled = filter(&within).expect("64 levels compile");
+        // And evaluate on an ordinary thread's stack.
+        assert!(
+            compiled
+                .evaluate_bool(&[("req", Value::Null), ("res", Value::Null)])
+                .expect("evaluates")
+        );
+        // Brackets inside strings do not count.
+        filter(&format!("res.metadata.name == '{}'", "(".repeat(500))).expect("a string");
     }
 
     /// A walk over a large body inside another walk over it is refused

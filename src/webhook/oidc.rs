@@ -60,13 +60,22 @@ impl Jwt {
         if parts.len() != 3 {
             return Err("token is not a JWT".into());
         }
+        // base64url without padding (RFC 7515): a padded segment is refused,
+        // as go-jose refuses it.
         let decode = |part: &str| {
             base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(part.trim_end_matches('='))
+                .decode(part)
                 .map_err(|_| "malformed JWT: bad base64".to_owned())
         };
         let header: Value = serde_json::from_slice(&decode(parts[0])?)
             .map_err(|_| "malformed JWT header".to_owned())?;
+        // RFC 7515 §4.1.11: a `crit` extension the recipient does not
+        // implement refuses the token; herald implements none.
+        if header.get("crit").is_some() {
+            return Err(
+                "malformed JWT header: unsupported critical header parameters (crit)".into(),
+            );
+        }
         let claims: Value = serde_json::from_slice(&decode(parts[1])?)
             .map_err(|_| "failed to parse token payload".to_owned())?;
         if !claims.is_object() {
@@ -164,9 +173,17 @@ impl Jwt {
         self.claims.get(name).and_then(Value::as_str)
     }
 
-    fn claim_time(&self, name: &str) -> Option<i64> {
-        let value = self.claims.get(name)?;
-        value.as_i64().or_else(|| value.as_f64().map(|f| f as i64))
+    /// A time claim (`exp`, `nbf`): `None` when absent; a claim that is
+    /// present but not a number refuses the token, as go-oidc does.
+    fn claim_time(&self, name: &str) -> Result<Option<i64>, String> {
+        let Some(value) = self.claims.get(name) else {
+            return Ok(None);
+        };
+        value
+            .as_i64()
+            .or_else(|| value.as_f64().map(|f| f as i64))
+            .map(Some)
+            .ok_or_else(|| format!("malformed claim {name}: not a number"))
     }
 
     /// `aud` as a string or a list of strings.
@@ -514,11 +531,11 @@ impl KeyCache {
             )));
         }
         let now = now();
-        match jwt.claim_time("exp") {
+        match jwt.claim_time("exp").map_err(fail)? {
             Some(exp) if exp > now => {}
             _ => return Err(fail("token is expired".into())),
         }
-        if let Some(nbf) = jwt.claim_time("nbf")
+        if let Some(nbf) = jwt.claim_time("nbf").map_err(fail)?
             && now + NOT_BEFORE_LEEWAY < nbf
         {
             return Err(fail("current time before the nbf (not before) time".into()));
@@ -556,7 +573,11 @@ impl KeyCache {
                     .collect::<String>()
             )));
         }
-        if jwt.claim_time("exp").is_none_or(|exp| now() > exp) {
+        if jwt
+            .claim_time("exp")
+            .map_err(|e| fail(format!("invalid ID token: {e}")))?
+            .is_none_or(|exp| now() > exp)
+        {
             return Err(fail("invalid ID token: token expired".into()));
         }
         if !matches!(jwt.alg.as_str(), "RS256" | "ES256") {
@@ -674,6 +695,42 @@ mod tests {
             },
         )
         .expect("compiles")
+    }
+
+    /// As go-oidc and RFC 7515: a time claim that is not a number, a
+    /// `crit` header naming an extension herald does not implement, and a
+    /// padded base64 segment each refuse the token.
+    #[test]
+    fn malformed_time_claims_crit_headers_and_padding_refuse_the_token() {
+        let key = SigningKey::generate("k1");
+        let token =
+            key.sign(&json!({"iss": "x", "nbf": "2099-01-01T00:00:00Z", "exp": now() + 60}));
+        let jwt = Jwt::parse(&token).expect("parses");
+        assert_eq!(
+            jwt.claim_time("nbf"),
+            Err("malformed claim nbf: not a number".to_owned())
+        );
+        assert_eq!(jwt.claim_time("exp").map(|t| t.is_some()), Ok(true));
+        assert_eq!(jwt.claim_time("iat"), Ok(None));
+
+        let b64 =
+            |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let parts: Vec<&str> = token.split('.').collect();
+        let crit = b64(&json!({"alg": "RS256", "kid": "k1", "crit": ["exp"], "exp": 1}));
+        let error = Jwt::parse(&format!("{crit}.{}.{}", parts[1], parts[2]))
+            .err()
+            .expect("crit refused");
+        assert!(error.contains("crit"), "{error}");
+
+        // A segment whose length needs padding, sent padded.
+        let header = json!({"alg": "RS256", "kid": "k1"});
+        let mut padded = base64::engine::general_purpose::URL_SAFE.encode(header.to_string());
+        if !padded.ends_with('=') {
+            padded = base64::engine::general_purpose::URL_SAFE.encode(format!("{header} "));
+        }
+        assert!(padded.ends_with('='), "{padded}");
+        assert!(Jwt::parse(&format!("{padded}.{}.{}", parts[1], parts[2])).is_err());
+        assert!(Jwt::parse(&token).is_ok());
     }
 
     #[test]
