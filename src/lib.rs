@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod discovery;
 pub mod dispatch;
 pub mod duration;
+pub mod hex;
 pub mod http;
 pub mod mask;
 pub mod memory;

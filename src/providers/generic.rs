@@ -4,6 +4,7 @@
 //! sha256=<hex HMAC-SHA256 of the body>` keyed by the Secret's `token`.
 //! A text template replaces the event's `message`.
 
+use crate::hex::encode as hex;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -173,16 +174,6 @@ impl Notifier for Generic {
         }
         Ok(request)
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 #[cfg(test)]

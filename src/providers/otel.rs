@@ -173,7 +173,7 @@ impl Export {
                 .map(|(k, v)| json!({"key": k, "value": {"stringValue": v}}))
                 .collect()
         };
-        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let hex = crate::hex::encode;
         let mut status = json!({"code": self.status_code});
         if !self.status_message.is_empty() {
             status["message"] = json!(self.status_message);

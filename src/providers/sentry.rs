@@ -47,6 +47,10 @@ fn invalid(message: &str) -> Invalid {
 
 pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
     let dsn = url::Url::parse(settings.address()?.expose()).map_err(|_| invalid("not a URL"))?;
+    // sentry-go accepts only these two.
+    if !matches!(dsn.scheme(), "http" | "https") {
+        return Err(invalid("the scheme is neither http nor https"));
+    }
     let host = dsn.host_str().ok_or_else(|| invalid("no host"))?;
     if dsn.username().is_empty() {
         return Err(invalid("no public key"));
@@ -77,14 +81,10 @@ pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
     }))
 }
 
+/// A random id of `bytes` bytes, in hex.
 fn hex_id(bytes: usize) -> String {
-    use rand::Rng;
-    use std::fmt::Write;
-    let mut rng = rand::rng();
-    (0..bytes).fold(String::with_capacity(bytes * 2), |mut s, _| {
-        let _ = write!(s, "{:02x}", rng.random::<u8>());
-        s
-    })
+    let random: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
+    crate::hex::encode(&random)
 }
 
 #[derive(Serialize)]
@@ -259,5 +259,13 @@ mod tests {
         assert_eq!(item["length"], lines[2].len());
         assert!(sentry("https://o1.ingest.sentry.io/42").is_err());
         assert!(sentry("https://pub@o1.ingest.sentry.io/").is_err());
+        // A scheme sentry-go refuses, whatever the rest.
+        let Err(Invalid::Setting { reason, message }) = sentry("ftp://pub@o1.ingest.sentry.io/42")
+        else {
+            panic!("an ftp DSN was accepted");
+        };
+        assert_eq!(reason, "InvalidDSN");
+        assert!(message.contains("neither http nor https"), "{message}");
+        assert!(!message.contains("pub@"), "{message}");
     }
 }

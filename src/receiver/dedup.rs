@@ -137,7 +137,14 @@ impl Dedup {
         if seen.until.get(&key).is_some_and(|until| *until > now) {
             return Admission::Duplicate;
         }
-        while seen.order.len() >= self.capacity && seen.pop_oldest() {}
+        // The cap counts live keys: entries left by `forget` (a refused
+        // event) must not push live ones out early. Those stale entries
+        // are dropped once they are as many as the live ones.
+        while seen.until.len() >= self.capacity && seen.pop_oldest() {}
+        if seen.order.len() >= 2 * self.capacity {
+            let Seen { until, order } = &mut *seen;
+            order.retain(|(key, at)| until.get(key) == Some(at));
+        }
         // An absurd interval is remembered as long as a u64 can say.
         let until = now.saturating_add(self.interval_ms);
         seen.until.insert(key, until);
@@ -173,6 +180,29 @@ impl Dedup {
 
 #[cfg(test)]
 mod tests {
+    /// Keys forgotten after a refusal (503) do not count toward the cap:
+    /// a burst of refused events never pushes remembered ones out early.
+    #[test]
+    fn forgotten_keys_do_not_shrink_the_capacity() {
+        let dedup = Dedup::with_capacity(Duration::from_secs(60), 3);
+        let now = Instant::now();
+        let admit = |message: &str| dedup.admit(&event(message, &[]), now);
+        assert!(matches!(admit("a"), Admission::Fresh(_)));
+        assert!(matches!(admit("b"), Admission::Fresh(_)));
+        for n in 0..10 {
+            if let Admission::Fresh(key) = admit(&format!("refused {n}")) {
+                dedup.forget(key);
+            }
+        }
+        assert!(matches!(admit("c"), Admission::Fresh(_)));
+        assert_eq!(
+            admit("a"),
+            Admission::Duplicate,
+            "a live key was pushed out"
+        );
+        assert_eq!(dedup.len(), 3);
+    }
+
     use super::*;
     use crate::api::Severity;
 

@@ -28,13 +28,7 @@ pub fn webhook_path(token: &[u8], name: &str, namespace: &str) -> String {
 
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 0xf)] as char);
-    }
-    out
+    crate::hex::encode(bytes)
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {

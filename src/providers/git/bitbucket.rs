@@ -104,7 +104,7 @@ fn state(severity: Severity) -> Result<&'static str, String> {
 /// The hex SHA-1 of a string (Flux's `sha1String`): the status key.
 pub fn sha1_hex(s: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, s.as_bytes());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(digest.as_ref())
 }
 
 impl Bitbucket {

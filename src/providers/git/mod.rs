@@ -293,7 +293,8 @@ pub fn change_request(n: &Notification) -> Result<u64, String> {
         .map_err(|_| format!("invalid \"change_request\" metadata value {value:?}"))
 }
 
-/// Go's `url.PathEscape`: a path segment, `/` escaped.
+/// Go's `url.PathEscape`: a path segment, `/` escaped, and `,` and `;`
+/// too (Go keeps them for meaning within a segment, so it escapes them).
 pub fn path_escape(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for &b in segment.as_bytes() {
@@ -308,9 +309,7 @@ pub fn path_escape(segment: &str) -> String {
             | b'$'
             | b'&'
             | b'+'
-            | b','
             | b':'
-            | b';'
             | b'='
             | b'@' => out.push(b as char),
             _ => {
@@ -522,6 +521,9 @@ mod tests {
     fn escapes_like_go() {
         assert_eq!(path_escape("org/repo.x"), "org%2Frepo.x");
         assert_eq!(path_escape("a b@c"), "a%20b@c");
+        // As Go: `,` `;` `?` escaped in a segment; `$ & + : = @` kept.
+        assert_eq!(path_escape("a,b;c?d"), "a%2Cb%3Bc%3Fd");
+        assert_eq!(path_escape("$&+:=@"), "$&+:=@");
         assert_eq!(
             query_escape("kustomization/app/1"),
             "kustomization%2Fapp%2F1"
