@@ -2961,14 +2961,9 @@ fn kstatus_reads_suspended_as_current_and_invalid_as_failed() {
     }
 }
 
-/// `flux reconcile` sets `reconcile.fluxcd.io/requestedAt` and waits for
-/// `status.lastHandledReconcileAt` to echo it: herald handles the request
-/// at once (a rebuild, as Flux's ReconcileRequestedPredicate triggers one)
-/// for Alerts, Providers and Receivers.
-#[test]
-fn reconcile_requests_are_handled_at_once_for_every_kind() {
-    let sink = Sink::start();
-    let (cluster, _herald) = seeded("reconcile-request", &sink, &[]);
+/// A generic Receiver `hook` (with its Secret), once herald has given it
+/// its webhook path.
+fn create_ready_receiver(cluster: &Cluster) {
     cluster.create(
         r#"
 apiVersion: v1
@@ -2985,13 +2980,6 @@ spec:
   resources: [{kind: GitRepository, name: app}]
 "#,
     );
-    let handled = |version: &str, kind: &str, name: &str| {
-        cluster.get(version, kind, name).and_then(|o| {
-            o["status"]["lastHandledReconcileAt"]
-                .as_str()
-                .map(str::to_owned)
-        })
-    };
     let deadline = Instant::now() + WAIT;
     while cluster
         .get("v1", "Receiver", "hook")
@@ -3000,6 +2988,24 @@ spec:
         assert!(Instant::now() < deadline, "the Receiver never got ready");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `flux reconcile` sets `reconcile.fluxcd.io/requestedAt` and waits for
+/// `status.lastHandledReconcileAt` to echo it: herald handles the request
+/// at once (a rebuild, as Flux's ReconcileRequestedPredicate triggers one)
+/// for Alerts, Providers and Receivers.
+#[test]
+fn reconcile_requests_are_handled_at_once_for_every_kind() {
+    let sink = Sink::start();
+    let (cluster, _herald) = seeded("reconcile-request", &sink, &[]);
+    create_ready_receiver(&cluster);
+    let handled = |version: &str, kind: &str, name: &str| {
+        cluster.get(version, kind, name).and_then(|o| {
+            o["status"]["lastHandledReconcileAt"]
+                .as_str()
+                .map(str::to_owned)
+        })
+    };
     for (version, kind, name) in [
         ("v1", "Receiver", "hook"),
         ("v1beta3", "Alert", "flux-alerts"),
@@ -3036,30 +3042,7 @@ spec:
 fn the_flux_cli_works_against_herald() {
     let sink = Sink::start();
     let (cluster, _herald) = seeded("flux-cli", &sink, &[]);
-    cluster.create(
-        r#"
-apiVersion: v1
-kind: Secret
-metadata: {name: hook-token}
-stringData: {token: a-token}
----
-apiVersion: notification.toolkit.fluxcd.io/v1
-kind: Receiver
-metadata: {name: hook}
-spec:
-  type: generic
-  secretRef: {name: hook-token}
-  resources: [{kind: GitRepository, name: app}]
-"#,
-    );
-    let deadline = Instant::now() + WAIT;
-    while cluster
-        .get("v1", "Receiver", "hook")
-        .is_none_or(|r| r["status"]["webhookPath"].is_null())
-    {
-        assert!(Instant::now() < deadline, "the Receiver never got ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    create_ready_receiver(&cluster);
     let flux = |args: &[&str]| {
         let output = std::process::Command::new(kubeapi::flux_binary())
             .args(args)
