@@ -780,3 +780,97 @@ spec:
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(!stdout.contains("FluxIncompatible"), "{stdout}");
 }
+
+/// herald's duration parser against Go's own `time.ParseDuration` (run by
+/// the test harness, built from Go's standard library): the same inputs
+/// accepted with the same nanoseconds, the same refused — except negative
+/// durations, which herald refuses on purpose.
+#[test]
+fn durations_parse_as_go_parses_them() {
+    let inputs = [
+        "0",
+        "-0",
+        "+0",
+        "",
+        "5",
+        "5s",
+        "+5s",
+        "-5s",
+        "1h30m",
+        "1.5s",
+        "1.s",
+        ".5s",
+        ".s",
+        "1..2s",
+        "500ms",
+        "3.7ms",
+        "1h1m1s1ms1us1ns",
+        "1µs",
+        "1μs",
+        "1us",
+        "0.5h",
+        "1.23456789012h",
+        "0.3333333333333333333h",
+        "0.00000000001s",
+        "1.0000000000000000000001s",
+        "2562047h47m16.854775807s",
+        "2562047h47m16.854775808s",
+        "9223372036854775807ns",
+        "9223372036854775808ns",
+        "2562047h",
+        "2562048h",
+        "100000000000000000000h",
+        "99999999999999999999999s",
+        "1e3s",
+        "1.5.5s",
+        "5x",
+        "m",
+        "1h-1m",
+        "12345678901234567890ns",
+        "0.1ns",
+        "1.9ns",
+        "4.000000000000000000000000000001ns",
+    ];
+    let mut child = Command::new(support::kubeapi::harness_binary())
+        .arg("durations")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the harness");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        for input in inputs {
+            writeln!(stdin, "{input}").expect("write");
+        }
+    }
+    let output = child.wait_with_output().expect("harness");
+    assert!(output.status.success());
+    let table = String::from_utf8(output.stdout).expect("utf-8");
+    let answers: Vec<&str> = table.lines().collect();
+    assert_eq!(answers.len(), inputs.len(), "{table}");
+    for (input, go) in inputs.iter().zip(answers) {
+        let ours = herald::duration::parse(input);
+        match go.strip_prefix("ok ") {
+            Some(nanos) => {
+                let nanos: i64 = nanos.parse().expect("nanoseconds");
+                if nanos < 0 || (nanos == 0 && input.starts_with('-')) {
+                    assert!(
+                        ours.is_err() || ours == Ok(Duration::ZERO),
+                        "{input:?}: Go {nanos}, herald {ours:?}"
+                    );
+                } else {
+                    assert_eq!(
+                        ours,
+                        Ok(Duration::from_nanos(nanos as u64)),
+                        "{input:?}: Go says {nanos} ns"
+                    );
+                }
+            }
+            None => assert!(
+                ours.is_err(),
+                "{input:?}: Go refuses it, herald gives {ours:?}"
+            ),
+        }
+    }
+}

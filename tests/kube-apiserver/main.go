@@ -75,6 +75,13 @@ import (
 const heraldUser = "herald"
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "durations" {
+		if err := runDurations(); err != nil {
+			fmt.Fprintln(os.Stderr, "kube-apiserver-harness durations:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) > 1 && os.Args[1] == "kstatus" {
 		if err := runKstatus(); err != nil {
 			fmt.Fprintln(os.Stderr, "kube-apiserver-harness kstatus:", err)
