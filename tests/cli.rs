@@ -874,3 +874,19 @@ fn durations_parse_as_go_parses_them() {
         }
     }
 }
+
+/// `herald --help` says what herald is today: every provider type, the
+/// `controller` command, and `--log-encoding`'s default.
+#[test]
+fn help_says_what_herald_does_now() {
+    let (code, stdout, _) = run(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(!stdout.contains("Slack today"), "{stdout}");
+    assert!(stdout.contains("every provider type Flux has"), "{stdout}");
+    assert!(stdout.contains("(`controller`)"), "{stdout}");
+    let (_, stdout, _) = run(&["serve", "--help"]);
+    assert!(
+        stdout.contains("[default: json for `controller`, console for the other commands]"),
+        "{stdout}"
+    );
+}

@@ -18,10 +18,11 @@ use crate::runtime::RuntimeOptions;
 
 /// herald: a drop-in replacement for Flux's notification-controller.
 ///
-/// It serves Flux's Alert and Provider resources, receives the events Flux's
-/// controllers send, and delivers the matching notifications (Slack today).
-/// Run it on a directory of manifests with no cluster (`serve`, `route`,
-/// `check`), or print its CRDs (`crds`).
+/// It serves Flux's Alert, Provider and Receiver resources, receives the
+/// events Flux's controllers send, and delivers the matching notifications
+/// to every provider type Flux has. Run it in a cluster (`controller`), on
+/// a directory of manifests with no cluster (`serve`, `route`, `check`),
+/// or print its CRDs (`crds`).
 #[derive(Debug, Parser)]
 // As with Go's flag package (Flux's), a repeated flag takes its last value.
 #[command(name = "herald", version, about, long_about, args_override_self = true)]
@@ -235,7 +236,8 @@ pub struct LogArgs {
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
 
-    /// Log format: `console` (human-readable) or `json`.
+    /// Log format: `console` (human-readable) or `json` [default: json for
+    /// `controller`, console for the other commands].
     #[arg(long, value_name = "FORMAT", value_enum)]
     pub log_encoding: Option<LogEncoding>,
 }
