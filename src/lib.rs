@@ -10,11 +10,13 @@
 //! the modules below it read, so no two modules import each other.
 
 pub mod api;
+pub mod cel;
 pub mod cli;
 pub mod cluster;
 pub mod discovery;
 pub mod dispatch;
 pub mod duration;
+pub mod goregex;
 pub mod hex;
 pub mod http;
 pub mod mask;

@@ -248,7 +248,7 @@ impl Publisher {
             return;
         };
         let max_age = self.dispatcher.max_delivery_age();
-        let replay = pending.deliveries(&self.table.load(), spool, max_age);
+        let replay = crate::routing::replay::replay(pending, &self.table.load(), spool, max_age);
         let total = replay.deliveries.len();
         let waiting_for_alert = replay.waiting.as_ref().map_or(0, Pending::len);
         if let Some(waiting) = replay.waiting {

@@ -13,7 +13,7 @@
 //! A record is the notification as routed (the cleaned event, the merged
 //! metadata, the Alert's key); it is delivered through the Alert as it is
 //! when read back (its Provider and template then), and not matched again:
-//! it was accepted once already.
+//! it was accepted once already ([`crate::routing::replay`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,8 +26,6 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::api::FluxEvent;
-use crate::notification::Notification;
-use crate::routing::{Delivery, RoutingTable};
 use crate::source::ObjectKey;
 
 /// Record id (in acceptance order) → JSON of a [`Record`].
@@ -59,19 +57,31 @@ pub struct Record {
 }
 
 impl Record {
-    /// The record of a notification accepted now.
-    pub fn of(delivery: &Delivery, accepted: SystemTime) -> Self {
+    /// The record of a notification to `alert`, accepted at `accepted`.
+    pub fn new(
+        alert: &ObjectKey,
+        accepted: SystemTime,
+        event: FluxEvent,
+        metadata: BTreeMap<String, String>,
+    ) -> Self {
         Self {
-            alert_namespace: delivery.alert.key.namespace.clone(),
-            alert_name: delivery.alert.key.name.clone(),
+            alert_namespace: alert.namespace.clone(),
+            alert_name: alert.name.clone(),
             accepted_unix_ms: unix_ms(accepted),
-            event: (*delivery.event).clone(),
-            metadata: delivery.metadata.clone(),
+            event,
+            metadata,
         }
     }
 
-    fn alert(&self) -> ObjectKey {
+    /// The Alert it matched.
+    pub fn alert(&self) -> ObjectKey {
         ObjectKey::new(self.alert_namespace.as_str(), self.alert_name.as_str())
+    }
+
+    /// How long ago it was accepted, by the wall clock at `now`.
+    pub fn age(&self, now: SystemTime) -> Duration {
+        now.duration_since(UNIX_EPOCH + Duration::from_millis(self.accepted_unix_ms))
+            .unwrap_or_default()
     }
 }
 
@@ -268,63 +278,16 @@ impl Pending {
         self.0.is_empty()
     }
 
-    /// The pending notifications as deliveries through `table`'s Alerts,
-    /// oldest first, each with the instant it was accepted. A record whose
-    /// Alert this table does not route (a Secret not read yet, a manifest
-    /// directory not synced yet, the Alert deleted) is kept for a later
-    /// table ([`Replay::waiting`]) until it is older than `max_age`; then
-    /// it is logged, removed from `spool` and counted given up.
-    pub fn deliveries(self, table: &RoutingTable, spool: &Spool, max_age: Duration) -> Replay {
-        let alerts = table.alerts_by_key();
-        let now_wall = SystemTime::now();
-        let now = Instant::now();
-        let mut replay = Replay::default();
-        let mut waiting = Vec::new();
-        for (id, record) in self.0 {
-            let key = record.alert();
-            let age = now_wall
-                .duration_since(UNIX_EPOCH + Duration::from_millis(record.accepted_unix_ms))
-                .unwrap_or_default();
-            let Some(alert) = alerts.get(&key) else {
-                if age >= max_age {
-                    tracing::error!(alert = %key, event = %record.event.object_ref(),
-                        "spooled notification given up: its Alert did not route within --max-delivery-age (deleted, suspended, or its Provider not ready)");
-                    spool.remove(id);
-                    replay.given_up += 1;
-                } else {
-                    waiting.push((id, record));
-                }
-                continue;
-            };
-            let accepted = now.checked_sub(age).unwrap_or(now);
-            let delivery = Delivery {
-                notification: Notification {
-                    event: Arc::new(record.event),
-                    metadata: record.metadata,
-                    route: alert.route.clone(),
-                    digest: None,
-                },
-                alert: alert.clone(),
-                spooled: vec![id],
-            };
-            replay.deliveries.push((delivery, accepted));
-        }
-        if !waiting.is_empty() {
-            replay.waiting = Some(Pending(waiting));
-        }
-        replay
+    /// The records, oldest first, with their ids.
+    pub fn into_records(self) -> Vec<(u64, Record)> {
+        self.0
     }
 }
 
-/// Spooled notifications ready to be queued again.
-#[derive(Default)]
-pub struct Replay {
-    /// Oldest first, each with when it was accepted.
-    pub deliveries: Vec<(Delivery, Instant)>,
-    /// Records whose Alert this table does not route, kept for the next.
-    pub waiting: Option<Pending>,
-    /// Records given up: their Alert did not route within max age.
-    pub given_up: usize,
+impl From<Vec<(u64, Record)>> for Pending {
+    fn from(records: Vec<(u64, Record)>) -> Self {
+        Self(records)
+    }
 }
 
 /// What was read back from a spool file.

@@ -6,6 +6,7 @@ pub mod crd;
 pub mod decode;
 pub mod event;
 pub mod provider;
+pub mod reason;
 pub mod receiver;
 pub mod severity;
 
@@ -15,5 +16,6 @@ pub use alert::{
 pub use decode::{DecodeError, Decoded, Undecodable};
 pub use event::{EventError, FluxEvent, InvolvedObject};
 pub use provider::{Provider, ProviderSpec, ProviderStatus, ProviderType};
+pub use reason::Reason;
 pub use receiver::{Receiver, ReceiverResource, ReceiverSpec, ReceiverStatus, ReceiverType};
 pub use severity::{Severity, SeverityFilter, SeverityMask};

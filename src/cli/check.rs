@@ -3,6 +3,7 @@
 use clap::Args;
 
 use super::RoutingArgs;
+use crate::api::Reason;
 use crate::routing;
 use crate::source::{Level, ObjectKey, Origin, Problem, manifests};
 
@@ -98,7 +99,7 @@ fn receiver_problems(snapshot: &crate::source::Snapshot) -> Vec<Problem> {
             receiver.metadata.namespace.as_deref().unwrap_or("default"),
             receiver.metadata.name.as_deref().unwrap_or_default(),
         );
-        let mut report = |level, reason: &'static str, message: String| {
+        let mut report = |level, reason: Reason, message: String| {
             problems.push(Problem {
                 level,
                 origin: loaded.origin.clone(),
@@ -115,11 +116,11 @@ fn receiver_problems(snapshot: &crate::source::Snapshot) -> Vec<Problem> {
             }
         });
         for status in statuses.iter().filter(|s| !s.ready) {
-            let reason = match status.reason.as_str() {
-                table::TOKEN_NOT_FOUND => table::TOKEN_NOT_FOUND,
-                table::INVALID_CEL => table::INVALID_CEL,
-                table::VALIDATION_FAILED => table::VALIDATION_FAILED,
-                _ => "InvalidSpec",
+            let reason = match status.reason {
+                reason @ (Reason::TokenNotFound
+                | Reason::InvalidCELExpression
+                | Reason::ValidationFailed) => reason,
+                _ => Reason::InvalidSpec,
             };
             report(Level::Error, reason, status.message.clone());
         }
@@ -128,7 +129,7 @@ fn receiver_problems(snapshot: &crate::source::Snapshot) -> Vec<Problem> {
             if !RECEIVER_KINDS.contains(&resource.kind.as_str()) {
                 report(
                     Level::Error,
-                    "InvalidSpec",
+                    Reason::InvalidSpec,
                     format!(
                         "spec.resources[{i}].kind: '{}' is not a kind a Receiver can reconcile \
                          (expected one of {})",
@@ -140,7 +141,7 @@ fn receiver_problems(snapshot: &crate::source::Snapshot) -> Vec<Problem> {
             if resource.name.is_empty() {
                 report(
                     Level::Error,
-                    "InvalidSpec",
+                    Reason::InvalidSpec,
                     format!("spec.resources[{i}].name is empty"),
                 );
             }
@@ -155,7 +156,7 @@ fn receiver_problems(snapshot: &crate::source::Snapshot) -> Vec<Problem> {
         if !filters_events && spec.events.as_ref().is_some_and(|e| !e.is_empty()) {
             report(
                 Level::Warning,
-                "EventsIgnored",
+                Reason::EventsIgnored,
                 format!(
                     "spec.events: type {} does not name its events; the list is ignored \
                      (only github, gitlab, bitbucket and cdevents filter on it)",
@@ -207,7 +208,7 @@ fn flux_incompatibilities(documents: &[(Origin, serde_json::Value)]) -> Vec<Prob
                 origin: origin.clone(),
                 object: format!("{kind} {key}"),
                 target: None,
-                reason: "FluxIncompatible",
+                reason: Reason::FluxIncompatible,
                 message,
             });
         };

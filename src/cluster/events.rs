@@ -86,10 +86,10 @@ impl EventReporter {
 }
 
 impl Reporter for EventReporter {
-    fn alert_warning(&self, alert: &ObjectKey, reason: &'static str, message: String) {
+    fn alert_warning(&self, alert: &ObjectKey, reason: crate::api::Reason, message: String) {
         self.enqueue(Warning {
             about: Subject::Alert(alert.clone()),
-            reason: reason.to_owned(),
+            reason: reason.into(),
             message,
             normal: false,
         });

@@ -14,6 +14,7 @@ use kube::{Api, Client, Resource};
 use serde_json::json;
 
 use super::events::EventReporter;
+use crate::api::Reason;
 use crate::api::{Alert, Decoded, Provider, Receiver, Undecodable};
 use crate::source::{Kind, Level, ObjectKey, Problem};
 use crate::webhook::table::ReceiverStatus;
@@ -73,16 +74,6 @@ pub struct Readiness {
     /// Record a Normal Event when it becomes ready (Receivers, as Flux).
     pub announce: bool,
 }
-
-/// Errors another object's arrival may fix (a Secret or Provider applied
-/// a moment later): not ready, but not stalled either.
-const MAY_FIX_ITSELF: [&str; 3] = ["SecretNotFound", "ProviderNotFound", "InternalError"];
-
-/// Notes that mean "switched off on purpose": a suspended object is ready
-/// as far as kstatus is concerned (`Ready=True`, reason `Suspended`), so
-/// suspending an Alert or Provider never fails a Kustomization that
-/// health-checks it (Flux's v1beta3 objects have no status at all).
-const SUSPENDED: [&str; 2] = ["Suspended", "ProviderSuspended"];
 
 impl StatusWriter {
     pub fn new(
@@ -159,7 +150,7 @@ impl StatusWriter {
             let current_handled = status.and_then(|s| s.last_handled_reconcile_at.clone());
             let readiness = Readiness {
                 ready: wanted.ready,
-                reason: wanted.reason.clone(),
+                reason: wanted.reason.into(),
                 message: wanted.message.clone(),
                 failed: wanted.failed,
                 progress: wanted.progress,
@@ -204,7 +195,7 @@ impl StatusWriter {
                 failed: true,
                 progress: Some(STALLED),
                 announce: false,
-                reason: "InvalidSpec".into(),
+                reason: Reason::InvalidSpec.into(),
                 message: format!("cannot be read: {}", object.error),
             };
             let meta = &object.metadata;
@@ -442,12 +433,16 @@ pub fn readiness(kind: Kind, key: ObjectKey, problems: &[Problem]) -> Readiness 
     let worst = blocking.iter().rev().max_by_key(|p| p.level);
     match worst {
         Some(worst) => Readiness {
-            ready: blocking.iter().all(|p| SUSPENDED.contains(&p.reason)),
+            // Switched off on purpose: a suspended object is ready as far as
+            // kstatus is concerned (`Ready=True`, reason `Suspended`), so
+            // suspending an Alert or Provider never fails a Kustomization
+            // that health-checks it (Flux's v1beta3 objects have no status).
+            ready: blocking.iter().all(|p| p.reason.is_suspension()),
             failed: worst.level == Level::Error,
-            progress: (worst.level == Level::Error && !MAY_FIX_ITSELF.contains(&worst.reason))
+            progress: (worst.level == Level::Error && !worst.reason.may_fix_itself())
                 .then_some(STALLED),
             announce: false,
-            reason: worst.reason.to_owned(),
+            reason: worst.reason.into(),
             message: blocking
                 .iter()
                 .map(|p| p.message.as_str())
@@ -470,7 +465,7 @@ pub fn readiness(kind: Kind, key: ObjectKey, problems: &[Problem]) -> Readiness 
                 failed: false,
                 progress: None,
                 announce: false,
-                reason: "Succeeded".into(),
+                reason: Reason::Succeeded.into(),
                 message,
             }
         }

@@ -17,11 +17,16 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::api::FluxEvent;
+use crate::duration::after;
 use crate::notification::{Digest, DigestLine, Notification};
 use crate::routing::{CompiledAlert, Delivery, DigestPolicy};
 use crate::source::ObjectKey;
+
+use super::Dispatcher;
+use super::outcome::{GivenUp, Outcome};
 
 /// The open windows, one per Alert.
 #[derive(Default)]
@@ -184,6 +189,97 @@ fn format_window(window: std::time::Duration) -> String {
         text.push_str(&format!("{seconds}s"));
     }
     text
+}
+
+/// The dispatcher's side of digests: holding, and each window's timer.
+impl Dispatcher {
+    /// Passes each notification through its Alert's digest window: those
+    /// to send now, and how many were held. A window opened here gets its
+    /// timer.
+    pub(super) fn hold_for_digests(&self, notifications: Vec<Delivery>) -> (Vec<Delivery>, usize) {
+        let inner = &self.inner;
+        let mut send = Vec::with_capacity(notifications.len());
+        let mut held = 0;
+        for notification in notifications {
+            let kind = notification
+                .alert
+                .digest
+                .is_some()
+                .then(|| notification.alert.destination.kind.as_str());
+            match inner.digests.offer(notification) {
+                Offer::Send { delivery, opened } => {
+                    if let Some(policy) = opened {
+                        tokio::spawn(
+                            self.clone()
+                                .digest_rounds(delivery.alert.key.clone(), policy),
+                        );
+                    }
+                    send.push(delivery);
+                }
+                Offer::Held => {
+                    held += 1;
+                    inner
+                        .metrics
+                        .notification(kind.unwrap_or_default(), "held_for_digest");
+                }
+            }
+        }
+        (send, held)
+    }
+
+    /// An Alert's digest windows, one after another while they hold
+    /// something; each digest is queued when its window ends (its max age
+    /// counts from then).
+    async fn digest_rounds(self, alert: crate::source::ObjectKey, policy: DigestPolicy) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(policy.window) => {}
+                () = self.inner.abandon.cancelled() => return,
+            }
+            let Some(digest) = self.inner.digests.close(&alert) else {
+                return;
+            };
+            self.queue_digest(digest);
+        }
+    }
+
+    /// Queues a digest whose window ended. When the global bound has no
+    /// room for it (and its destination holds the most, so nothing makes
+    /// room), it stays held — its notifications still spooled — and is
+    /// queued as soon as there is room; it is given up only past
+    /// `--max-delivery-age`, naming the bound that was full.
+    pub(super) fn queue_digest(&self, digest: Delivery) {
+        tracing::debug!(alert = %digest.alert.key, notifications = digest.digest.as_ref().map_or(0, |d| d.total),
+            "digest window ended: sending its digest");
+        let accepted = Instant::now();
+        if let Err(back) = self.try_enqueue_accepted(vec![digest], accepted) {
+            tokio::spawn(self.clone().queue_when_room(back, accepted));
+        }
+    }
+
+    async fn queue_when_room(self, mut waiting: Vec<Delivery>, accepted: Instant) {
+        let deadline = after(accepted, self.inner.config.max_delivery_age);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                () = self.inner.abandon.cancelled() => {
+                    waiting.into_iter().for_each(|d| self.inner.finish(&d, Outcome::Abandoned));
+                    return;
+                }
+            }
+            match self.try_enqueue_accepted(waiting, accepted) {
+                Ok(_) => return,
+                Err(back) if Instant::now() >= deadline => {
+                    for digest in &back {
+                        self.inner
+                            .finish(digest, Outcome::GivenUp(GivenUp::GlobalFullTooLong));
+                    }
+                    return;
+                }
+                Err(back) => waiting = back,
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,9 +9,14 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use futures::future::BoxFuture;
+
+use super::delivery::WORKER_IDLE_HEALTHY;
 use super::*;
 use crate::notification::Notification;
-use crate::providers::{Body, Notifier, Request, Settings, ThreadAnchor};
+use crate::providers::{
+    Body, Conversation, Notifier, Request, Sender, Settings, ThreadAnchor, Verdict,
+};
 use crate::routing::Delivery;
 use crate::routing::{Destination, TableOptions};
 use crate::source::manifests;

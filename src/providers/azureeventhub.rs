@@ -25,6 +25,7 @@ use super::{
     Auth, Conversation, Invalid, Notifier, Request, Sender, Settings, ThreadAnchor, Verdict,
     generic,
 };
+use crate::api::Reason;
 use crate::mask::SecretString;
 use crate::notification::Notification;
 use crate::template::Rendered;
@@ -57,7 +58,7 @@ enum Credential {
     Identity(Arc<WorkloadIdentity>),
 }
 
-fn invalid(reason: &'static str, message: impl Into<String>) -> Invalid {
+fn invalid(reason: Reason, message: impl Into<String>) -> Invalid {
     Invalid::Setting {
         reason,
         message: message.into(),
@@ -70,14 +71,14 @@ pub fn new(mut settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
     let (resource, credential) = if address.contains("SharedAccessKey") {
         if identity.is_some() {
             return Err(invalid(
-                "InvalidCredentials",
+                Reason::InvalidCredentials,
                 "the address is a SAS connection string and spec.serviceAccountName is set: \
                  use one of them (as Flux requires)",
             ));
         }
         if settings.token.is_some() {
             return Err(invalid(
-                "InvalidCredentials",
+                Reason::InvalidCredentials,
                 "the address is a SAS connection string and spec.secretRef's Secret has a \
                  'token' too: use one of them (as Flux requires)",
             ));
@@ -87,7 +88,7 @@ pub fn new(mut settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
         let credential = match (settings.token.clone(), identity) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
-                    "InvalidCredentials",
+                    Reason::InvalidCredentials,
                     "spec.serviceAccountName and a JWT in the 'token' key of spec.secretRef's \
                      Secret are both set: use one of them (as Flux requires)",
                 ));
@@ -96,7 +97,7 @@ pub fn new(mut settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
             (None, Some(identity)) => Credential::Identity(identity),
             (None, None) => {
                 return Err(invalid(
-                    "SecretKeyMissing",
+                    Reason::SecretKeyMissing,
                     "azureeventhub needs a SAS connection string as the address, a JWT in the \
                      'token' key of spec.secretRef's Secret, or spec.serviceAccountName (workload \
                      identity): herald does not use the controller's own managed identity",
@@ -105,7 +106,7 @@ pub fn new(mut settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
         };
         let namespace = settings.channel.as_deref().ok_or_else(|| {
             invalid(
-                "ChannelMissing",
+                Reason::ChannelMissing,
                 "spec.channel: with a JWT, azureeventhub needs the Event Hubs namespace in the \
                  channel, and there is none",
             )
@@ -146,7 +147,7 @@ fn fully_qualified(namespace: &str) -> String {
 fn check_url(resource: &str) -> Result<(), Invalid> {
     url::Url::parse(resource).map(|_| ()).map_err(|e| {
         invalid(
-            "InvalidAddress",
+            Reason::InvalidAddress,
             format!("the Event Hub's namespace and name do not make a URL ({e})"),
         )
     })
@@ -174,7 +175,7 @@ fn connection_string(address: &str) -> Result<(String, Credential), Invalid> {
     }
     let missing = |what: &str| {
         invalid(
-            "InvalidAddress",
+            Reason::InvalidAddress,
             format!("the SAS connection string in the address has no {what}"),
         )
     };
@@ -192,7 +193,7 @@ fn connection_string(address: &str) -> Result<(String, Credential), Invalid> {
         .filter(|host| !host.is_empty() && !host.contains('/'))
         .ok_or_else(|| {
             invalid(
-                "InvalidAddress",
+                Reason::InvalidAddress,
                 "the Endpoint of the SAS connection string in the address is not sb://<host>/",
             )
         })?;
@@ -359,7 +360,7 @@ mod tests {
         }
     }
 
-    fn refused(s: Settings) -> (&'static str, String) {
+    fn refused(s: Settings) -> (Reason, String) {
         match new(s) {
             Err(Invalid::Setting { reason, message }) => (reason, message),
             Err(Invalid::NoAddress) => panic!("no address"),
@@ -388,16 +389,16 @@ mod tests {
     fn bad_credentials_are_refused_without_quoting_them() {
         let sas = "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=s3cret-key";
         let (reason, message) = refused(settings(sas, None, None));
-        assert_eq!(reason, "InvalidAddress");
+        assert_eq!(reason, Reason::InvalidAddress);
         assert!(message.contains("EntityPath"), "{message}");
         assert!(!message.contains("s3cret-key"), "{message}");
         let with_hub = format!("{sas};EntityPath=hub");
         let (reason, _) = refused(settings(&with_hub, Some("jwt"), None));
-        assert_eq!(reason, "InvalidCredentials");
+        assert_eq!(reason, Reason::InvalidCredentials);
         let (reason, message) = refused(settings("hub", None, Some("ns")));
-        assert_eq!(reason, "SecretKeyMissing");
+        assert_eq!(reason, Reason::SecretKeyMissing);
         assert!(message.contains("serviceAccountName"), "{message}");
         let (reason, _) = refused(settings("hub", Some("jwt"), None));
-        assert_eq!(reason, "ChannelMissing");
+        assert_eq!(reason, Reason::ChannelMissing);
     }
 }

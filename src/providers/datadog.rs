@@ -15,6 +15,7 @@ use reqwest::header::{ACCEPT, HeaderName, HeaderValue};
 use serde::Serialize;
 
 use super::{Body, Invalid, Notifier, Request, Settings, ThreadAnchor, go_time, message_text};
+use crate::api::Reason;
 use crate::api::Severity;
 use crate::mask::SecretString;
 use crate::notification::Notification;
@@ -30,7 +31,7 @@ pub struct Datadog {
 pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
     let address = settings.address()?;
     let parsed = url::Url::parse(address.expose()).map_err(|_| Invalid::Setting {
-        reason: "InvalidAddress",
+        reason: Reason::InvalidAddress,
         message: "the datadog address is not a URL".into(),
     })?;
     let authority = match (parsed.host_str(), parsed.port()) {
@@ -38,7 +39,7 @@ pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
         (Some(host), None) => host.to_owned(),
         (None, _) => {
             return Err(Invalid::Setting {
-                reason: "InvalidAddress",
+                reason: Reason::InvalidAddress,
                 message: "the datadog address has no host".into(),
             });
         }
@@ -46,7 +47,7 @@ pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
     let url = SecretString::new(format!("{}://{authority}/api/v1/events", parsed.scheme()));
     let missing = || {
         Invalid::Setting {
-        reason: "SecretKeyMissing",
+        reason: Reason::SecretKeyMissing,
         message: "datadog sends the API key from the 'token' key of spec.secretRef's Secret, and there is none".into(),
     }
     };
@@ -56,7 +57,7 @@ pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
         .filter(|t| !t.expose().is_empty())
         .ok_or_else(missing)?;
     let mut api_key = HeaderValue::from_str(token.expose()).map_err(|_| Invalid::Setting {
-        reason: "InvalidToken",
+        reason: Reason::InvalidToken,
         message: "the datadog API key is not a valid header value".into(),
     })?;
     api_key.set_sensitive(true);
@@ -136,7 +137,7 @@ mod tests {
         assert!(matches!(
             new(settings(None)).err(),
             Some(Invalid::Setting {
-                reason: "SecretKeyMissing",
+                reason: Reason::SecretKeyMissing,
                 ..
             })
         ));

@@ -4,6 +4,7 @@
 //! sha256=<hex HMAC-SHA256 of the body>` keyed by the Secret's `token`.
 //! A text template replaces the event's `message`.
 
+use crate::api::Reason;
 use crate::hex::encode as hex;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,7 +41,7 @@ pub fn new_hmac(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
         .as_ref()
         .filter(|t| !t.expose().is_empty())
         .ok_or_else(|| Invalid::Setting {
-            reason: "SecretKeyMissing",
+            reason: Reason::SecretKeyMissing,
             message: "generic-hmac signs with the 'token' key of spec.secretRef's Secret, and there is none".into(),
         })?;
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.expose().as_bytes());
@@ -244,7 +245,7 @@ mod tests {
         assert!(matches!(
             new_hmac(settings(None)).err(),
             Some(Invalid::Setting {
-                reason: "SecretKeyMissing",
+                reason: Reason::SecretKeyMissing,
                 ..
             })
         ));

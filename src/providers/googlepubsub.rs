@@ -34,6 +34,7 @@ use super::{
     Auth, Body, Conversation, Invalid, Notifier, Request, Sender, Settings, ThreadAnchor, Verdict,
     generic,
 };
+use crate::api::Reason;
 use crate::mask::SecretString;
 use crate::notification::Notification;
 use crate::template::Rendered;
@@ -84,7 +85,7 @@ struct KeyFile {
     token_uri: Option<String>,
 }
 
-fn invalid(reason: &'static str, message: impl Into<String>) -> Invalid {
+fn invalid(reason: Reason, message: impl Into<String>) -> Invalid {
     Invalid::Setting {
         reason,
         message: message.into(),
@@ -95,7 +96,7 @@ pub fn new(mut settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
     let project_url = project_url(settings.address()?.expose())?;
     if settings.channel.is_none() {
         return Err(invalid(
-            "ChannelMissing",
+            Reason::ChannelMissing,
             "spec.channel: googlepubsub publishes to the topic ID in the channel, and there is none",
         ));
     }
@@ -105,7 +106,7 @@ pub fn new(mut settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
         (None, Some(identity)) => (None, Some(identity.clone())),
         (None, None) => {
             return Err(invalid(
-                "SecretKeyMissing",
+                Reason::SecretKeyMissing,
                 "googlepubsub needs a service-account JSON key in the 'token' key of \
                  spec.secretRef's Secret, or spec.serviceAccountName (workload identity): herald \
                  does not use the controller's own cloud identity",
@@ -133,7 +134,7 @@ fn project_url(address: &str) -> Result<String, Invalid> {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':'));
         if !valid {
             return Err(invalid(
-                "InvalidAddress",
+                Reason::InvalidAddress,
                 "the address must be a GCP project ID (letters, digits, '-', '.', ':') or an \
                  endpoint URL ending in /projects/<project ID>",
             ));
@@ -142,7 +143,7 @@ fn project_url(address: &str) -> Result<String, Invalid> {
     }
     let url = url::Url::parse(address).map_err(|e| {
         invalid(
-            "InvalidAddress",
+            Reason::InvalidAddress,
             format!("the address is not a valid URL ({e})"),
         )
     })?;
@@ -156,7 +157,7 @@ fn project_url(address: &str) -> Result<String, Invalid> {
             Ok(address.trim_end_matches('/').to_owned())
         }
         _ => Err(invalid(
-            "InvalidAddress",
+            Reason::InvalidAddress,
             "an endpoint URL in the address must end in /projects/<project ID> (e.g. \
              https://pubsub.googleapis.com/v1/projects/my-project)",
         )),
@@ -168,7 +169,7 @@ fn project_url(address: &str) -> Result<String, Invalid> {
 fn parse_key(json: &str) -> Result<Key, Invalid> {
     let file: KeyFile = serde_json::from_str(json).map_err(|e| {
         invalid(
-            "InvalidToken",
+            Reason::InvalidToken,
             format!(
                 "the 'token' key of spec.secretRef's Secret is not a service-account JSON key: \
                  missing or malformed field at line {} column {}",
@@ -179,7 +180,7 @@ fn parse_key(json: &str) -> Result<Key, Invalid> {
     })?;
     if file.kind != "service_account" {
         return Err(invalid(
-            "InvalidToken",
+            Reason::InvalidToken,
             format!(
                 "the 'token' key of spec.secretRef's Secret is a '{}' credential: herald reads \
                  only service-account keys (type service_account)",
@@ -189,13 +190,13 @@ fn parse_key(json: &str) -> Result<Key, Invalid> {
     }
     let der = pem_body(&file.private_key).ok_or_else(|| {
         invalid(
-            "InvalidToken",
+            Reason::InvalidToken,
             "the service-account key's private_key is not a PEM 'PRIVATE KEY'",
         )
     })?;
     let signer = RsaKeyPair::from_pkcs8(&der).map_err(|_| {
         invalid(
-            "InvalidToken",
+            Reason::InvalidToken,
             "the service-account key's private_key is not an RSA key in PKCS#8",
         )
     })?;
@@ -203,7 +204,7 @@ fn parse_key(json: &str) -> Result<Key, Invalid> {
     let scheme_ok = token_uri.starts_with("https://") || token_uri.starts_with("http://");
     if !scheme_ok || url::Url::parse(&token_uri).is_err() {
         return Err(invalid(
-            "InvalidToken",
+            Reason::InvalidToken,
             "the service-account key's token_uri is not an http(s) URL",
         ));
     }
@@ -460,7 +461,7 @@ mod tests {
             let Err(Invalid::Setting { reason, message }) = project_url(bad) else {
                 panic!("{bad} accepted");
             };
-            assert_eq!(reason, "InvalidAddress");
+            assert_eq!(reason, Reason::InvalidAddress);
             assert!(!message.contains(bad), "{message}");
         }
     }
@@ -484,7 +485,7 @@ mod tests {
             let Err(Invalid::Setting { reason, message }) = parse_key(json) else {
                 panic!("accepted");
             };
-            assert_eq!(reason, "InvalidToken");
+            assert_eq!(reason, Reason::InvalidToken);
             assert!(message.contains(expected), "{message}");
             assert!(!message.contains("s3cret-material"), "{message}");
         }

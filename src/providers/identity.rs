@@ -35,7 +35,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Body, Request, Sender, Verdict};
-use crate::api::ProviderType;
+use crate::api::Reason;
 use crate::mask::SecretString;
 
 /// Flux's feature gate for `spec.serviceAccountName`.
@@ -88,20 +88,21 @@ pub fn disable() {
 }
 
 /// A `Ready=False` reason and message.
-pub type Refusal = (&'static str, String);
+pub type Refusal = (Reason, String);
 
-/// The identity a Provider of type `kind` in `namespace` gets from its
-/// `spec.serviceAccountName`, or why it cannot have one. `None`: the type
-/// ignores the field (as Flux's notifiers that take no cloud token do).
+/// The identity a Provider in `namespace` gets from its
+/// `spec.serviceAccountName`, or why it cannot have one. `None`: its type
+/// takes no cloud token (`takes_identity` false, from the provider
+/// registry) and ignores the field, as Flux's notifiers of such types do.
 pub fn for_provider(
-    kind: ProviderType,
+    takes_identity: bool,
     namespace: &str,
     service_account: &str,
 ) -> Result<Option<Arc<WorkloadIdentity>>, Refusal> {
     let client = match MODE.get() {
         None => {
             return Err((
-                "WorkloadIdentityNotSupported",
+                Reason::WorkloadIdentityNotSupported,
                 format!(
                     "spec.serviceAccountName: '{service_account}' asks for workload identity, \
                      which needs `herald controller` with --feature-gates={FEATURE_GATE}=true \
@@ -112,7 +113,7 @@ pub fn for_provider(
         }
         Some(Mode::Disabled) => {
             return Err((
-                "WorkloadIdentityNotSupported",
+                Reason::WorkloadIdentityNotSupported,
                 format!(
                     "spec.serviceAccountName: to use spec.serviceAccountName for provider \
                      authentication please enable the {FEATURE_GATE} feature gate in the \
@@ -122,16 +123,14 @@ pub fn for_provider(
         }
         Some(Mode::Enabled(client)) => client,
     };
-    match kind {
-        ProviderType::Azureeventhub | ProviderType::Azuredevops | ProviderType::Googlepubsub => {
-            Ok(Some(Arc::new(WorkloadIdentity {
-                client: client.clone(),
-                namespace: namespace.to_owned(),
-                service_account: service_account.to_owned(),
-            })))
-        }
-        _ => Ok(None),
+    if !takes_identity {
+        return Ok(None);
     }
+    Ok(Some(Arc::new(WorkloadIdentity {
+        client: client.clone(),
+        namespace: namespace.to_owned(),
+        service_account: service_account.to_owned(),
+    })))
 }
 
 /// A ServiceAccount whose token herald exchanges with Azure AD.

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::{Auth, Body, Invalid, Notifier, Request, Settings, ThreadAnchor, message_text};
+use crate::api::Reason;
 use crate::api::Severity;
 use crate::notification::Notification;
 use crate::template::Rendered;
@@ -30,7 +31,7 @@ pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
         .is_none_or(|t| t.expose().is_empty())
     {
         return Err(Invalid::Setting {
-            reason: "SecretKeyMissing",
+            reason: Reason::SecretKeyMissing,
             message: "incident.io authenticates with the 'token' key of spec.secretRef's Secret, and there is none".into(),
         });
     }

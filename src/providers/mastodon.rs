@@ -18,6 +18,7 @@ use serde::Serialize;
 use super::{
     Auth, Body, Invalid, Notifier, Request, Settings, ThreadAnchor, listed_metadata, message_text,
 };
+use crate::api::Reason;
 use crate::mask::SecretString;
 use crate::notification::Notification;
 use crate::template::Rendered;
@@ -39,7 +40,7 @@ pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
         .clone()
         .filter(|t| !t.expose().is_empty())
         .ok_or_else(|| Invalid::Setting {
-            reason: "SecretKeyMissing",
+            reason: Reason::SecretKeyMissing,
             message: "mastodon posts with the access token in the 'token' key of spec.secretRef's Secret, and there is none".into(),
         })?;
     let url = SecretString::new(format!(

@@ -5,7 +5,8 @@
 //!
 //! Adding a provider: write `src/providers/<name>.rs` with a `new(Settings)`
 //! constructor returning an [`Arc<dyn Notifier>`](Notifier), declare the
-//! module below and add its line to [`constructor`].
+//! module below, add the type's [`ProviderType`] variant and its row in
+//! [`registry`].
 
 pub mod alertmanager;
 pub mod azureeventhub;
@@ -27,6 +28,8 @@ pub mod nats;
 pub mod opsgenie;
 pub mod otel;
 pub mod pagerduty;
+pub mod registry;
+pub mod resolve;
 pub mod rocket;
 pub mod sentry;
 pub mod slack;
@@ -46,53 +49,10 @@ use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::api::ProviderType;
+use crate::api::{ProviderType, Reason};
 use crate::mask::{self, SecretString};
 use crate::notification::Notification;
 use crate::template::Rendered;
-
-/// The provider type's constructor, or `None` when herald cannot deliver
-/// to it yet: the registry. Every type of Flux v1.9.3 has one now; the
-/// `None` path stays for a type added to the API before its provider.
-fn constructor(kind: ProviderType) -> Constructor {
-    match kind {
-        ProviderType::Slack => slack::new,
-        ProviderType::Generic => generic::new,
-        ProviderType::GenericHmac => generic::new_hmac,
-        ProviderType::Msteams => msteams::new,
-        ProviderType::Discord => discord::new,
-        ProviderType::Rocket => rocket::new,
-        ProviderType::Googlechat => googlechat::new,
-        ProviderType::Webex => webex::new,
-        ProviderType::Telegram => telegram::new,
-        ProviderType::Lark => lark::new,
-        ProviderType::Matrix => matrix::new,
-        ProviderType::Zulip => zulip::new,
-        ProviderType::Zoom => zoom::new,
-        ProviderType::Mastodon => mastodon::new,
-        ProviderType::Opsgenie => opsgenie::new,
-        ProviderType::Pagerduty => pagerduty::new,
-        ProviderType::Alertmanager => alertmanager::new,
-        ProviderType::Grafana => grafana::new,
-        ProviderType::Datadog => datadog::new,
-        ProviderType::IncidentIo => incidentio::new,
-        ProviderType::Sentry => sentry::new,
-        ProviderType::Nats => nats::new,
-        ProviderType::Googlepubsub => googlepubsub::new,
-        ProviderType::Azureeventhub => azureeventhub::new,
-        ProviderType::Otel => otel::new,
-        ProviderType::Github => git::github::new_status,
-        ProviderType::Githubdispatch => git::github::new_dispatch,
-        ProviderType::Githubpullrequestcomment => git::github::new_comment,
-        ProviderType::Gitlab => git::gitlab::new_status,
-        ProviderType::Gitlabmergerequestcomment => git::gitlab::new_comment,
-        ProviderType::Gitea => git::gitea::new_status,
-        ProviderType::Giteapullrequestcomment => git::gitea::new_comment,
-        ProviderType::Bitbucket => git::bitbucket::new,
-        ProviderType::Bitbucketserver => git::bitbucketserver::new,
-        ProviderType::Azuredevops => git::azuredevops::new,
-    }
-}
 
 /// Builds a provider from its settings, or says why it cannot be built.
 pub type Constructor = fn(Settings) -> Result<Arc<dyn Notifier>, Invalid>;
@@ -142,7 +102,7 @@ pub struct Settings {
 /// `provider` variable reads.
 #[derive(Clone, Debug)]
 pub struct CommitStatusExpr {
-    pub expression: Arc<crate::webhook::cel::Expression>,
+    pub expression: Arc<crate::cel::Expression>,
     pub provider: Arc<Value>,
 }
 
@@ -175,15 +135,12 @@ pub enum Invalid {
     NoAddress,
     /// Another setting is missing or unusable: a `Ready=False` reason and a
     /// message that quotes no secret.
-    Setting {
-        reason: &'static str,
-        message: String,
-    },
+    Setting { reason: Reason, message: String },
 }
 
 /// Builds the provider for a type, or says why its settings cannot make one.
 pub fn build(kind: ProviderType, settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
-    constructor(kind)(settings)
+    (registry::entry(kind).new)(settings)
 }
 
 /// One HTTP request to a notification service.

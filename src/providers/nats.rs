@@ -17,6 +17,7 @@ use tokio::sync::Mutex;
 use super::{
     Conversation, Invalid, Notifier, Request, Sender, Settings, ThreadAnchor, Verdict, generic,
 };
+use crate::api::Reason;
 use crate::notification::Notification;
 use crate::template::Rendered;
 
@@ -52,14 +53,14 @@ pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
         .map(|server| server.trim().parse::<ServerAddr>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Invalid::Setting {
-            reason: "InvalidAddress",
+            reason: Reason::InvalidAddress,
             message: format!(
                 "the address is not a NATS server URL (nats://host:port, comma-separated for several): {e}"
             ),
         })?;
     if settings.channel.is_none() {
         return Err(Invalid::Setting {
-            reason: "ChannelMissing",
+            reason: Reason::ChannelMissing,
             message: "spec.channel: nats publishes to the subject named by the channel, and there is none".into(),
         });
     }
@@ -68,7 +69,7 @@ pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
         let creds = settings.nats_creds.as_ref().map(|c| c.expose().to_owned());
         ConnectOptions::with_credentials(&creds.unwrap_or_default()).map_err(|_| {
             Invalid::Setting {
-                reason: "InvalidCredentials",
+                reason: Reason::InvalidCredentials,
                 message: "the 'creds' key of spec.secretRef's Secret is not a NATS credentials file (a JWT and an NKey seed)".into(),
             }
         })?;
@@ -279,7 +280,7 @@ mod tests {
         else {
             panic!("not a setting");
         };
-        assert_eq!(reason, "ChannelMissing");
+        assert_eq!(reason, Reason::ChannelMissing);
         assert!(message.contains("spec.channel"), "{message}");
     }
 
@@ -292,7 +293,7 @@ mod tests {
         else {
             panic!("not a setting");
         };
-        assert_eq!(reason, "InvalidAddress");
+        assert_eq!(reason, Reason::InvalidAddress);
         assert!(!message.contains("s3cret-pw"), "{message}");
     }
 
@@ -303,7 +304,7 @@ mod tests {
         let Invalid::Setting { reason, message } = invalid(s) else {
             panic!("not a setting");
         };
-        assert_eq!(reason, "InvalidCredentials");
+        assert_eq!(reason, Reason::InvalidCredentials);
         assert!(!message.contains("not a creds file"), "{message}");
     }
 }

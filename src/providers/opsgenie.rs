@@ -12,6 +12,7 @@ use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde_json::json;
 
 use super::{Body, Invalid, Notifier, Request, Settings, ThreadAnchor, message_text};
+use crate::api::Reason;
 use crate::notification::Notification;
 use crate::template::Rendered;
 
@@ -28,13 +29,13 @@ pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
         .as_ref()
         .filter(|t| !t.expose().is_empty())
         .ok_or_else(|| Invalid::Setting {
-            reason: "SecretKeyMissing",
+            reason: Reason::SecretKeyMissing,
             message: "opsgenie needs the API key in the 'token' key of spec.secretRef's Secret"
                 .into(),
         })?;
     let mut authorization = HeaderValue::from_str(&format!("GenieKey {}", token.expose()))
         .map_err(|_| Invalid::Setting {
-            reason: "InvalidToken",
+            reason: Reason::InvalidToken,
             message: "the opsgenie API key is not a valid header value".into(),
         })?;
     authorization.set_sensitive(true);

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::{Body, Invalid, Notifier, Request, Settings, ThreadAnchor, go_time, message_text};
+use crate::api::Reason;
 use crate::api::Severity;
 use crate::mask::SecretString;
 use crate::notification::Notification;
@@ -28,12 +29,12 @@ pub struct PagerDuty {
 
 pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
     let parsed = url::Url::parse(settings.address()?.expose()).map_err(|_| Invalid::Setting {
-        reason: "InvalidAddress",
+        reason: Reason::InvalidAddress,
         message: "the pagerduty address is not a URL".into(),
     })?;
     let Some(host) = parsed.host_str() else {
         return Err(Invalid::Setting {
-            reason: "InvalidAddress",
+            reason: Reason::InvalidAddress,
             message: "the pagerduty address has no host".into(),
         });
     };

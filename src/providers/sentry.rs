@@ -22,6 +22,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{Body, Invalid, Notifier, Request, Settings, ThreadAnchor, go_time, message_text};
+use crate::api::Reason;
 use crate::api::Severity;
 use crate::mask::SecretString;
 use crate::notification::Notification;
@@ -40,7 +41,7 @@ pub struct Sentry {
 
 fn invalid(message: &str) -> Invalid {
     Invalid::Setting {
-        reason: "InvalidDSN",
+        reason: Reason::InvalidDSN,
         message: format!("the sentry address is not a usable DSN: {message}"),
     }
 }
@@ -264,7 +265,7 @@ mod tests {
         else {
             panic!("an ftp DSN was accepted");
         };
-        assert_eq!(reason, "InvalidDSN");
+        assert_eq!(reason, Reason::InvalidDSN);
         assert!(message.contains("neither http nor https"), "{message}");
         assert!(!message.contains("pub@"), "{message}");
     }

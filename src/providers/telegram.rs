@@ -23,6 +23,7 @@ use super::{
     Body, Invalid, Notifier, Request, Response, Settings, ThreadAnchor, Verdict, judge_status,
     listed_metadata, message_text,
 };
+use crate::api::Reason;
 use crate::api::Severity;
 use crate::mask::{self, SecretString};
 use crate::notification::Notification;
@@ -45,13 +46,13 @@ pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
         .as_ref()
         .filter(|t| !t.expose().is_empty())
         .ok_or_else(|| Invalid::Setting {
-            reason: "SecretKeyMissing",
+            reason: Reason::SecretKeyMissing,
             message: "telegram needs the bot token in the 'token' key of spec.secretRef's Secret"
                 .into(),
         })?;
     if settings.channel.is_none() {
         return Err(Invalid::Setting {
-            reason: "ChannelMissing",
+            reason: Reason::ChannelMissing,
             message: "telegram needs spec.channel: the chat id (or @channel, or <chat>:<topic>)"
                 .into(),
         });

@@ -20,6 +20,7 @@ use super::{
     Body, Invalid, Notifier, Request, Settings, ThreadAnchor, listed_metadata, message_text,
     zulip::query_escape,
 };
+use crate::api::Reason;
 use crate::mask::SecretString;
 use crate::notification::Notification;
 use crate::template::Rendered;
@@ -35,7 +36,7 @@ pub struct Zoom {
 pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
     let address = settings.address()?;
     let missing = || Invalid::Setting {
-        reason: "SecretKeyMissing",
+        reason: Reason::SecretKeyMissing,
         message: "zoom needs the verification token in the 'token' key of spec.secretRef's Secret"
             .into(),
     };
@@ -46,13 +47,13 @@ pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
         .ok_or_else(missing)?;
     let mut authorization =
         HeaderValue::from_str(token.expose()).map_err(|_| Invalid::Setting {
-            reason: "InvalidToken",
+            reason: Reason::InvalidToken,
             message: "the zoom verification token is not a valid header value".into(),
         })?;
     authorization.set_sensitive(true);
     let url = SecretString::new(
         full_format(address.expose()).ok_or_else(|| Invalid::Setting {
-            reason: "InvalidAddress",
+            reason: Reason::InvalidAddress,
             message: "the zoom address is not a valid URL".into(),
         })?,
     );

@@ -22,6 +22,7 @@ use super::{
     Auth, Body, Invalid, Notifier, Request, Response, Settings, ThreadAnchor, Verdict,
     judge_status, listed_metadata, message_text,
 };
+use crate::api::Reason;
 use crate::api::Severity;
 use crate::mask::SecretString;
 use crate::notification::Notification;
@@ -36,7 +37,7 @@ pub struct Zulip {
 pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
     let address = settings.address()?;
     let mut url = url::Url::parse(address.expose()).map_err(|_| Invalid::Setting {
-        reason: "InvalidAddress",
+        reason: Reason::InvalidAddress,
         message: "the zulip address is not a valid URL".into(),
     })?;
     url.set_path("/api/v1/messages");
@@ -44,7 +45,7 @@ pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
     let channel = settings.channel.as_deref().unwrap_or("");
     if stream_and_topic(channel).is_none() {
         return Err(Invalid::Setting {
-            reason: "InvalidChannel",
+            reason: Reason::InvalidChannel,
             message: format!(
                 "invalid Zulip channel format, expected <channel>/<topic>, got '{channel}'"
             ),

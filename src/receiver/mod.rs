@@ -30,7 +30,7 @@ use futures::future::BoxFuture;
 use crate::api::{FluxEvent, InvolvedObject};
 use crate::dispatch::Dispatcher;
 use crate::metrics::Metrics;
-use crate::report::{self, Reporter};
+use crate::report::Reporter;
 use crate::routing::RoutingTable;
 use crate::routing::{Delivery, Labels, notifications_for};
 use crate::spool::{Record, Spool, SpoolError};
@@ -261,7 +261,7 @@ impl Receiver {
             return Ok(Vec::new());
         };
         let now = std::time::SystemTime::now();
-        let records: Vec<Record> = notifications.iter().map(|n| Record::of(n, now)).collect();
+        let records: Vec<Record> = notifications.iter().map(|n| n.record(now)).collect();
         let ids = spool.append(&records).await?;
         for (notification, id) in notifications.iter_mut().zip(&ids) {
             notification.spooled.push(*id);
@@ -293,7 +293,11 @@ impl Receiver {
                 );
                 tracing::warn!(%alert, %message, "matchLabels lookup failed");
                 if let Some(reporter) = &self.reporter {
-                    reporter.alert_warning(alert, report::MATCH_LABELS_FAILED, message);
+                    reporter.alert_warning(
+                        alert,
+                        crate::api::Reason::MatchLabelsLookupFailed,
+                        message,
+                    );
                 }
             }
         }

@@ -5,12 +5,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::goregex::{self, CompileError};
-use super::matcher::LazyMatcher;
 use super::{
     CompiledAlert, Destination, DigestPolicy, PatternList, RoutingTable, SourceRoute, TableOptions,
 };
+use crate::api::Reason;
 use crate::api::{Alert, MessageTemplate};
+use crate::goregex::matcher::LazyMatcher;
+use crate::goregex::{self, CompileError};
+use crate::notification::Route;
+use crate::providers::resolve;
 use crate::source::{Kind, Level, ObjectKey, Origin, Problem, Snapshot};
 use crate::template::CompiledTemplate;
 
@@ -82,7 +85,7 @@ pub(super) fn build_with(
             if !FLUX_KINDS.contains(&source.kind.as_str()) {
                 report(
                     Level::Warning,
-                    "UnknownKind",
+                    Reason::UnknownKind,
                     format!(
                         "spec.eventSources[{i}].kind: '{}' is not a kind Flux sends events about \
                          (expected one of {}); it will match nothing unless something else sends such events",
@@ -98,7 +101,7 @@ pub(super) fn build_with(
             if options.no_cross_namespace_refs && namespace != alert.key.namespace {
                 report(
                     Level::Error,
-                    "AccessDenied",
+                    Reason::AccessDenied,
                     format!(
                         "spec.eventSources[{i}].namespace: '{namespace}' is another namespace, \
                          and cross-namespace references are disabled (--no-cross-namespace-refs)"
@@ -176,7 +179,7 @@ fn resolve_providers(
                 let why = "internal error while resolving this provider".to_owned();
                 (
                     ProviderState::Broken,
-                    vec![(Level::Error, "InternalError", why)],
+                    vec![(Level::Error, Reason::InternalError, why)],
                 )
             });
             for (level, reason, message) in found {
@@ -196,7 +199,7 @@ fn resolve_providers(
 }
 
 /// What to report about a Provider: level, reason, message.
-type Finding = (Level, &'static str, String);
+type Finding = (Level, Reason, String);
 
 /// One Provider's state and what to report about it.
 fn resolve_provider(
@@ -209,34 +212,32 @@ fn resolve_provider(
         let why = "spec.suspend is true: nothing is delivered through this provider";
         return Some((
             ProviderState::Suspended,
-            vec![(Level::Note, "Suspended", why.into())],
+            vec![(Level::Note, Reason::Suspended, why.into())],
         ));
     }
     let key = object_key(
         provider.metadata.namespace.as_deref(),
         provider.metadata.name.as_deref(),
     );
-    Some(
-        match super::provider::resolve(provider, &key, snapshot, hasher) {
-            Ok(super::provider::Resolved {
-                destination,
-                warnings,
-            }) => (
-                ProviderState::Ready(Arc::new(destination)),
-                warnings
-                    .into_iter()
-                    .map(|w| (Level::Warning, "Warning", w))
-                    .collect(),
-            ),
-            Err(failures) => (
-                ProviderState::Broken,
-                failures
-                    .into_iter()
-                    .map(|(reason, message)| (Level::Error, reason, message))
-                    .collect(),
-            ),
-        },
-    )
+    Some(match resolve::resolve(provider, &key, snapshot, hasher) {
+        Ok(resolve::Resolved {
+            destination,
+            warnings,
+        }) => (
+            ProviderState::Ready(Arc::new(destination)),
+            warnings
+                .into_iter()
+                .map(|w| (Level::Warning, Reason::Warning, w))
+                .collect(),
+        ),
+        Err(failures) => (
+            ProviderState::Broken,
+            failures
+                .into_iter()
+                .map(|(reason, message)| (Level::Error, reason, message))
+                .collect(),
+        ),
+    })
 }
 
 /// Validates an Alert and, when its Provider is ready, compiles it. The
@@ -247,7 +248,7 @@ fn compile_alert(
     destinations: &HashMap<ObjectKey, ProviderState>,
     options: &TableOptions,
     regexes: &mut RegexCache,
-    report: &mut impl FnMut(Level, &'static str, String),
+    report: &mut impl FnMut(Level, Reason, String),
 ) -> Option<Arc<CompiledAlert>> {
     let key = object_key(
         alert.metadata.namespace.as_deref(),
@@ -257,7 +258,7 @@ fn compile_alert(
     if spec.event_sources.is_empty() {
         report(
             Level::Error,
-            "InvalidSpec",
+            Reason::InvalidSpec,
             "spec.eventSources is empty: the Alert can never match".into(),
         );
     }
@@ -269,7 +270,7 @@ fn compile_alert(
         Some(ProviderState::Suspended) => {
             report(
                 Level::Note,
-                "ProviderSuspended",
+                Reason::ProviderSuspended,
                 format!("spec.providerRef: provider {provider_key} is suspended"),
             );
             None
@@ -277,7 +278,7 @@ fn compile_alert(
         Some(ProviderState::Broken) => {
             report(
                 Level::Note,
-                "ProviderNotReady",
+                Reason::ProviderNotReady,
                 format!("spec.providerRef: provider {provider_key} is not ready"),
             );
             None
@@ -285,7 +286,7 @@ fn compile_alert(
         None => {
             report(
                 Level::Error,
-                "ProviderNotFound",
+                Reason::ProviderNotFound,
                 format!("spec.providerRef: provider {provider_key} not found"),
             );
             None
@@ -297,7 +298,7 @@ fn compile_alert(
     if spec.suspend == Some(true) {
         report(
             Level::Note,
-            "Suspended",
+            Reason::Suspended,
             "spec.suspend is true: events are not routed".into(),
         );
         return None;
@@ -315,12 +316,7 @@ fn compile_alert(
         digest,
         inclusion,
         exclusion,
-        route: Arc::new(super::provider::route(
-            alert,
-            key.clone(),
-            channel,
-            &destination,
-        )),
+        route: Arc::new(route(alert, key.clone(), channel, &destination)),
         key,
         destination,
         event_metadata: spec.event_metadata.clone().unwrap_or_default(),
@@ -459,7 +455,7 @@ impl RegexCache {
         &mut self,
         field: &str,
         patterns: Option<&[String]>,
-        report: &mut impl FnMut(Level, &'static str, String),
+        report: &mut impl FnMut(Level, Reason, String),
     ) -> Option<Arc<PatternList>> {
         let patterns = patterns.filter(|p| !p.is_empty())?;
         for (i, pattern) in patterns.iter().enumerate() {
@@ -470,7 +466,7 @@ impl RegexCache {
             if let Err(e) = checked {
                 report(
                     Level::Error,
-                    "InvalidRegex",
+                    Reason::InvalidRegex,
                     format!("{field}[{i}]: invalid regular expression {pattern:?}: {e}"),
                 );
             }
@@ -485,7 +481,7 @@ impl RegexCache {
         if let Some(why) = error {
             report(
                 Level::Error,
-                "InvalidRegex",
+                Reason::InvalidRegex,
                 format!(
                     "{field}: the {count} valid patterns cannot be compiled together ({why}); \
                      herald matches them one by one instead, which is slower: \
@@ -523,13 +519,13 @@ const DIGEST_ITEMS_MAX: u32 = 100;
 fn digest_policy(
     spec: Option<&crate::api::DigestSpec>,
     destination: Option<&Destination>,
-    report: &mut impl FnMut(Level, &'static str, String),
+    report: &mut impl FnMut(Level, Reason, String),
 ) -> Option<DigestPolicy> {
     let spec = spec?;
     let mut invalid = |field: &str, what: String| {
         report(
             Level::Error,
-            "InvalidDigest",
+            Reason::InvalidDigest,
             format!("spec.digest.{field}: {what}; notifications are sent one by one"),
         );
     };
@@ -558,7 +554,7 @@ fn digest_policy(
     {
         report(
             Level::Warning,
-            "DigestNotSupported",
+            Reason::DigestNotSupported,
             format!(
                 "spec.digest: provider type '{}' reports per commit; notifications are sent one by one",
                 kind.as_str()
@@ -577,7 +573,7 @@ fn digest_policy(
 fn compile_template(
     spec: Option<&MessageTemplate>,
     destination: Option<&Destination>,
-    report: &mut impl FnMut(Level, &'static str, String),
+    report: &mut impl FnMut(Level, Reason, String),
 ) -> Option<CompiledTemplate> {
     let template = match CompiledTemplate::compile(spec?) {
         Ok(template) => template,
@@ -585,7 +581,7 @@ fn compile_template(
             for error in errors {
                 report(
                     Level::Error,
-                    "InvalidTemplate",
+                    Reason::InvalidTemplate,
                     format!(
                         "{}: {} (the default format is sent instead)",
                         error.field, error.message
@@ -600,7 +596,7 @@ fn compile_template(
     if template.has_thread_key() && !slack {
         report(
             Level::Warning,
-            "ThreadsNotSupported",
+            Reason::ThreadsNotSupported,
             "spec.template.threadKey: only Slack groups notifications into threads; \
              the key is ignored for this provider type"
                 .into(),
@@ -610,7 +606,7 @@ fn compile_template(
     {
         report(
             Level::Warning,
-            "ThreadsNeedBotToken",
+            Reason::ThreadsNeedBotToken,
             "spec.template.threadKey: threads need a Slack bot token (chat.postMessage); \
              with an incoming webhook the key is ignored"
                 .into(),
@@ -619,7 +615,7 @@ fn compile_template(
     if template.has_blocks() && !slack {
         report(
             Level::Warning,
-            "BlocksNotSupported",
+            Reason::BlocksNotSupported,
             "spec.template.blocks: Block Kit is Slack's; the blocks are ignored for this provider type \
              (spec.template.text is sent)"
                 .into(),
@@ -637,7 +633,7 @@ fn problem<K: kube::Resource>(
     kind: Kind,
     object: &K,
     level: Level,
-    reason: &'static str,
+    reason: Reason,
     message: String,
 ) -> Problem {
     let meta = object.meta();
@@ -649,5 +645,27 @@ fn problem<K: kube::Resource>(
         target: Some((kind, key)),
         reason,
         message,
+    }
+}
+
+/// The route (Alert and Provider names) of an Alert through a destination;
+/// with the Alert itself when the Provider's `commitStatusExpr` reads it.
+fn route(
+    alert: &crate::api::Alert,
+    key: ObjectKey,
+    channel: Option<String>,
+    destination: &Destination,
+) -> Route {
+    let reads_alert = destination.notifier.settings().commit_status_expr.is_some();
+    Route {
+        alert: key,
+        alert_uid: alert.metadata.uid.clone().unwrap_or_default(),
+        alert_channel: channel,
+        provider: destination.key.clone(),
+        provider_type: destination.kind,
+        provider_channel: destination.channel.clone(),
+        alert_object: reads_alert
+            .then(|| serde_json::to_value(alert).ok().map(Arc::new))
+            .flatten(),
     }
 }

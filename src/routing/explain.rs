@@ -9,16 +9,18 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{TableOptions, goregex, provider_rules};
+use super::{TableOptions, provider_rules};
+use crate::api::Reason;
 use crate::api::{Alert, FluxEvent, ProviderType, SeverityFilter};
+use crate::goregex;
 use crate::source::{Kind, Level, ObjectKey, Problem, Snapshot};
 
 /// The Alert-level problem reasons that keep an Alert out of the table.
-const BLOCKING_REASONS: [&str; 4] = [
-    "Suspended",
-    "ProviderSuspended",
-    "ProviderNotReady",
-    "ProviderNotFound",
+const BLOCKING_REASONS: [Reason; 4] = [
+    Reason::Suspended,
+    Reason::ProviderSuspended,
+    Reason::ProviderNotReady,
+    Reason::ProviderNotFound,
 ];
 
 /// Why one Alert did or did not match one event.
@@ -149,7 +151,7 @@ fn first_failure(
     key: &ObjectKey,
 ) -> Option<Explanation> {
     if let Some(problem) = blocking_problem(problems, key) {
-        let rule = if problem.reason == "Suspended" {
+        let rule = if problem.reason == Reason::Suspended {
             "suspended"
         } else {
             "provider"

@@ -8,11 +8,9 @@
 
 mod build;
 pub mod explain;
-mod goregex;
-mod matcher;
 pub mod metadata;
-mod provider;
 pub mod provider_rules;
+pub mod replay;
 #[cfg(test)]
 mod tests;
 
@@ -20,15 +18,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::goregex::matcher::LazyMatcher;
 pub use build::build;
-use matcher::LazyMatcher;
 
-use crate::api::{FluxEvent, ProviderType, Severity, SeverityMask};
+use crate::api::{FluxEvent, Severity, SeverityMask};
 use crate::notification::{Notification, Route};
-use crate::providers::Notifier;
+pub use crate::providers::resolve::Destination;
 use crate::source::{LabelIndex, ObjectKey};
 use crate::template::{CompiledTemplate, Rendered};
-use crate::transport::Transport;
 
 /// Choices that change how a snapshot becomes a table.
 #[derive(Clone, Debug)]
@@ -46,22 +43,6 @@ impl Default for TableOptions {
             no_cross_namespace_refs: false,
         }
     }
-}
-
-/// A resolved, ready Provider: where its notifications go.
-pub struct Destination {
-    pub key: ObjectKey,
-    pub kind: ProviderType,
-    /// The Provider's own channel (templates show it as `provider.channel`).
-    pub channel: Option<String>,
-    pub notifier: Arc<dyn Notifier>,
-    /// Timeout of one delivery request.
-    pub timeout: Duration,
-    /// CA, client certificate and proxy: which HTTP client delivers.
-    pub transport: Arc<Transport>,
-    /// Identifies the delivery queue: notifications with the same endpoint
-    /// are delivered in order, one at a time.
-    pub queue: u64,
 }
 
 /// An Alert's `spec.digest`, checked.

@@ -3,6 +3,7 @@
 //! DESIGN §3.3). They apply after an event has matched an Alert.
 
 use crate::api::{FluxEvent, ProviderType, Severity};
+use crate::providers::registry::{self, Class};
 
 use super::metadata::EVENT_GROUP;
 
@@ -41,29 +42,16 @@ impl Withheld {
 
 /// Whether `kind` sets Git commit statuses (Flux's `isCommitStatusProvider`).
 pub fn is_commit_status_provider(kind: ProviderType) -> bool {
-    matches!(
-        kind,
-        ProviderType::Github
-            | ProviderType::Gitlab
-            | ProviderType::Gitea
-            | ProviderType::Bitbucketserver
-            | ProviderType::Bitbucket
-            | ProviderType::Azuredevops
-    )
+    registry::entry(kind).class == Class::CommitStatus
 }
 
 /// Whether `kind` comments on pull or merge requests (Flux's `isChangeRequestProvider`).
 pub fn is_change_request_provider(kind: ProviderType) -> bool {
-    matches!(
-        kind,
-        ProviderType::Githubpullrequestcomment
-            | ProviderType::Gitlabmergerequestcomment
-            | ProviderType::Giteapullrequestcomment
-    )
+    registry::entry(kind).class == Class::ChangeRequest
 }
 
 fn is_generic(kind: ProviderType) -> bool {
-    matches!(kind, ProviderType::Generic | ProviderType::GenericHmac)
+    registry::entry(kind).class == Class::Generic
 }
 
 /// `<object group>/commit_status` is `update` (Flux's `isCommitStatusUpdate`).

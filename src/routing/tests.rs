@@ -2,6 +2,7 @@
 //! real manifest loader.
 
 use super::*;
+use crate::api::Reason;
 use crate::api::Severity;
 use crate::source::{Level, Problem, manifests};
 
@@ -115,7 +116,7 @@ fn no_cross_namespace_refs_blocks_other_namespaces() {
         &options,
     );
     assert_eq!(problems.len(), 1);
-    assert_eq!(problems[0].reason, "AccessDenied");
+    assert_eq!(problems[0].reason, Reason::AccessDenied);
     assert!(
         problems[0]
             .message
@@ -205,7 +206,7 @@ fn invalid_regex_is_reported_and_skipped() {
         &TableOptions::default(),
     );
     assert_eq!(problems.len(), 1);
-    assert_eq!(problems[0].reason, "InvalidRegex");
+    assert_eq!(problems[0].reason, Reason::InvalidRegex);
     assert!(
         problems[0].message.contains("spec.exclusionList[0]"),
         "{}",
@@ -297,7 +298,7 @@ fn a_list_too_big_for_one_set_is_reported_and_still_matches() {
     let fields: Vec<&str> = problems
         .iter()
         .map(|p| {
-            assert_eq!(p.reason, "InvalidRegex");
+            assert_eq!(p.reason, Reason::InvalidRegex);
             assert_eq!(p.level, Level::Error);
             p.message.split(':').next().unwrap_or("")
         })
@@ -352,7 +353,7 @@ fn suspended_alert_and_suspended_provider_route_nothing() {
     assert_eq!(notes.len(), 1);
     assert_eq!(
         (notes[0].level, notes[0].reason),
-        (Level::Note, "Suspended")
+        (Level::Note, Reason::Suspended)
     );
 
     let suspended_provider = PROVIDER.replace("type: slack,", "type: slack, suspend: true,");
@@ -466,10 +467,10 @@ spec: {type: nats, address: 'https://example.com/hook', channel: flux}
     assert_eq!(
         reasons,
         [
-            ("Provider ns/missing-secret", "SecretNotFound"),
-            ("Provider ns/no-keys", "SecretKeyMissing"),
-            ("Provider ns/ftp", "InvalidAddress"),
-            ("Provider ns/nats-over-https", "InvalidAddress"),
+            ("Provider ns/missing-secret", Reason::SecretNotFound),
+            ("Provider ns/no-keys", Reason::SecretKeyMissing),
+            ("Provider ns/ftp", Reason::InvalidAddress),
+            ("Provider ns/nats-over-https", Reason::InvalidAddress),
         ]
     );
     assert!(
@@ -506,7 +507,7 @@ fn a_misspelt_kind_is_a_warning() {
     assert_eq!(problems.len(), 1, "{problems:#?}");
     assert_eq!(
         (problems[0].level, problems[0].reason),
-        (Level::Warning, "UnknownKind")
+        (Level::Warning, Reason::UnknownKind)
     );
     assert!(
         problems[0]
@@ -523,7 +524,7 @@ fn alert_without_provider_is_reported() {
         &TableOptions::default(),
     );
     assert_eq!(problems.len(), 1);
-    assert_eq!(problems[0].reason, "ProviderNotFound");
+    assert_eq!(problems[0].reason, Reason::ProviderNotFound);
     assert_eq!(t.alert_count(), 0);
 }
 
@@ -579,11 +580,11 @@ spec:
     assert_eq!(
         reasons,
         [
-            ("Provider ns/broken", "InvalidTimeout"),
-            ("Provider ns/broken", "SecretNotFound"),
-            ("Alert ns/a", "InvalidRegex"),
-            ("Alert ns/a", "ProviderNotReady"),
-            ("Alert ns/a", "InvalidTemplate"),
+            ("Provider ns/broken", Reason::InvalidTimeout),
+            ("Provider ns/broken", Reason::SecretNotFound),
+            ("Alert ns/a", Reason::InvalidRegex),
+            ("Alert ns/a", Reason::ProviderNotReady),
+            ("Alert ns/a", Reason::InvalidTemplate),
         ]
     );
 }

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{Kind, Level, Loaded, ObjectKey, Origin, Problem, SecretData, Snapshot, secret_data};
+use crate::api::Reason;
 use crate::api::{Alert, Provider, Receiver};
 
 const NOTIFICATION_GROUP: &str = "notification.toolkit.fluxcd.io/";
@@ -28,7 +29,7 @@ pub fn load(dir: &Path) -> (Snapshot, Vec<Problem>) {
                 document: 0,
             },
             "directory",
-            "ManifestUnreadable",
+            Reason::ManifestUnreadable,
             format!("cannot read directory: {e}"),
         );
     }
@@ -38,7 +39,7 @@ pub fn load(dir: &Path) -> (Snapshot, Vec<Problem>) {
             Err(e) => loader.problem(
                 Origin::File { path, document: 0 },
                 "file",
-                "ManifestUnreadable",
+                Reason::ManifestUnreadable,
                 format!("cannot read file: {e}"),
             ),
         }
@@ -162,10 +163,7 @@ enum Decoded {
     /// An empty document (`---` alone, or only comments).
     Empty,
     /// A document that names no object, with the problem to report.
-    Unnamed {
-        reason: &'static str,
-        message: String,
-    },
+    Unnamed { reason: Reason, message: String },
     /// An object herald ignores: no name, and not of the notification group.
     Ignored,
     /// A named object: what it holds, or why it could not be read.
@@ -194,7 +192,7 @@ fn decode(text: &str) -> Decoded {
         Ok(Value::Null) => Decoded::Empty,
         Ok(value) => decode_value(value),
         Err(e) => Decoded::Unnamed {
-            reason: "InvalidYAML",
+            reason: Reason::InvalidYAML,
             message: format!("invalid YAML: {e}"),
         },
     }
@@ -230,7 +228,7 @@ fn decode_value(value: Value) -> Decoded {
                 "metadata.name"
             };
             return Decoded::Unnamed {
-                reason: "InvalidManifest",
+                reason: Reason::InvalidManifest,
                 message: format!("{missing} is missing"),
             };
         }
@@ -411,7 +409,7 @@ struct Loader {
 }
 
 impl Loader {
-    fn problem(&mut self, origin: Origin, object: &str, reason: &'static str, message: String) {
+    fn problem(&mut self, origin: Origin, object: &str, reason: Reason, message: String) {
         self.problems.push(Problem {
             level: Level::Error,
             origin,
@@ -438,7 +436,7 @@ impl Loader {
                 PARALLEL_FROM,
                 |d| decode(d),
                 || Decoded::Unnamed {
-                    reason: "InvalidYAML",
+                    reason: Reason::InvalidYAML,
                     message: "the YAML parser failed on this document".to_owned(),
                 },
             );
@@ -480,7 +478,7 @@ impl Loader {
                 origin: origin.clone(),
                 object: label.clone(),
                 target: target.clone(),
-                reason: "UnknownField",
+                reason: Reason::UnknownField,
                 message,
             });
         }
@@ -488,12 +486,12 @@ impl Loader {
             return self.problem(
                 origin,
                 &label,
-                "DuplicateObject",
+                Reason::DuplicateObject,
                 "defined more than once; the first definition is used".to_owned(),
             );
         }
         match body {
-            Err(message) => self.problem(origin, &label, "InvalidSpec", message),
+            Err(message) => self.problem(origin, &label, Reason::InvalidSpec, message),
             Ok(Body::Alert(alert)) => self.snapshot.alerts.push(Loaded {
                 origin,
                 object: (*alert).into(),
@@ -637,6 +635,6 @@ mod tests {
         );
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].message.contains("data"), "{}", problems[0]);
-        assert_eq!(problems[1].reason, "DuplicateObject");
+        assert_eq!(problems[1].reason, Reason::DuplicateObject);
     }
 }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::Secret;
 
-use crate::api::{Alert, Provider};
+use crate::api::{Alert, Provider, Reason};
 
 /// A namespaced object's identity.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -113,7 +113,7 @@ pub fn undecodable_problem(
         origin,
         object: format!("{kind:?} {key}"),
         target: Some((kind, key)),
-        reason: "InvalidSpec",
+        reason: Reason::InvalidSpec,
         message: format!("cannot be read: {error}"),
     }
 }
@@ -144,7 +144,7 @@ pub struct Problem {
     /// The Alert or Provider concerned, for its status.
     pub target: Option<(Kind, ObjectKey)>,
     /// A condition reason, e.g. `SecretNotFound`.
-    pub reason: &'static str,
+    pub reason: Reason,
     /// What is wrong, naming the field.
     pub message: String,
 }

@@ -3,7 +3,6 @@
 //! that annotates the targets of a verified request.
 
 pub mod annotate;
-pub mod cel;
 pub mod oidc;
 pub mod replay;
 pub mod server;

@@ -27,9 +27,9 @@ use base64::Engine as _;
 use ring::signature::{self, UnparsedPublicKey};
 use serde_json::Value;
 
-use super::cel::{self, Expression, Output};
 use super::verify::Rejection;
 use crate::api::receiver::OidcProvider;
+use crate::cel::{self, Expression, Output};
 
 /// How long fetched discovery documents and key sets are used.
 pub const KEY_TTL: Duration = Duration::from_secs(600);

@@ -24,12 +24,12 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use super::annotate::{Target, Targets, default_api_version};
-use super::cel::{self, Expression};
 use super::oidc::KeyCache;
 use super::replay::{self, Replays};
 use super::table::{Entry, ReceiverTable, State as EntryState};
 use super::verify::{self, Rejection, Verified};
 use crate::api::{ReceiverResource, ReceiverType};
+use crate::cel::{self, Expression};
 use crate::metrics::Metrics;
 use crate::receiver::budget::BodyBudget;
 use crate::receiver::{Refusal, read_body};

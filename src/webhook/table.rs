@@ -5,19 +5,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::api::Reason;
 use crate::api::receiver::{DEFAULT_INTERVAL, ReceiverResource};
 use crate::api::{Receiver, ReceiverType};
 use crate::source::ObjectKey;
 
-use super::cel::{self, Expression, Output};
 use super::oidc::{self, CompiledProvider};
 use super::verify::webhook_path;
-
-/// Condition reasons, as Flux names them.
-pub const SUCCEEDED: &str = "Succeeded";
-pub const TOKEN_NOT_FOUND: &str = "TokenNotFound";
-pub const INVALID_CEL: &str = "InvalidCELExpression";
-pub const VALIDATION_FAILED: &str = "ValidationFailed";
+use crate::cel::{self, Expression, Output};
 
 /// What a Receiver's Secret holds for it, as bytes (the token is used as
 /// Flux uses it: untrimmed).
@@ -113,7 +108,7 @@ impl ReceiverTable {
 pub struct ReceiverStatus {
     pub key: ObjectKey,
     pub ready: bool,
-    pub reason: String,
+    pub reason: Reason,
     pub message: String,
     /// `status.webhookPath`: cleared when the token cannot be read.
     pub webhook_path: Option<String>,
@@ -150,12 +145,12 @@ pub fn build<'a>(
         let spec = &receiver.spec;
         let suspended = spec.suspend == Some(true);
         let status =
-            |ready: bool, reason: &str, message: String, path: Option<String>| ReceiverStatus {
+            |ready: bool, reason: Reason, message: String, path: Option<String>| ReceiverStatus {
                 key: key.clone(),
                 ready,
                 failed: !ready,
                 progress: None,
-                reason: reason.to_owned(),
+                reason,
                 message,
                 webhook_path: path,
                 untouched: suspended,
@@ -201,7 +196,7 @@ pub fn build<'a>(
                     progress: Some(crate::api::condition::STALLED),
                     ..status(
                         false,
-                        reason,
+                        *reason,
                         format!(
                             "Reconciliation failed terminally due to configuration error: {message}"
                         ),
@@ -219,7 +214,7 @@ pub fn build<'a>(
                     } else {
                         crate::api::condition::STALLED
                     }),
-                    ..status(false, TOKEN_NOT_FOUND, message.clone(), None)
+                    ..status(false, Reason::TokenNotFound, message.clone(), None)
                 },
             ),
             (None, Ok(data)) => {
@@ -229,7 +224,7 @@ pub fn build<'a>(
                     State::Ready,
                     status(
                         true,
-                        SUCCEEDED,
+                        Reason::Succeeded,
                         format!("Receiver initialized for path: {path}"),
                         Some(path),
                     ),
@@ -276,7 +271,7 @@ type Compiled = (
 
 /// Compiles a Receiver's CEL and checks its OIDC settings, in Flux's
 /// order; the first failure is its (reason, message).
-fn compile(receiver: &Receiver) -> (Option<Compiled>, Option<(&'static str, String)>) {
+fn compile(receiver: &Receiver) -> (Option<Compiled>, Option<(Reason, String)>) {
     let spec = &receiver.spec;
     let variables: &[&str] = if spec.type_ == ReceiverType::GenericOidc {
         &["res", "req", "claims"]
@@ -291,7 +286,7 @@ fn compile(receiver: &Receiver) -> (Option<Compiled>, Option<(&'static str, Stri
                 return (
                     None,
                     Some((
-                        INVALID_CEL,
+                        Reason::InvalidCELExpression,
                         format!("invalid resourceFilter expression: {e}"),
                     )),
                 );
@@ -308,7 +303,7 @@ fn compile(receiver: &Receiver) -> (Option<Compiled>, Option<(&'static str, Stri
                     return (
                         None,
                         Some((
-                            INVALID_CEL,
+                            Reason::InvalidCELExpression,
                             format!(
                                 "invalid filter expression for resources[{i}] (kind={:?}, name={:?}): {e}",
                                 resource.kind, resource.name
@@ -333,16 +328,16 @@ fn compile(receiver: &Receiver) -> (Option<Compiled>, Option<(&'static str, Stri
         None
     };
     if let Some(message) = spec_error {
-        return (None, Some((VALIDATION_FAILED, message.to_owned())));
+        return (None, Some((Reason::ValidationFailed, message.to_owned())));
     }
     if let Err(e) = oidc::validate_providers(providers) {
-        return (None, Some((VALIDATION_FAILED, e)));
+        return (None, Some((Reason::ValidationFailed, e)));
     }
     let mut compiled = Vec::new();
     for (i, provider) in providers.iter().enumerate() {
         match oidc::compile_provider(i, provider) {
             Ok(p) => compiled.push(p),
-            Err(e) => return (None, Some((INVALID_CEL, e))),
+            Err(e) => return (None, Some((Reason::InvalidCELExpression, e))),
         }
     }
     (Some((resource_filter, filters, compiled)), None)
@@ -392,7 +387,7 @@ mod tests {
         let entry = table.get(&path).expect("indexed");
         assert_eq!(entry.state, State::Ready);
         assert_eq!(statuses[0].webhook_path.as_deref(), Some(path.as_str()));
-        assert_eq!(statuses[0].reason, SUCCEEDED);
+        assert_eq!(statuses[0].reason, Reason::Succeeded);
         assert_eq!(
             statuses[0].message,
             format!("Receiver initialized for path: {path}")
@@ -404,7 +399,7 @@ mod tests {
         let r = receiver(json!({"type": "generic", "secretRef": {"name": "s"}, "resources": []}));
         let (table, statuses) = build(std::slice::from_ref(&r), |_| SecretLookup::Missing);
         assert!(table.is_empty());
-        assert_eq!(statuses[0].reason, TOKEN_NOT_FOUND);
+        assert_eq!(statuses[0].reason, Reason::TokenNotFound);
         assert_eq!(
             statuses[0].message,
             "unable to read token from secret 'apps/s' error: secrets \"s\" not found"
@@ -432,7 +427,7 @@ mod tests {
         }));
         let data = secret("tok");
         let (table, statuses) = build(&[r], |_| SecretLookup::Found(&data));
-        assert_eq!(statuses[0].reason, INVALID_CEL);
+        assert_eq!(statuses[0].reason, Reason::InvalidCELExpression);
         assert!(statuses[0].message.starts_with(
             "Reconciliation failed terminally due to configuration error: invalid resourceFilter expression:"
         ));
@@ -455,7 +450,7 @@ mod tests {
         let wrong =
             receiver(json!({"type": "generic-oidc", "secretRef": {"name": "s"}, "resources": []}));
         let (_, statuses) = build(&[wrong], |_| SecretLookup::Missing);
-        assert_eq!(statuses[0].reason, VALIDATION_FAILED);
+        assert_eq!(statuses[0].reason, Reason::ValidationFailed);
     }
 
     #[test]

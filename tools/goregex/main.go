@@ -1,5 +1,5 @@
 // Command goregex generates the Go-side data of herald's Go regexp
-// translation (src/routing/goregex): the Unicode class names Go's regexp
+// translation (src/goregex): the Unicode class names Go's regexp
 // accepts, and a table of patterns with what Go's regexp says about them
 // (compile error, or which inputs match). Run it with the Go toolchain whose
 // behaviour herald follows, from the repository root:
@@ -380,10 +380,10 @@ func main() {
 		randomCases(*fuzz, *seed)
 		return
 	}
-	if err := os.WriteFile("src/routing/goregex/unicode_names.rs", []byte(unicodeNames()), 0o644); err != nil {
+	if err := os.WriteFile("src/goregex/unicode_names.rs", []byte(unicodeNames()), 0o644); err != nil {
 		panic(err)
 	}
-	if err := os.WriteFile("src/routing/goregex/go_cases.rs", []byte(cases()), 0o644); err != nil {
+	if err := os.WriteFile("src/goregex/go_cases.rs", []byte(cases()), 0o644); err != nil {
 		panic(err)
 	}
 }

@@ -7,6 +7,7 @@
 //! access token (Basic auth, empty user name). The status genre is
 //! `fluxcd`, or `fluxcd:<summary>` when the Alert sets a summary.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -15,16 +16,19 @@ use reqwest::header::{ACCEPT, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::forge::{CommitStatuses, Forge, listed, set_commit_status};
 use super::{
     commit_status_id, exchange, invalid, json_request, name_and_description, path_escape,
     progressing, repo_address, revision, show_write,
 };
+use crate::api::Reason;
 use crate::api::Severity;
 use crate::mask::SecretString;
 use crate::notification::Notification;
 use crate::providers::identity::{SCOPE_DEVOPS, WorkloadIdentity};
 use crate::providers::{
-    Auth, Body, Conversation, Invalid, Notifier, Request, Sender, Settings, ThreadAnchor, Verdict,
+    Auth, Body, Conversation, Invalid, Notifier, Reply, Request, Sender, Settings, ThreadAnchor,
+    Verdict,
 };
 use crate::template::Rendered;
 
@@ -57,7 +61,7 @@ pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
         (None, Some(identity)) => Credential::Identity(identity),
         (None, None) => {
             return Err(invalid(
-                "SecretKeyMissing",
+                Reason::SecretKeyMissing,
                 "azuredevops: the Secret of spec.secretRef has no 'token', and there is no \
                  spec.serviceAccountName (workload identity); herald does not use the \
                  controller's own managed identity",
@@ -67,7 +71,7 @@ pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
     let address = repo_address(&settings, "azuredevops")?;
     let [org, project, _, repo] = address.id.split('/').collect::<Vec<_>>()[..] else {
         return Err(invalid(
-            "InvalidAddress",
+            Reason::InvalidAddress,
             format!(
                 "azuredevops: invalid repository id '{}': expected <organization>/<project>/_git/<repository>",
                 address.id
@@ -114,7 +118,7 @@ async fn devops_exchange(
     sender: &dyn Sender,
     request: &Request,
     doing: &str,
-) -> Result<super::super::Reply, Verdict> {
+) -> Result<Reply, Verdict> {
     let reply = exchange(sender, request, doing).await?;
     let json = serde_json::from_slice::<serde::de::IgnoredAny>(&reply.body).is_ok();
     if reply.status.as_u16() == 203 || !json {
@@ -129,14 +133,14 @@ async fn devops_exchange(
 
 /// `git.GitStatus`, as sent and read.
 #[derive(Serialize, Deserialize)]
-struct GitStatus {
+pub struct GitStatus {
     context: Option<Context>,
     description: Option<String>,
     state: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, PartialEq, Eq)]
-struct Context {
+pub struct Context {
     genre: Option<String>,
     name: Option<String>,
 }
@@ -175,7 +179,7 @@ impl AzureDevOps {
         &self,
         method: Method,
         url: String,
-        body: Option<&GitStatus>,
+        body: Option<&impl Serialize>,
         token: &SecretString,
     ) -> Result<Request, String> {
         let auth = Auth::Basic {
@@ -212,7 +216,7 @@ impl AzureDevOps {
             None => "fluxcd".to_owned(),
         };
         Ok((
-            format!("{}{}/statuses", self.commits, path_escape(&sha)),
+            sha,
             GitStatus {
                 context: Some(Context {
                     genre: Some(genre),
@@ -227,7 +231,8 @@ impl AzureDevOps {
     /// The status write `herald route` shows: with workload identity there
     /// is no cluster to get a token from, so a placeholder stands for it.
     fn write(&self, n: &Notification) -> Result<Request, String> {
-        let (url, status) = self.status(n)?;
+        let (sha, status) = self.status(n)?;
+        let url = self.statuses_url(&sha);
         let token = match &self.credential {
             Credential::Token(token) => token.clone(),
             Credential::Identity(_) => SecretString::new("<workload identity token>".to_owned()),
@@ -235,25 +240,70 @@ impl AzureDevOps {
         self.request_to(Method::POST, url, Some(&status), &token)
     }
 
+    /// The commit's statuses: listed and written at the same URL.
+    fn statuses_url(&self, sha: &str) -> String {
+        format!("{}{}/statuses", self.commits, path_escape(sha))
+    }
+
     async fn set_status(&self, n: &Notification, sender: &dyn Sender) -> Result<(), Verdict> {
-        let (url, status) = self.status(n).map_err(Verdict::Fail)?;
+        let (sha, status) = self.status(n).map_err(Verdict::Fail)?;
         let token = match &self.credential {
             Credential::Token(token) => token.clone(),
             Credential::Identity(identity) => identity.azure_token(SCOPE_DEVOPS, sender).await?,
         };
-        let list = self
-            .request_to(Method::GET, url.clone(), None, &token)
-            .map_err(Verdict::Fail)?;
-        let reply = devops_exchange(sender, &list, "could not list commit statuses").await?;
-        let statuses: Statuses = reply.json("the commit statuses")?;
-        if duplicate(&statuses.value, &status) {
-            return Ok(());
-        }
-        let write = self
-            .request_to(Method::POST, url, Some(&status), &token)
-            .map_err(Verdict::Fail)?;
-        devops_exchange(sender, &write, "could not create commit status").await?;
-        Ok(())
+        let session = Session {
+            devops: self,
+            token,
+        };
+        set_commit_status(&session, sender, &sha, &status).await
+    }
+}
+
+/// Azure DevOps asked with one delivery's token (workload identity's is
+/// exchanged per delivery).
+struct Session<'a> {
+    devops: &'a AzureDevOps,
+    token: SecretString,
+}
+
+impl Forge for Session<'_> {
+    fn request<S: Serialize>(
+        &self,
+        method: Method,
+        url: String,
+        body: Option<&S>,
+    ) -> Result<Request, String> {
+        self.devops.request_to(method, url, body, &self.token)
+    }
+
+    fn exchange<'a>(
+        &'a self,
+        sender: &'a dyn Sender,
+        request: &'a Request,
+        doing: &'a str,
+    ) -> impl Future<Output = Result<Reply, Verdict>> + Send + 'a {
+        devops_exchange(sender, request, doing)
+    }
+}
+
+impl CommitStatuses for Session<'_> {
+    type Status = GitStatus;
+    const WRITE_DOING: &'static str = "could not create commit status";
+
+    fn write_url(&self, sha: &str) -> String {
+        self.devops.statuses_url(sha)
+    }
+
+    async fn has(
+        &self,
+        sender: &dyn Sender,
+        sha: &str,
+        status: &GitStatus,
+    ) -> Result<bool, Verdict> {
+        let url = self.devops.statuses_url(sha);
+        let statuses: Statuses =
+            listed(self, sender, url, "could not list commit statuses").await?;
+        Ok(duplicate(&statuses.value, status))
     }
 }
 

@@ -12,10 +12,12 @@ use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::forge::{CommitStatuses, Forge, set_commit_status};
 use super::{
-    commit_status_id, exchange, invalid, json_request, name_and_description, progressing,
-    repo_address, revision, show_write,
+    commit_status_id, invalid, json_request, name_and_description, progressing, repo_address,
+    revision, show_write,
 };
+use crate::api::Reason;
 use crate::api::Severity;
 use crate::mask::SecretString;
 use crate::notification::Notification;
@@ -46,7 +48,7 @@ pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
         .filter(|t| !t.expose().is_empty())
         .ok_or_else(|| {
             invalid(
-                "SecretKeyMissing",
+                Reason::SecretKeyMissing,
                 "bitbucket: the Secret of spec.secretRef has no 'token' (<username>:<app password>)",
             )
         })?;
@@ -54,7 +56,7 @@ pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
         [username, password] => ((*username).to_owned(), SecretString::new(*password)),
         _ => {
             return Err(invalid(
-                "InvalidToken",
+                Reason::InvalidToken,
                 "bitbucket: invalid token format, expected to be <user>:<password>",
             ));
         }
@@ -62,7 +64,7 @@ pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
     let address = repo_address(&settings, "bitbucket")?;
     let (owner, repo) = address
         .owner_and_repo()
-        .map_err(|e| invalid("InvalidAddress", format!("bitbucket: {e}")))?;
+        .map_err(|e| invalid(Reason::InvalidAddress, format!("bitbucket: {e}")))?;
     let api = std::env::var("BITBUCKET_API_BASE_URL")
         .ok()
         .filter(|v| !v.is_empty())
@@ -80,7 +82,7 @@ pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
 
 /// `bitbucket.CommitStatusOptions`.
 #[derive(Serialize, Deserialize)]
-struct CommitStatus {
+pub struct CommitStatus {
     #[serde(default)]
     key: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -151,33 +153,50 @@ impl Bitbucket {
 
     async fn set_status(&self, n: &Notification, sender: &dyn Sender) -> Result<(), Verdict> {
         let (sha, status) = self.status(n).map_err(Verdict::Fail)?;
-        let url = format!("{}/{}", self.build_url(&sha), status.key);
-        let get =
-            json_request(Method::GET, url, None::<&()>, self.auth()).map_err(Verdict::Fail)?;
+        set_commit_status(self, sender, &sha, &status).await
+    }
+}
+
+impl Forge for Bitbucket {
+    fn request<S: Serialize>(
+        &self,
+        method: Method,
+        url: String,
+        body: Option<&S>,
+    ) -> Result<Request, String> {
+        json_request(method, url, body, self.auth())
+    }
+}
+
+impl CommitStatuses for Bitbucket {
+    type Status = CommitStatus;
+    const WRITE_DOING: &'static str = "could not create commit status";
+
+    fn write_url(&self, sha: &str) -> String {
+        self.build_url(sha)
+    }
+
+    /// Reads the status of this key; none yet is a 404.
+    async fn has(
+        &self,
+        sender: &dyn Sender,
+        sha: &str,
+        status: &CommitStatus,
+    ) -> Result<bool, Verdict> {
+        let doing = "could not get commit status";
+        let get = self.read(format!("{}/{}", self.build_url(sha), status.key))?;
         let reply = sender
             .send(&get)
             .await
-            .map_err(|e| super::prefix(e.into(), "could not get commit status"))?;
+            .map_err(|e| super::prefix(e.into(), doing))?;
         if reply.status.is_success() {
             let existing: CommitStatus = reply.json("the commit status")?;
-            if existing.state == status.state && existing.description == status.description {
-                return Ok(());
-            }
-        } else if reply.status != StatusCode::NOT_FOUND {
-            return Err(super::prefix(
-                reply.verdict(),
-                "could not get commit status",
-            ));
+            return Ok(existing.state == status.state && existing.description == status.description);
         }
-        let write = json_request(
-            Method::POST,
-            self.build_url(&sha),
-            Some(&status),
-            self.auth(),
-        )
-        .map_err(Verdict::Fail)?;
-        exchange(sender, &write, "could not create commit status").await?;
-        Ok(())
+        if reply.status != StatusCode::NOT_FOUND {
+            return Err(super::prefix(reply.verdict(), doing));
+        }
+        Ok(false)
     }
 }
 

@@ -15,10 +15,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::bitbucket::sha1_hex;
+use super::forge::{CommitStatuses, Forge, set_commit_status};
 use super::{
-    commit_status_id, exchange, invalid, json_request, name_and_description, progressing,
-    query_escape, revision, show_write,
+    commit_status_id, invalid, json_request, name_and_description, progressing, query_escape,
+    revision, show_write,
 };
+use crate::api::Reason;
 use crate::api::Severity;
 use crate::mask::SecretString;
 use crate::notification::Notification;
@@ -36,7 +38,7 @@ pub struct BitbucketServer {
 
 pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
     let commits = commits_url(settings.address()?.expose())
-        .map_err(|e| invalid("InvalidAddress", format!("bitbucketserver: {e}")))?;
+        .map_err(|e| invalid(Reason::InvalidAddress, format!("bitbucketserver: {e}")))?;
     let auth = match (&settings.token, &settings.username, &settings.password) {
         (Some(token), _, _) if !token.expose().is_empty() => Auth::Bearer(token.clone()),
         (_, Some(username), Some(password)) if !username.is_empty() => Auth::Basic {
@@ -45,7 +47,7 @@ pub fn new(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
         },
         _ => {
             return Err(invalid(
-                "SecretKeyMissing",
+                Reason::SecretKeyMissing,
                 "bitbucketserver: invalid credentials, expected to be one of username/password or API Token",
             ));
         }
@@ -99,14 +101,14 @@ struct BuildStatus {
 
 /// Flux's `bbServerBuildStatusSetRequest`, as sent.
 #[derive(Serialize)]
-struct SetBuildStatus<'a> {
+pub struct SetBuildStatus {
     #[serde(skip_serializing_if = "String::is_empty")]
     description: String,
     key: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     name: String,
     state: &'static str,
-    url: &'a str,
+    url: String,
 }
 
 fn state(severity: Severity) -> Result<&'static str, String> {
@@ -121,7 +123,7 @@ fn state(severity: Severity) -> Result<&'static str, String> {
 }
 
 impl BitbucketServer {
-    fn status(&self, n: &Notification) -> Result<(String, SetBuildStatus<'_>), String> {
+    fn status(&self, n: &Notification) -> Result<(String, SetBuildStatus), String> {
         let sha = revision(n).map_err(|e| format!("could not parse revision: {e}"))?;
         let state = state(n.event.severity)?;
         let (name, description) = name_and_description(n);
@@ -132,14 +134,14 @@ impl BitbucketServer {
             .as_ref()
             .map_or("", SecretString::expose);
         Ok((
-            format!("{}/{sha}/builds", self.commits),
+            sha,
             SetBuildStatus {
                 // Bitbucket Server shows the name: Flux adds the description.
                 name: format!("{name} [{description}]"),
                 description,
                 key: sha1_hex(&id),
                 state,
-                url: address,
+                url: address.to_owned(),
             },
         ))
     }
@@ -149,7 +151,7 @@ impl BitbucketServer {
         &self,
         method: Method,
         url: String,
-        body: Option<&SetBuildStatus<'_>>,
+        body: Option<&impl Serialize>,
     ) -> Result<Request, String> {
         let mut request = json_request(method, url, None::<&()>, self.auth.clone())?;
         if let Some(body) = body {
@@ -173,41 +175,65 @@ impl BitbucketServer {
     }
 
     fn write(&self, n: &Notification) -> Result<Request, String> {
-        let (url, status) = self.status(n)?;
-        self.request_to(Method::POST, url, Some(&status))
+        let (sha, status) = self.status(n)?;
+        self.request_to(Method::POST, self.builds_url(&sha), Some(&status))
+    }
+
+    /// The commit's build statuses.
+    fn builds_url(&self, sha: &str) -> String {
+        format!("{}/{sha}/builds", self.commits)
     }
 
     async fn set_status(&self, n: &Notification, sender: &dyn Sender) -> Result<(), Verdict> {
-        let (url, status) = self.status(n).map_err(Verdict::Fail)?;
+        let (sha, status) = self.status(n).map_err(Verdict::Fail)?;
+        set_commit_status(self, sender, &sha, &status).await
+    }
+}
+
+impl Forge for BitbucketServer {
+    fn request<S: Serialize>(
+        &self,
+        method: Method,
+        url: String,
+        body: Option<&S>,
+    ) -> Result<Request, String> {
+        self.request_to(method, url, body)
+    }
+}
+
+impl CommitStatuses for BitbucketServer {
+    type Status = SetBuildStatus;
+    const WRITE_DOING: &'static str = "could not post build status";
+
+    fn write_url(&self, sha: &str) -> String {
+        self.builds_url(sha)
+    }
+
+    /// Reads the build status of this key; none yet is a 404.
+    async fn has(
+        &self,
+        sender: &dyn Sender,
+        sha: &str,
+        status: &SetBuildStatus,
+    ) -> Result<bool, Verdict> {
         let doing = "could not get existing commit status";
-        let get = self
-            .request_to(
-                Method::GET,
-                format!("{url}?key={}", query_escape(&status.key)),
-                None,
-            )
-            .map_err(Verdict::Fail)?;
+        let url = format!("{}?key={}", self.builds_url(sha), query_escape(&status.key));
+        let get = self.read(url)?;
         let reply = sender
             .send(&get)
             .await
             .map_err(|e| super::prefix(e.into(), doing))?;
         if reply.status == StatusCode::OK {
             let existing: BuildStatus = reply.json("the build status")?;
-            if existing.key == status.key
+            return Ok(existing.key == status.key
                 && existing.state == status.state
                 && existing.description == status.description
-                && existing.name == status.name
-            {
-                return Ok(());
-            }
-        } else if reply.status.as_u16() > 399 && reply.status != StatusCode::NOT_FOUND {
+                && existing.name == status.name);
+        }
+        if reply.status.as_u16() > 399 && reply.status != StatusCode::NOT_FOUND {
             return Err(super::prefix(reply.verdict(), doing));
         }
-        let write = self
-            .request_to(Method::POST, url, Some(&status))
-            .map_err(Verdict::Fail)?;
-        exchange(sender, &write, "could not post build status").await?;
-        Ok(())
+        Ok(false)
     }
 }
 

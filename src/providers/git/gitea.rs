@@ -15,11 +15,13 @@ use reqwest::header::AUTHORIZATION;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::forge::{Comments, CommitStatuses, Forge, listed, set_commit_status, upsert_comment};
 use super::{
     change_request, comment_body, comment_marker, commit_status_id, exchange, invalid,
     json_request, name_and_description, path_escape, progressing, repo_address, revision,
     show_write, token_or_password,
 };
+use crate::api::Reason;
 use crate::api::Severity;
 use crate::mask::SecretString;
 use crate::notification::Notification;
@@ -48,14 +50,14 @@ pub fn new_comment(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
 fn build(settings: Settings, comment: bool) -> Result<Arc<dyn Notifier>, Invalid> {
     let token = token_or_password(&settings).ok_or_else(|| {
         invalid(
-            "SecretKeyMissing",
+            Reason::SecretKeyMissing,
             "gitea: the Secret of spec.secretRef has no 'token' (or 'password')",
         )
     })?;
     let address = repo_address(&settings, "gitea")?;
     let (owner, repo) = address
         .owner_and_repo()
-        .map_err(|e| invalid("InvalidAddress", format!("gitea: {e}")))?;
+        .map_err(|e| invalid(Reason::InvalidAddress, format!("gitea: {e}")))?;
     Ok(Arc::new(Gitea {
         api: format!("{}/api/v1/", address.host),
         owner,
@@ -68,7 +70,7 @@ fn build(settings: Settings, comment: bool) -> Result<Arc<dyn Notifier>, Invalid
 
 /// `gitea.CreateStatusOption`.
 #[derive(Serialize)]
-struct CreateStatus {
+pub struct CreateStatus {
     state: &'static str,
     target_url: &'static str,
     description: String,
@@ -133,15 +135,6 @@ fn parse_version(version: &str) -> Option<(u64, u64)> {
 }
 
 #[derive(Deserialize)]
-struct Comment {
-    id: u64,
-    #[serde(default)]
-    body: String,
-    #[serde(rename = "user")]
-    poster: Option<User>,
-}
-
-#[derive(Deserialize)]
 struct User {
     #[serde(default)]
     login: String,
@@ -186,14 +179,18 @@ impl Gitea {
             return json_request(Method::POST, url, Some(&body), self.auth());
         }
         let (sha, status) = self.status(n)?;
-        let url = self.repo_url(&format!("statuses/{}", path_escape(&sha)));
-        json_request(Method::POST, url, Some(&status), self.auth())
+        json_request(
+            Method::POST,
+            self.write_url(&sha),
+            Some(&status),
+            self.auth(),
+        )
     }
 
     /// The SDK's `checkServerVersionGreaterThanOrEqual(1.11)`.
     async fn check_version(&self, sender: &dyn Sender) -> Result<(), Verdict> {
         let doing = "failed creating Gitea client";
-        let request = read(format!("{}version", self.api), self.auth()).map_err(Verdict::Fail)?;
+        let request = self.read(format!("{}version", self.api))?;
         let reply = exchange(sender, &request, doing).await?;
         let version: ServerVersion = reply.json("the Gitea version")?;
         match parse_version(&version.version) {
@@ -214,22 +211,7 @@ impl Gitea {
         // at the revision: a revision that is not a SHA still asks.
         self.check_version(sender).await?;
         let (sha, status) = self.status(n).map_err(Verdict::Fail)?;
-        // The SDK's ListStatuses path.
-        let url = self.repo_url(&format!(
-            "commits/{}/statuses?limit=50&page=1",
-            path_escape(&sha)
-        ));
-        let list = read(url, self.auth()).map_err(Verdict::Fail)?;
-        let reply = exchange(sender, &list, "could not list commit statuses").await?;
-        let statuses: Vec<Status> = reply.json("the commit statuses")?;
-        if duplicate(&statuses, &status) {
-            return Ok(());
-        }
-        let url = self.repo_url(&format!("statuses/{}", path_escape(&sha)));
-        let write =
-            json_request(Method::POST, url, Some(&status), self.auth()).map_err(Verdict::Fail)?;
-        exchange(sender, &write, "could not create commit status").await?;
-        Ok(())
+        set_commit_status(self, sender, &sha, &status).await
     }
 
     async fn comment(
@@ -240,34 +222,71 @@ impl Gitea {
     ) -> Result<(), Verdict> {
         self.check_version(sender).await?;
         let number = change_request(n).map_err(Verdict::Fail)?;
-        let user = read(format!("{}user", self.api), self.auth()).map_err(Verdict::Fail)?;
+        let user = self.read(format!("{}user", self.api))?;
         let reply = exchange(sender, &user, "failed to get authenticated user info").await?;
         let me: User = reply.json("the authenticated user")?;
-        let url = self.repo_url(&format!("issues/{number}/comments?limit=100&page=1"));
-        let list = read(url, self.auth()).map_err(Verdict::Fail)?;
-        let reply = exchange(sender, &list, "failed to list pull request comments").await?;
-        let comments: Vec<Comment> = reply.json("the pull request comments")?;
         let marker = comment_marker("flux-pr-comment-key", &self.settings, n);
         let body = serde_json::json!({ "body": comment_body(&marker, n, rendered) });
-        let existing = comments.iter().find(|c| {
-            c.poster.as_ref().map(|p| p.login.as_str()) == Some(me.login.as_str())
-                && c.body.contains(&marker)
-        });
-        let (method, url, doing) = match existing {
-            Some(comment) => (
-                Method::PATCH,
-                self.repo_url(&format!("issues/comments/{}", comment.id)),
-                "failed to update pull request comment",
-            ),
-            None => (
-                Method::POST,
-                self.repo_url(&format!("issues/{number}/comments")),
-                "failed to create pull request comment",
-            ),
-        };
-        let write = json_request(method, url, Some(&body), self.auth()).map_err(Verdict::Fail)?;
-        exchange(sender, &write, doing).await?;
-        Ok(())
+        upsert_comment(self, sender, number, &me.login, &marker, &body).await
+    }
+}
+
+impl Forge for Gitea {
+    /// As the SDK sends them: a GET has no body but `Content-Type:
+    /// application/json` (the SDK sets it on every request).
+    fn request<S: Serialize>(
+        &self,
+        method: Method,
+        url: String,
+        body: Option<&S>,
+    ) -> Result<Request, String> {
+        let mut request = json_request(method, url, body, self.auth())?;
+        if body.is_none() {
+            request.body.content_type = "application/json";
+        }
+        Ok(request)
+    }
+}
+
+impl CommitStatuses for Gitea {
+    type Status = CreateStatus;
+    const WRITE_DOING: &'static str = "could not create commit status";
+
+    fn write_url(&self, sha: &str) -> String {
+        self.repo_url(&format!("statuses/{}", path_escape(sha)))
+    }
+
+    async fn has(
+        &self,
+        sender: &dyn Sender,
+        sha: &str,
+        status: &CreateStatus,
+    ) -> Result<bool, Verdict> {
+        // The SDK's ListStatuses path.
+        let url = self.repo_url(&format!(
+            "commits/{}/statuses?limit=50&page=1",
+            path_escape(sha)
+        ));
+        let statuses: Vec<Status> =
+            listed(self, sender, url, "could not list commit statuses").await?;
+        Ok(duplicate(&statuses, status))
+    }
+}
+
+impl Comments for Gitea {
+    const NOUN: &'static str = "pull request comment";
+    const UPDATE: Method = Method::PATCH;
+
+    fn list_url(&self, number: u64) -> String {
+        self.repo_url(&format!("issues/{number}/comments?limit=100&page=1"))
+    }
+
+    fn create_url(&self, number: u64) -> String {
+        self.repo_url(&format!("issues/{number}/comments"))
+    }
+
+    fn comment_url(&self, _number: u64, id: u64) -> String {
+        self.repo_url(&format!("issues/comments/{id}"))
     }
 }
 
@@ -319,14 +338,6 @@ impl Conversation for Gitea {
             done.err().unwrap_or(Verdict::Delivered)
         })
     }
-}
-
-/// A GET as Gitea's SDK sends it: no body, but `Content-Type:
-/// application/json` (the SDK sets it on every request).
-fn read(url: String, auth: Auth) -> Result<Request, String> {
-    let mut request = json_request(Method::GET, url, None::<&()>, auth)?;
-    request.body.content_type = "application/json";
-    Ok(request)
 }
 
 #[cfg(test)]

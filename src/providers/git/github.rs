@@ -7,6 +7,7 @@
 //! `githubAppPrivateKey` exchanged for an installation token, which is
 //! kept until five minutes before it expires.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,11 +17,13 @@ use reqwest::header::{HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::forge::{Comments, CommitStatuses, Forge, listed, set_commit_status, upsert_comment};
 use super::{
     RepoAddress, change_request, comment_body, comment_marker, commit_status_id, invalid,
     json_request, name_and_description, path_escape, prefix, progressing, repo_address, revision,
     show_write, token_or_password,
 };
+use crate::api::Reason;
 use crate::api::Severity;
 use crate::mask::SecretString;
 use crate::notification::Notification;
@@ -68,7 +71,7 @@ fn build(settings: Settings, kind: Kind) -> Result<Arc<dyn Notifier>, Invalid> {
     let address = repo_address(&settings, "github")?;
     let (owner, repo) = address
         .owner_and_repo()
-        .map_err(|e| invalid("InvalidAddress", format!("github: {e}")))?;
+        .map_err(|e| invalid(Reason::InvalidAddress, format!("github: {e}")))?;
     let auth = match token_or_password(&settings) {
         Some(token) => Credentials::Token(token),
         None if settings.secret_data.contains_key("githubAppID") => {
@@ -76,7 +79,7 @@ fn build(settings: Settings, kind: Kind) -> Result<Arc<dyn Notifier>, Invalid> {
         }
         None => {
             return Err(invalid(
-                "SecretKeyMissing",
+                Reason::SecretKeyMissing,
                 "github: the Secret of spec.secretRef has neither 'token' (or 'password') nor GitHub App keys ('githubAppID', …)",
             ));
         }
@@ -197,7 +200,7 @@ fn rate_limited(reply: &Reply) -> Option<Duration> {
 
 /// `github.RepoStatus` as go-github sends and reads it.
 #[derive(Serialize, Deserialize)]
-struct RepoStatus {
+pub struct RepoStatus {
     state: Option<String>,
     description: Option<String>,
     context: Option<String>,
@@ -298,32 +301,16 @@ impl GitHub {
         }
     }
 
-    /// A GET with the token.
-    fn read(&self, url: String, token: &SecretString) -> Result<Request, Verdict> {
-        github_request(Method::GET, url, None::<&()>, Auth::Bearer(token.clone()))
-            .map_err(Verdict::Fail)
-    }
-
-    /// Lists the commit's statuses; sets this one unless it is the newest
-    /// of its context already.
+    /// Sets the commit's status unless it is the newest of its context
+    /// already.
     async fn set_status(&self, n: &Notification, sender: &dyn Sender) -> Result<(), Verdict> {
         let (sha, status) = self.status(n).map_err(Verdict::Fail)?;
         let (token, _) = self.token(sender, false).await?;
-        let url = self.repo_url(&format!(
-            "commits/{}/statuses?per_page=50",
-            path_escape(&sha)
-        ));
-        let list = self.read(url, &token)?;
-        let reply = github_exchange(sender, &list, "could not list commit statuses").await?;
-        let statuses: Vec<RepoStatus> = reply.json("the commit statuses")?;
-        if duplicate(&statuses, &status) {
-            return Ok(());
-        }
-        let url = self.repo_url(&format!("statuses/{}", path_escape(&sha)));
-        let write = github_request(Method::POST, url, Some(&status), Auth::Bearer(token))
-            .map_err(Verdict::Fail)?;
-        github_exchange(sender, &write, "could not create commit status").await?;
-        Ok(())
+        let session = Session {
+            github: self,
+            token,
+        };
+        set_commit_status(&session, sender, &sha, &status).await
     }
 
     async fn dispatch(
@@ -355,56 +342,22 @@ impl GitHub {
     ) -> Result<(), Verdict> {
         let number = change_request(n).map_err(Verdict::Fail)?;
         let (token, slug) = self.token(sender, true).await?;
+        let session = Session {
+            github: self,
+            token,
+        };
         let login = match slug {
             Some(slug) => format!("{slug}[bot]"),
-            None => self.login(&token, sender).await?,
+            None => self.login(&session, sender).await?,
         };
         let marker = comment_marker("flux-pr-comment-key", &self.settings, n);
-        let url = self.repo_url(&format!(
-            "issues/{number}/comments?direction=asc&per_page=100&sort=created"
-        ));
-        let mut list = self.read(url, &token)?;
-        // Flux's go-github lists issue comments with the reactions preview
-        // media type.
-        for (name, value) in &mut list.headers {
-            if *name == reqwest::header::ACCEPT {
-                *value = HeaderValue::from_static("application/vnd.github.squirrel-girl-preview");
-            }
-        }
-        let reply = github_exchange(sender, &list, "failed to list pull request comments").await?;
-        let comments: Vec<Comment> = reply.json("the pull request comments")?;
-        let existing = comments.iter().find(|c| {
-            c.user.as_ref().and_then(|u| u.login.as_deref()) == Some(login.as_str())
-                && c.body.as_deref().unwrap_or_default().contains(&marker)
-        });
-        let (method, url, doing) = match existing {
-            Some(comment) => (
-                Method::PATCH,
-                self.repo_url(&format!("issues/comments/{}", comment.id)),
-                "failed to update pull request comment",
-            ),
-            None => (
-                Method::POST,
-                self.repo_url(&format!("issues/{number}/comments")),
-                "failed to create pull request comment",
-            ),
-        };
         let body = serde_json::json!({ "body": comment_body(&marker, n, rendered) });
-        let write =
-            github_request(method, url, Some(&body), Auth::Bearer(token)).map_err(Verdict::Fail)?;
-        github_exchange(sender, &write, doing).await?;
-        Ok(())
+        upsert_comment(&session, sender, number, &login, &marker, &body).await
     }
 
     /// The login of the token's user (`GET /user`).
-    async fn login(&self, token: &SecretString, sender: &dyn Sender) -> Result<String, Verdict> {
-        let request = github_request(
-            Method::GET,
-            format!("{}user", self.api),
-            None::<&()>,
-            Auth::Bearer(token.clone()),
-        )
-        .map_err(Verdict::Fail)?;
+    async fn login(&self, session: &Session<'_>, sender: &dyn Sender) -> Result<String, Verdict> {
+        let request = session.read(format!("{}user", self.api))?;
         let reply =
             github_exchange(sender, &request, "failed to get authenticated user info").await?;
         let user: User = reply.json("the authenticated user")?;
@@ -413,15 +366,91 @@ impl GitHub {
 }
 
 #[derive(Deserialize)]
-struct Comment {
-    id: u64,
-    body: Option<String>,
-    user: Option<User>,
-}
-
-#[derive(Deserialize)]
 struct User {
     login: Option<String>,
+}
+
+/// GitHub asked with one delivery's token (a GitHub App's is fetched per
+/// delivery).
+struct Session<'a> {
+    github: &'a GitHub,
+    token: SecretString,
+}
+
+impl Forge for Session<'_> {
+    fn request<S: Serialize>(
+        &self,
+        method: Method,
+        url: String,
+        body: Option<&S>,
+    ) -> Result<Request, String> {
+        github_request(method, url, body, Auth::Bearer(self.token.clone()))
+    }
+
+    fn exchange<'a>(
+        &'a self,
+        sender: &'a dyn Sender,
+        request: &'a Request,
+        doing: &'a str,
+    ) -> impl Future<Output = Result<Reply, Verdict>> + Send + 'a {
+        github_exchange(sender, request, doing)
+    }
+}
+
+impl CommitStatuses for Session<'_> {
+    type Status = RepoStatus;
+    const WRITE_DOING: &'static str = "could not create commit status";
+
+    fn write_url(&self, sha: &str) -> String {
+        self.github
+            .repo_url(&format!("statuses/{}", path_escape(sha)))
+    }
+
+    async fn has(
+        &self,
+        sender: &dyn Sender,
+        sha: &str,
+        status: &RepoStatus,
+    ) -> Result<bool, Verdict> {
+        let url = self.github.repo_url(&format!(
+            "commits/{}/statuses?per_page=50",
+            path_escape(sha)
+        ));
+        let statuses: Vec<RepoStatus> =
+            listed(self, sender, url, "could not list commit statuses").await?;
+        Ok(duplicate(&statuses, status))
+    }
+}
+
+impl Comments for Session<'_> {
+    const NOUN: &'static str = "pull request comment";
+    const UPDATE: Method = Method::PATCH;
+
+    fn list_url(&self, number: u64) -> String {
+        self.github.repo_url(&format!(
+            "issues/{number}/comments?direction=asc&per_page=100&sort=created"
+        ))
+    }
+
+    fn create_url(&self, number: u64) -> String {
+        self.github.repo_url(&format!("issues/{number}/comments"))
+    }
+
+    fn comment_url(&self, _number: u64, id: u64) -> String {
+        self.github.repo_url(&format!("issues/comments/{id}"))
+    }
+
+    /// Flux's go-github lists issue comments with the reactions preview
+    /// media type.
+    fn list(&self, number: u64) -> Result<Request, Verdict> {
+        let mut list = self.read(self.list_url(number))?;
+        for (name, value) in &mut list.headers {
+            if *name == reqwest::header::ACCEPT {
+                *value = HeaderValue::from_static("application/vnd.github.squirrel-girl-preview");
+            }
+        }
+        Ok(list)
+    }
 }
 
 impl Notifier for GitHub {
@@ -516,7 +545,7 @@ impl App {
                 .map(|v| v.expose().trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
-        let bad = |message: String| invalid("InvalidGitHubApp", message);
+        let bad = |message: String| invalid(Reason::InvalidGitHubApp, message);
         let id = get("githubAppID")
             .and_then(|v| v.parse::<u64>().ok())
             .filter(|id| *id != 0)

@@ -12,11 +12,13 @@ use reqwest::header::HeaderName;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::forge::{Comments, CommitStatuses, Forge, listed, set_commit_status, upsert_comment};
 use super::{
     change_request, comment_body, comment_marker, commit_status_id, exchange, invalid,
     json_request, name_and_description, path_escape, progressing, query_escape, repo_address,
     revision, show_write, token_or_password,
 };
+use crate::api::Reason;
 use crate::api::Severity;
 use crate::mask::SecretString;
 use crate::notification::Notification;
@@ -45,14 +47,14 @@ pub fn new_comment(settings: Settings) -> Result<Arc<dyn Notifier>, Invalid> {
 fn build(settings: Settings, comment: bool) -> Result<Arc<dyn Notifier>, Invalid> {
     let token = token_or_password(&settings).ok_or_else(|| {
         invalid(
-            "SecretKeyMissing",
+            Reason::SecretKeyMissing,
             "gitlab: the Secret of spec.secretRef has no 'token' (or 'password')",
         )
     })?;
     let address = repo_address(&settings, "gitlab")?;
     if address.id.is_empty() {
         return Err(invalid(
-            "InvalidAddress",
+            Reason::InvalidAddress,
             "gitlab: the address names no project",
         ));
     }
@@ -100,7 +102,7 @@ struct CommitStatus {
 
 /// `gitlab.SetCommitStatusOptions` as sent.
 #[derive(Serialize)]
-struct SetCommitStatus {
+pub struct SetCommitStatus {
     state: &'static str,
     name: String,
     description: String,
@@ -123,14 +125,6 @@ fn duplicate(statuses: &[CommitStatus], sha: &str, status: &SetCommitStatus) -> 
             && s.description.as_deref().unwrap_or_default() == status.description
             && s.name == status.name
     })
-}
-
-#[derive(Deserialize)]
-struct Note {
-    id: u64,
-    #[serde(default)]
-    body: String,
-    author: Option<Author>,
 }
 
 #[derive(Deserialize)]
@@ -172,29 +166,17 @@ impl GitLab {
             return gitlab_request(Method::POST, url, Some(&body), self.auth());
         }
         let (sha, status) = self.status(n)?;
-        let url = self.project_url(&format!("statuses/{}", path_escape(&sha)));
-        gitlab_request(Method::POST, url, Some(&status), self.auth())
+        gitlab_request(
+            Method::POST,
+            self.write_url(&sha),
+            Some(&status),
+            self.auth(),
+        )
     }
 
     async fn set_status(&self, n: &Notification, sender: &dyn Sender) -> Result<(), Verdict> {
         let (sha, status) = self.status(n).map_err(Verdict::Fail)?;
-        let url = self.project_url(&format!(
-            "repository/commits/{}/statuses?name={}",
-            path_escape(&sha),
-            query_escape(&status.name)
-        ));
-        let list =
-            gitlab_request(Method::GET, url, None::<&()>, self.auth()).map_err(Verdict::Fail)?;
-        let reply = exchange(sender, &list, "unable to list commit status").await?;
-        let statuses: Vec<CommitStatus> = reply.json("the commit statuses")?;
-        if duplicate(&statuses, &sha, &status) {
-            return Ok(());
-        }
-        let url = self.project_url(&format!("statuses/{}", path_escape(&sha)));
-        let write =
-            gitlab_request(Method::POST, url, Some(&status), self.auth()).map_err(Verdict::Fail)?;
-        exchange(sender, &write, "unable to set commit status").await?;
-        Ok(())
+        set_commit_status(self, sender, &sha, &status).await
     }
 
     async fn comment(
@@ -204,43 +186,67 @@ impl GitLab {
         sender: &dyn Sender,
     ) -> Result<(), Verdict> {
         let iid = change_request(n).map_err(Verdict::Fail)?;
-        let user = gitlab_request(
-            Method::GET,
-            format!("{}user", self.api),
-            None::<&()>,
-            self.auth(),
-        )
-        .map_err(Verdict::Fail)?;
+        let user = self.read(format!("{}user", self.api))?;
         let reply = exchange(sender, &user, "failed to get authenticated user info").await?;
         let me: Author = reply.json("the authenticated user")?;
-        let url = self.project_url(&format!(
-            "merge_requests/{iid}/notes?order_by=created_at&per_page=100&sort=asc"
-        ));
-        let list =
-            gitlab_request(Method::GET, url, None::<&()>, self.auth()).map_err(Verdict::Fail)?;
-        let reply = exchange(sender, &list, "failed to list merge request notes").await?;
-        let notes: Vec<Note> = reply.json("the merge request notes")?;
         let marker = comment_marker("flux-mr-comment-key", &self.settings, n);
         let body = serde_json::json!({ "body": comment_body(&marker, n, rendered) });
-        let existing = notes.iter().find(|note| {
-            note.author.as_ref().map(|a| a.username.as_str()) == Some(me.username.as_str())
-                && note.body.contains(&marker)
-        });
-        let (method, url, doing) = match existing {
-            Some(note) => (
-                Method::PUT,
-                self.project_url(&format!("merge_requests/{iid}/notes/{}", note.id)),
-                "failed to update merge request note",
-            ),
-            None => (
-                Method::POST,
-                self.project_url(&format!("merge_requests/{iid}/notes")),
-                "failed to create merge request note",
-            ),
-        };
-        let write = gitlab_request(method, url, Some(&body), self.auth()).map_err(Verdict::Fail)?;
-        exchange(sender, &write, doing).await?;
-        Ok(())
+        upsert_comment(self, sender, iid, &me.username, &marker, &body).await
+    }
+}
+
+impl Forge for GitLab {
+    fn request<S: Serialize>(
+        &self,
+        method: Method,
+        url: String,
+        body: Option<&S>,
+    ) -> Result<Request, String> {
+        gitlab_request(method, url, body, self.auth())
+    }
+}
+
+impl CommitStatuses for GitLab {
+    type Status = SetCommitStatus;
+    const WRITE_DOING: &'static str = "unable to set commit status";
+
+    fn write_url(&self, sha: &str) -> String {
+        self.project_url(&format!("statuses/{}", path_escape(sha)))
+    }
+
+    async fn has(
+        &self,
+        sender: &dyn Sender,
+        sha: &str,
+        status: &SetCommitStatus,
+    ) -> Result<bool, Verdict> {
+        let url = self.project_url(&format!(
+            "repository/commits/{}/statuses?name={}",
+            path_escape(sha),
+            query_escape(&status.name)
+        ));
+        let statuses: Vec<CommitStatus> =
+            listed(self, sender, url, "unable to list commit status").await?;
+        Ok(duplicate(&statuses, sha, status))
+    }
+}
+
+impl Comments for GitLab {
+    const NOUN: &'static str = "merge request note";
+    const UPDATE: Method = Method::PUT;
+
+    fn list_url(&self, iid: u64) -> String {
+        self.project_url(&format!(
+            "merge_requests/{iid}/notes?order_by=created_at&per_page=100&sort=asc"
+        ))
+    }
+
+    fn create_url(&self, iid: u64) -> String {
+        self.project_url(&format!("merge_requests/{iid}/notes"))
+    }
+
+    fn comment_url(&self, iid: u64, id: u64) -> String {
+        self.project_url(&format!("merge_requests/{iid}/notes/{id}"))
     }
 }
 

@@ -13,6 +13,7 @@
 pub mod azuredevops;
 pub mod bitbucket;
 pub mod bitbucketserver;
+pub mod forge;
 pub mod gitea;
 pub mod github;
 pub mod gitlab;
@@ -24,27 +25,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Auth, Body, Invalid, Reply, Request, Sender, Settings, Verdict, message_text};
-use crate::api::{ProviderType, Severity};
+use crate::api::Reason;
+use crate::api::Severity;
 use crate::mask::SecretString;
 use crate::notification::Notification;
 use crate::template::Rendered;
-
-/// Whether the type's address is a repository's clone URL (any scheme Git
-/// takes, SSH included) rather than an http(s) endpoint.
-pub fn takes_clone_url(kind: ProviderType) -> bool {
-    matches!(
-        kind,
-        ProviderType::Github
-            | ProviderType::Githubdispatch
-            | ProviderType::Githubpullrequestcomment
-            | ProviderType::Gitlab
-            | ProviderType::Gitlabmergerequestcomment
-            | ProviderType::Gitea
-            | ProviderType::Giteapullrequestcomment
-            | ProviderType::Bitbucket
-            | ProviderType::Azuredevops
-    )
-}
 
 /// A repository address split as Flux's `parseGitAddress` splits it:
 /// `<scheme>://<host[:port]>` (SSH becomes https) and the path without its
@@ -112,7 +97,7 @@ impl RepoAddress {
 }
 
 /// A Provider setting that cannot work: `Ready=False` with `reason`.
-pub fn invalid(reason: &'static str, message: impl Into<String>) -> Invalid {
+pub fn invalid(reason: Reason, message: impl Into<String>) -> Invalid {
     Invalid::Setting {
         reason,
         message: message.into(),
@@ -123,7 +108,8 @@ pub fn invalid(reason: &'static str, message: impl Into<String>) -> Invalid {
 /// quotes the address (it may hold credentials).
 pub fn repo_address(settings: &Settings, kind: &str) -> Result<RepoAddress, Invalid> {
     let address = settings.address()?;
-    parse_address(address.expose()).map_err(|e| invalid("InvalidAddress", format!("{kind}: {e}")))
+    parse_address(address.expose())
+        .map_err(|e| invalid(Reason::InvalidAddress, format!("{kind}: {e}")))
 }
 
 /// The token, else the password (Flux's `token == "" && password != ""`).
@@ -232,7 +218,7 @@ pub fn commit_status_id(settings: &Settings, n: &Notification) -> Result<String,
         .as_deref()
         .cloned()
         .unwrap_or(Value::Null);
-    use crate::webhook::cel::{Value as Cel, value};
+    use crate::cel::{Value as Cel, value};
     let result = expr
         .expression
         .evaluate(&[
@@ -544,10 +530,10 @@ mod tests {
     }
 
     fn with_expr(source: &str) -> Settings {
-        let expression = crate::webhook::cel::compile(
+        let expression = crate::cel::compile(
             source,
             &["event", "alert", "provider"],
-            crate::webhook::cel::Output::Any,
+            crate::cel::Output::Any,
         )
         .expect("compiles");
         Settings {

@@ -454,7 +454,7 @@ fn random_patterns_as_go() {
     );
 }
 
-/// The check that skips building small patterns ([`super::super::matcher::check`])
+/// The check that skips building small patterns ([`super::matcher::check`])
 /// estimates an upper bound of the automaton's size: every pattern of the
 /// Go table that compiles takes less than estimated, and the check's
 /// verdict is the compiler's.
@@ -474,14 +474,14 @@ fn the_size_estimate_bounds_every_compiled_pattern() {
             continue;
         };
         let full = Matcher::new(&[translated.as_str()], SIZE_LIMIT, NEST_LIMIT);
-        let quick = super::super::matcher::check(&[translated.as_str()], SIZE_LIMIT, NEST_LIMIT);
+        let quick = super::matcher::check(&[translated.as_str()], SIZE_LIMIT, NEST_LIMIT);
         assert_eq!(
             full.as_ref().map(drop).map_err(|e| e.0.clone()),
             quick.map_err(|e| e.0),
             "{pattern:?}"
         );
         if let Ok(matcher) = full {
-            let estimated = super::super::matcher::estimated_bytes(&translated, NEST_LIMIT);
+            let estimated = super::matcher::estimated_bytes(&translated, NEST_LIMIT);
             assert!(
                 matcher.memory_usage() <= estimated,
                 "{pattern:?}: {} bytes, estimated {estimated}",

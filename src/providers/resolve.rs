@@ -1,7 +1,8 @@
-//! Resolving a Provider: its Secrets (`secretRef`, `certSecretRef`,
-//! `proxySecretRef`), address, credentials, headers, transport and timeout,
-//! read the way Flux v1.9.3 reads them. Every problem is collected, so one
-//! `herald check` run reports them all; none quotes a secret value.
+//! Resolving a Provider to a [`Destination`]: its Secrets (`secretRef`,
+//! `certSecretRef`, `proxySecretRef`), address, credentials, headers,
+//! transport and timeout, read the way Flux v1.9.3 reads them, and its
+//! notifier built. Every problem is collected, so one `herald check` run
+//! reports them all; none quotes a secret value.
 
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -10,14 +11,29 @@ use std::time::Duration;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::Value;
 
-use super::Destination;
 use crate::api::alert::LocalReference;
-use crate::api::{Provider, ProviderSpec, ProviderType};
+use crate::api::{Provider, ProviderSpec, ProviderType, Reason};
 use crate::mask::SecretString;
-use crate::notification::Route;
-use crate::providers::{self, Invalid, Settings};
+use crate::providers::registry::{self, Address};
+use crate::providers::{self, Invalid, Notifier, Settings};
 use crate::source::{ObjectKey, SecretData, Snapshot};
 use crate::transport::{self, Identity, Transport};
+
+/// A resolved, ready Provider: where its notifications go.
+pub struct Destination {
+    pub key: ObjectKey,
+    pub kind: ProviderType,
+    /// The Provider's own channel (templates show it as `provider.channel`).
+    pub channel: Option<String>,
+    pub notifier: Arc<dyn Notifier>,
+    /// Timeout of one delivery request.
+    pub timeout: Duration,
+    /// CA, client certificate and proxy: which HTTP client delivers.
+    pub transport: Arc<Transport>,
+    /// Identifies the delivery queue: notifications with the same endpoint
+    /// are delivered in order, one at a time.
+    pub queue: u64,
+}
 
 /// Timeout of a delivery request when the Provider sets none (Flux's default).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -25,7 +41,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 const MAX_ADDRESS: usize = 2048;
 
 /// A `Ready=False` reason and its message.
-pub type Failure = (&'static str, String);
+pub type Failure = (Reason, String);
 
 /// A resolved Provider: its destination and the warnings `check` shows.
 pub struct Resolved {
@@ -46,7 +62,7 @@ pub fn resolve(
     let timeout = match spec.timeout.as_deref().map(crate::duration::parse) {
         Some(Ok(timeout)) => timeout,
         Some(Err(e)) => {
-            failures.push(("InvalidTimeout", format!("spec.timeout: {e}")));
+            failures.push((Reason::InvalidTimeout, format!("spec.timeout: {e}")));
             DEFAULT_TIMEOUT
         }
         None => DEFAULT_TIMEOUT,
@@ -80,7 +96,11 @@ pub fn resolve(
         .as_deref()
         .filter(|n| !n.is_empty())
     {
-        Some(name) => match providers::identity::for_provider(spec.type_, &key.namespace, name) {
+        Some(name) => match providers::identity::for_provider(
+            registry::entry(spec.type_).workload_identity,
+            &key.namespace,
+            name,
+        ) {
             Ok(identity) => identity,
             Err(failure) => {
                 failures.push(failure);
@@ -132,7 +152,7 @@ pub fn resolve(
         // a copy of every Secret for every Provider was 10 MiB at 10,000.
         secret_data: secret
             .as_ref()
-            .filter(|_| reads_github_app(spec.type_))
+            .filter(|_| registry::entry(spec.type_).github_app)
             .map(|s| {
                 s.data
                     .iter()
@@ -190,28 +210,6 @@ pub fn resolve(
     })
 }
 
-/// The route (Alert and Provider names) of an Alert through a destination;
-/// with the Alert itself when the Provider's `commitStatusExpr` reads it.
-pub fn route(
-    alert: &crate::api::Alert,
-    key: ObjectKey,
-    channel: Option<String>,
-    destination: &Destination,
-) -> Route {
-    let reads_alert = destination.notifier.settings().commit_status_expr.is_some();
-    Route {
-        alert: key,
-        alert_uid: alert.metadata.uid.clone().unwrap_or_default(),
-        alert_channel: channel,
-        provider: destination.key.clone(),
-        provider_type: destination.kind,
-        provider_channel: destination.channel.clone(),
-        alert_object: reads_alert
-            .then(|| serde_json::to_value(alert).ok().map(Arc::new))
-            .flatten(),
-    }
-}
-
 /// The Provider's `metadata.uid`; in manifests, which have none, a UUID
 /// (version 5 in the URL name space) of `<namespace>/<name>`: stable across
 /// restarts and reloads, so commit status ids and comment markers stay the
@@ -261,22 +259,22 @@ fn compile_commit_status_expr(
     else {
         return Ok(None);
     };
-    if !super::provider_rules::is_commit_status_provider(provider.spec.type_) {
+    if registry::entry(provider.spec.type_).class != registry::Class::CommitStatus {
         return Err((
-            "InvalidCommitStatusExpr",
+            Reason::InvalidCommitStatusExpr,
             "spec.commitStatusExpr is only supported for the 'github', 'gitlab', 'gitea', \
              'bitbucketserver', 'bitbucket', 'azuredevops' provider types"
                 .into(),
         ));
     }
-    let expression = crate::webhook::cel::compile(
+    let expression = crate::cel::compile(
         source,
         &["event", "alert", "provider"],
-        crate::webhook::cel::Output::Any,
+        crate::cel::Output::Any,
     )
     .map_err(|e| {
         (
-            "InvalidCommitStatusExpr",
+            Reason::InvalidCommitStatusExpr,
             format!("spec.commitStatusExpr: {e}"),
         )
     })?;
@@ -320,7 +318,7 @@ fn lookup<'a>(
             data,
         })),
         None => Err((
-            "SecretNotFound",
+            Reason::SecretNotFound,
             format!("{field}: secret {secret_key} not found"),
         )),
     }
@@ -347,15 +345,16 @@ fn resolve_address(
     // Not every address is a URL (DESIGN §3.12): a NATS server, a GCP
     // project, an Event Hubs connection string, a Git clone URL. Their
     // providers check them.
-    let checked = match spec.type_ {
-        ProviderType::Nats | ProviderType::Googlepubsub | ProviderType::Azureeventhub => {
-            validate_length(address)
-        }
-        // The Git forges take a repository's clone URL, SSH included.
-        kind if crate::providers::git::takes_clone_url(kind) => validate_length(address),
-        _ => validate_address(address),
+    let checked = match registry::entry(spec.type_).address {
+        Address::Own | Address::CloneUrl => validate_length(address),
+        Address::Url => validate_address(address),
     };
-    checked.map_err(|why| ("InvalidAddress", format!("the address in {source} {why}")))?;
+    checked.map_err(|why| {
+        (
+            Reason::InvalidAddress,
+            format!("the address in {source} {why}"),
+        )
+    })?;
     Ok(Some(address.to_owned()))
 }
 
@@ -363,14 +362,14 @@ fn resolve_address(
 fn no_address(secret: Option<&Found<'_>>) -> Failure {
     match secret {
         Some(secret) => (
-            "SecretKeyMissing",
+            Reason::SecretKeyMissing,
             format!(
                 "secret {} has neither 'address' nor 'url', and spec.address is empty",
                 secret.key
             ),
         ),
         None => (
-            "InvalidAddress",
+            Reason::InvalidAddress,
             "no address: set spec.address or spec.secretRef to a Secret with 'address' or 'url'"
                 .into(),
         ),
@@ -411,7 +410,7 @@ fn parse_headers(secret: &Found<'_>) -> Result<Headers, Failure> {
     };
     let invalid = |why: String| {
         (
-            "InvalidHeaders",
+            Reason::InvalidHeaders,
             format!("secret {}: 'headers' {why}", secret.key),
         )
     };
@@ -510,7 +509,7 @@ fn resolve_transport(
                 ));
             }
             None => failures.push((
-                "SecretKeyMissing",
+                Reason::SecretKeyMissing,
                 format!(
                     "spec.proxySecretRef: secret {} has no 'address' key",
                     proxy_secret.key
@@ -524,7 +523,7 @@ fn resolve_transport(
         match transport::proxy_url(&address, username.as_deref(), password.as_deref()) {
             Ok(url) => transport.proxy = Some(url),
             Err(why) => failures.push((
-                "InvalidProxy",
+                Reason::InvalidProxy,
                 format!("the proxy address in {source} {why}"),
             )),
         }
@@ -535,8 +534,8 @@ fn resolve_transport(
     {
         let certificates = transport.ca.is_some() || transport.identity.is_some();
         failures.push(match certificates {
-            true => ("InvalidCertificate", format!("{cert_source}: {why}")),
-            false => ("InvalidProxy", format!("the proxy: {why}")),
+            true => (Reason::InvalidCertificate, format!("{cert_source}: {why}")),
+            false => (Reason::InvalidProxy, format!("the proxy: {why}")),
         });
     }
     if failures.is_empty() {
@@ -554,7 +553,7 @@ fn tls_material(secret: &Found<'_>) -> Result<(Option<String>, Option<Identity>)
     let key = secret.get(&["tls.key", "keyFile"]);
     let missing = |what: &str| {
         (
-            "SecretKeyMissing",
+            Reason::SecretKeyMissing,
             format!("spec.certSecretRef: secret {} {what}", secret.key),
         )
     };
@@ -571,17 +570,6 @@ fn tls_material(secret: &Found<'_>) -> Result<(Option<String>, Option<Identity>)
         return Err(missing("has neither 'ca.crt' nor 'tls.crt' and 'tls.key'"));
     }
     Ok((ca, identity))
-}
-
-/// The provider types that read the GitHub App keys of their Secret.
-fn reads_github_app(kind: crate::api::ProviderType) -> bool {
-    use crate::api::ProviderType;
-    matches!(
-        kind,
-        ProviderType::Github
-            | ProviderType::Githubdispatch
-            | ProviderType::Githubpullrequestcomment
-    )
 }
 
 #[cfg(test)]
@@ -625,7 +613,7 @@ mod tests {
         slack.spec.type_ = crate::api::ProviderType::Slack;
         slack.spec.commit_status_expr = Some("'x'".into());
         let (reason, message) = compile_commit_status_expr(&slack).expect_err("refused");
-        assert_eq!(reason, "InvalidCommitStatusExpr");
+        assert_eq!(reason, Reason::InvalidCommitStatusExpr);
         assert!(message.contains("only supported for"), "{message}");
         let mut github = provider(None);
         github.spec.commit_status_expr = Some("'x'".into());
