@@ -1525,7 +1525,12 @@ fn sentry_posts_envelopes_to_the_dsn_project() {
             "event_id": event_id,
             "level": "error",
             "platform": "go",
-            "sdk": {"name": "sentry.go", "version": "0.46.2"},
+            "sdk": {
+                "name": "sentry.go",
+                "version": "0.46.2",
+                "integrations": ["ContextifyFrames", "Environment", "GlobalTags", "IgnoreErrors", "IgnoreTransactions", "Modules"],
+                "packages": [{"name": "sentry-go", "version": "0.46.2"}],
+            },
             "server_name": "kustomize-controller",
             "environment": "production",
             "timestamp": "2026-11-20T07:26:19Z",
@@ -1545,6 +1550,10 @@ fn sentry_posts_envelopes_to_the_dsn_project() {
     assert_eq!(lines[1]["type"], "transaction");
     let transaction = &lines[2];
     assert_eq!(transaction["type"], "transaction");
+    // As sentry-go fills a transaction Flux hands it.
+    assert_eq!(transaction["level"], "info");
+    assert_eq!(transaction["spans"][0]["origin"], "manual");
+    assert!(transaction["server_name"].is_string(), "{transaction}");
     assert_eq!(transaction["environment"], "production");
     assert_eq!(
         transaction["transaction"],

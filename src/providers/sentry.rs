@@ -88,8 +88,17 @@ fn hex_id(bytes: usize) -> String {
     crate::hex::encode(&random)
 }
 
+/// The SDK as sentry-go describes itself with Flux's options.
 #[derive(Serialize)]
 struct Sdk {
+    name: &'static str,
+    version: &'static str,
+    integrations: [&'static str; 6],
+    packages: [Package; 1],
+}
+
+#[derive(Serialize)]
+struct Package {
     name: &'static str,
     version: &'static str,
 }
@@ -97,7 +106,27 @@ struct Sdk {
 const SDK: Sdk = Sdk {
     name: SDK_NAME,
     version: SDK_VERSION,
+    integrations: [
+        "ContextifyFrames",
+        "Environment",
+        "GlobalTags",
+        "IgnoreErrors",
+        "IgnoreTransactions",
+        "Modules",
+    ],
+    packages: [Package {
+        name: "sentry-go",
+        version: SDK_VERSION,
+    }],
 };
+
+/// The host's name: the SDK's `server_name` where Flux sets none.
+fn server_name() -> String {
+    hostname::get()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .unwrap_or_default()
+}
 
 impl Sentry {
     /// The envelope item: its type and the event, or `None` for severities
@@ -145,7 +174,9 @@ impl Sentry {
                     json!({
                         "event_id": event_id,
                         "type": "transaction",
+                        "level": "info",
                         "platform": "go",
+                        "server_name": server_name(),
                         "sdk": SDK,
                         "transaction": transaction,
                         "message": message_text(n, rendered),
@@ -157,6 +188,7 @@ impl Sentry {
                             "trace_id": trace_id,
                             "span_id": span_id,
                             "op": "event",
+                            "origin": "manual",
                             "tags": tags,
                             "start_timestamp": timestamp,
                             "timestamp": timestamp,

@@ -228,6 +228,21 @@ pub mod client {
         request(::reqwest::Method::GET, url, Vec::new())
     }
 
+    /// A GET's status, or `None` when nothing answers (yet).
+    pub fn try_get(url: &str) -> Option<u16> {
+        runtime().block_on(async {
+            let response = ::reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .ok()?
+                .get(url)
+                .send()
+                .await
+                .ok()?;
+            Some(response.status().as_u16())
+        })
+    }
+
     /// A POST's status, or `None` when the server is gone.
     pub fn try_post(url: &str, body: Vec<u8>) -> Option<u16> {
         runtime().block_on(async {

@@ -756,8 +756,26 @@ pub fn kstatus(objects: &[Value]) -> Vec<Value> {
 /// and returns its path. Panics, saying why, when it cannot be built.
 pub fn flux_binary() -> &'static Path {
     static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let built = BINARY.get_or_init(|| {
-        let script = manifest_dir().join("tests/flux-cli/build.sh");
+    go_built(&BINARY, "tests/flux-cli/build.sh", "the flux CLI")
+}
+
+/// Builds Flux's notification-controller from Go modules if needed
+/// (`tests/flux-controller/build.sh`) and returns its path. Panics, saying
+/// why, when it cannot be built.
+pub fn flux_controller_binary() -> &'static Path {
+    static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    go_built(
+        &BINARY,
+        "tests/flux-controller/build.sh",
+        "Flux's notification-controller",
+    )
+}
+
+/// Runs a build script that prints the path of what it built, once per
+/// test process.
+fn go_built<'a>(cell: &'a OnceLock<Result<PathBuf, String>>, script: &str, what: &str) -> &'a Path {
+    let built = cell.get_or_init(|| {
+        let script = manifest_dir().join(script);
         let output = Command::new("bash")
             .arg(&script)
             .env("CARGO_TARGET_DIR", target_dir())
@@ -766,7 +784,7 @@ pub fn flux_binary() -> &'static Path {
             .map_err(|e| format!("cannot run {}: {e} (bash is required)", script.display()))?;
         if !output.status.success() {
             return Err(format!(
-                "the flux CLI could not be built ({}):\n{}",
+                "{what} could not be built ({}):\n{}",
                 output.status,
                 String::from_utf8_lossy(&output.stderr)
             ));

@@ -177,7 +177,7 @@ impl Sink {
 
 /// Serves HTTPS: a TLS handshake per connection (failed handshakes, such
 /// as a client without the required certificate, end that connection).
-async fn serve_tls(
+pub async fn serve_tls(
     listener: tokio::net::TcpListener,
     app: Router,
     config: Arc<rustls::ServerConfig>,

@@ -15,7 +15,7 @@ use reqwest::header::AUTHORIZATION;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::forge::{Comments, CommitStatuses, Forge, listed, set_commit_status, upsert_comment};
+use super::forge::{Comments, CommitStatuses, Forge, set_commit_status, upsert_comment};
 use super::{
     change_request, comment_body, comment_marker, commit_status_id, exchange, invalid,
     json_request, name_and_description, path_escape, progressing, repo_address, revision,
@@ -232,19 +232,13 @@ impl Gitea {
 }
 
 impl Forge for Gitea {
-    /// As the SDK sends them: a GET has no body but `Content-Type:
-    /// application/json` (the SDK sets it on every request).
     fn request<S: Serialize>(
         &self,
         method: Method,
         url: String,
         body: Option<&S>,
     ) -> Result<Request, String> {
-        let mut request = json_request(method, url, body, self.auth())?;
-        if body.is_none() {
-            request.body.content_type = "application/json";
-        }
-        Ok(request)
+        json_request(method, url, body, self.auth())
     }
 }
 
@@ -262,13 +256,16 @@ impl CommitStatuses for Gitea {
         sha: &str,
         status: &CreateStatus,
     ) -> Result<bool, Verdict> {
-        // The SDK's ListStatuses path.
+        // The SDK's ListStatuses path; the SDK sends this GET (and only
+        // this one of those herald makes) with `Content-Type: application/json`.
         let url = self.repo_url(&format!(
             "commits/{}/statuses?limit=50&page=1",
             path_escape(sha)
         ));
-        let statuses: Vec<Status> =
-            listed(self, sender, url, "could not list commit statuses").await?;
+        let mut list = self.read(url)?;
+        list.body.content_type = "application/json";
+        let reply = exchange(sender, &list, "could not list commit statuses").await?;
+        let statuses: Vec<Status> = reply.json("the commit statuses")?;
         Ok(duplicate(&statuses, status))
     }
 }
