@@ -906,7 +906,8 @@ fn match_labels_reads_labels_from_the_server() {
     // An object that does not exist: no match, and a Warning Event on the
     // Alert, read back through the API.
     assert_eq!(herald.post(helm_event("ghost", "ghost 1")).0, 202);
-    cluster.wait_warning("MatchLabelsLookupFailed", "web-team");
+    // Flux's reason for the same situation.
+    cluster.wait_warning("SourceFetchFailed", "web-team");
     assert_eq!(sink.received().len(), 2);
 
     // `route --cluster` and `--explain` agree with the controller: the
@@ -1123,6 +1124,58 @@ fn template_errors_show_in_status_and_events() {
     );
     assert_eq!(sink.wait_for(2, WAIT).len(), 2);
     cluster.wait_warning("TemplateRenderFailed", "bad-render");
+    let invalid = cluster.wait_warning("InvalidConfig", "bad-syntax");
+    assert!(
+        invalid["note"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("InvalidTemplate: spec.template.text: syntax error"),
+        "{invalid}"
+    );
+}
+
+/// As Flux warns of them (RFC 0008): a metadata key an Alert's
+/// notification takes from more than one source is a
+/// `MetadataAppendFailed` Warning Event naming the key and its sources;
+/// the notification is still sent, the higher source winning.
+#[test]
+fn metadata_key_conflicts_are_a_warning_event_as_in_flux() {
+    let cluster = Cluster::shared("metadata-conflicts");
+    let sink = Sink::start();
+    cluster.create_seed(&["02-provider.yaml", "04-secret.yaml"], &sink.url);
+    cluster.create(
+        r#"
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: conflicting}
+spec:
+  providerRef: {name: slack}
+  eventSeverity: info
+  summary: from the summary field
+  eventMetadata: {summary: from eventMetadata, env: prod}
+  eventSources: [{kind: Kustomization, name: "*"}]
+"#,
+    );
+    let herald = cluster.start_herald(&[]);
+    cluster.wait_ready("Alert", "conflicting", "True");
+    assert_eq!(
+        herald
+            .post(cluster.event("kustomization-error.json", "conflicts"))
+            .0,
+        202
+    );
+    let received = sink.wait_for(1, WAIT);
+    let fields = received[0].body["attachments"][0]["fields"].to_string();
+    assert!(fields.contains("from the summary field"), "{fields}");
+    let warning = cluster.wait_warning("MetadataAppendFailed", "conflicting");
+    let note = warning["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("metadata key conflicts detected")
+            && note
+                .contains("summary (Alert object .spec.eventMetadata, Alert object .spec.summary)"),
+        "{note}"
+    );
+    assert!(!note.contains("env ("), "{note}");
 }
 
 #[test]
@@ -2603,7 +2656,15 @@ fn an_undecodable_object_is_its_own_problem_also_after_a_restart() {
             "{broken}"
         );
         cluster.wait_reason("Alert", "uses-broken", "False", "ProviderNotReady");
-        cluster.wait_warning("InvalidSpec", "typo");
+        // On an Alert, Flux's reason for a wrong Alert, herald's in the note.
+        let typo = cluster.wait_warning("InvalidConfig", "typo");
+        assert!(
+            typo["note"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("InvalidSpec: "),
+            "{typo}"
+        );
         cluster.wait_warning("InvalidSpec", "broken");
         let deadline = Instant::now() + WAIT;
         loop {

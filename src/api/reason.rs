@@ -87,13 +87,18 @@ pub enum Reason {
     /// A herald-only field a Flux controller would refuse.
     FluxIncompatible,
 
-    // Warning Events on Alerts.
+    // Warning Events on Alerts, with Flux's reasons where Flux has one for
+    // the same situation (tools that alert on Event reasons keep working).
     /// A notification was not delivered.
     NotificationDispatchFailed,
     /// The Alert's template failed; the default format was sent.
     TemplateRenderFailed,
-    /// An Alert's `matchLabels` could not be looked up.
-    MatchLabelsLookupFailed,
+    /// The labels of an event's object could not be read for `matchLabels`.
+    SourceFetchFailed,
+    /// The Alert is wrong (the Event names herald's reason in its message).
+    InvalidConfig,
+    /// A metadata key came from more than one source (Flux RFC 0008).
+    MetadataAppendFailed,
 }
 
 impl Reason {
@@ -144,7 +149,9 @@ impl Reason {
             Self::FluxIncompatible => "FluxIncompatible",
             Self::NotificationDispatchFailed => "NotificationDispatchFailed",
             Self::TemplateRenderFailed => "TemplateRenderFailed",
-            Self::MatchLabelsLookupFailed => "MatchLabelsLookupFailed",
+            Self::SourceFetchFailed => "SourceFetchFailed",
+            Self::InvalidConfig => "InvalidConfig",
+            Self::MetadataAppendFailed => "MetadataAppendFailed",
         }
     }
 
@@ -156,6 +163,22 @@ impl Reason {
             self,
             Self::SecretNotFound | Self::ProviderNotFound | Self::InternalError
         )
+    }
+
+    /// The reason of the Warning Event recorded when an object turns not
+    /// ready for this reason: Flux's `InvalidConfig` for an Alert that is
+    /// wrong itself (Flux records it when such an Alert meets an event),
+    /// else the condition's own reason.
+    pub const fn event_reason(self, on_alert: bool) -> Self {
+        if on_alert
+            && !self.may_fix_itself()
+            && !self.is_suspension()
+            && !matches!(self, Self::ProviderNotFound | Self::ProviderNotReady)
+        {
+            Self::InvalidConfig
+        } else {
+            self
+        }
     }
 
     /// Not acting on purpose: kstatus reads it as ready (`Ready=True`).

@@ -73,6 +73,9 @@ pub struct Readiness {
     pub progress: Option<&'static str>,
     /// Record a Normal Event when it becomes ready (Receivers, as Flux).
     pub announce: bool,
+    /// The reason of the Warning Event when it turns not ready (see
+    /// [`Reason::event_reason`]).
+    pub event_reason: Reason,
 }
 
 impl StatusWriter {
@@ -155,6 +158,7 @@ impl StatusWriter {
                 failed: wanted.failed,
                 progress: wanted.progress,
                 announce: true,
+                event_reason: wanted.reason,
             };
             let fields = vec![
                 StatusField {
@@ -197,6 +201,7 @@ impl StatusWriter {
                 announce: false,
                 reason: Reason::InvalidSpec.into(),
                 message: format!("cannot be read: {}", object.error),
+                event_reason: Reason::InvalidSpec.event_reason(kind == Some(Kind::Alert)),
             };
             let meta = &object.metadata;
             match kind {
@@ -354,11 +359,14 @@ impl StatusWriter {
                 written.insert(cache_key, record);
                 drop(written);
                 if wanted.failed && new_failure {
-                    self.events.object_warning(
-                        reference::<K>(meta),
-                        &wanted.reason,
-                        wanted.message.clone(),
-                    );
+                    let event_reason = wanted.event_reason.as_str();
+                    let message = if event_reason == wanted.reason {
+                        wanted.message.clone()
+                    } else {
+                        format!("{}: {}", wanted.reason, wanted.message)
+                    };
+                    self.events
+                        .object_warning(reference::<K>(meta), event_reason, message);
                 }
                 let became_ready = existing.is_none_or(|c| c.status != "True")
                     && pending.as_ref().is_none_or(|p| p.status != "True");
@@ -442,6 +450,7 @@ pub fn readiness(kind: Kind, key: ObjectKey, problems: &[Problem]) -> Readiness 
             progress: (worst.level == Level::Error && !worst.reason.may_fix_itself())
                 .then_some(STALLED),
             announce: false,
+            event_reason: worst.reason.event_reason(kind == Kind::Alert),
             reason: worst.reason.into(),
             message: blocking
                 .iter()
@@ -467,6 +476,7 @@ pub fn readiness(kind: Kind, key: ObjectKey, problems: &[Problem]) -> Readiness 
                 announce: false,
                 reason: Reason::Succeeded.into(),
                 message,
+                event_reason: Reason::Succeeded,
             }
         }
     }

@@ -220,6 +220,7 @@ impl Receiver {
         // Named only in log lines, so only built for them.
         let debug_object = tracing::enabled!(tracing::Level::DEBUG).then(|| event.object_ref());
         let mut notifications = self.route(event).await;
+        self.report_metadata_conflicts(&notifications);
         let routed = notifications.first().map(|n| n.event.clone());
         let spooled = match self.spool_all(&mut notifications).await {
             Ok(spooled) => spooled,
@@ -269,6 +270,40 @@ impl Receiver {
         Ok(ids)
     }
 
+    /// Warns, as Flux does, of metadata keys an Alert's notification takes
+    /// from more than one source (Flux RFC 0008): one log line and a
+    /// `MetadataAppendFailed` Warning Event on the Alert naming the keys
+    /// and their sources.
+    fn report_metadata_conflicts(&self, notifications: &[Delivery]) {
+        for n in notifications {
+            let alert = &n.alert;
+            let conflicts = crate::routing::metadata::conflicts(
+                &n.event,
+                &alert.event_metadata,
+                alert.summary.as_deref(),
+            );
+            if conflicts.is_empty() {
+                continue;
+            }
+            let keys: Vec<String> = conflicts
+                .iter()
+                .map(|(key, sources)| format!("{key} ({})", sources.join(", ")))
+                .collect();
+            let message = format!(
+                "metadata key conflicts detected (please refer to the Alert API docs and Flux RFC 0008 for more information): {}",
+                keys.join("; ")
+            );
+            tracing::info!(alert = %alert.key, event = %n.event.object_ref(), %message, "metadata key conflicts");
+            if let Some(reporter) = &self.reporter {
+                reporter.alert_warning(
+                    &alert.key,
+                    crate::api::Reason::MetadataAppendFailed,
+                    message,
+                );
+            }
+        }
+    }
+
     /// Routes an event, fetching its object's labels first when an Alert
     /// needs them. The table is re-read after the fetch (never held across it).
     async fn route(&self, event: FluxEvent) -> Vec<Delivery> {
@@ -293,11 +328,7 @@ impl Receiver {
                 );
                 tracing::warn!(%alert, %message, "matchLabels lookup failed");
                 if let Some(reporter) = &self.reporter {
-                    reporter.alert_warning(
-                        alert,
-                        crate::api::Reason::MatchLabelsLookupFailed,
-                        message,
-                    );
+                    reporter.alert_warning(alert, crate::api::Reason::SourceFetchFailed, message);
                 }
             }
         }

@@ -63,6 +63,56 @@ pub fn merge(
     merged
 }
 
+/// The keys [`merge`] takes from more than one source, each with its
+/// sources in precedence order, as Flux names them (its
+/// `MetadataAppendFailed` Event, Flux RFC 0008). Expects a [`clean`]ed
+/// event.
+pub fn conflicts(
+    event: &FluxEvent,
+    alert_metadata: &BTreeMap<String, String>,
+    summary: Option<&str>,
+) -> Vec<(String, Vec<&'static str>)> {
+    let group = event.involved_object.group();
+    let mut sources: BTreeMap<&str, Vec<&'static str>> = BTreeMap::new();
+    let mut from_group = |wanted: &str, source: &'static str| {
+        let prefix = format!("{wanted}/");
+        for key in event.metadata.keys() {
+            if let Some(name) = key.strip_prefix(&prefix) {
+                sources.entry(name).or_default().push(source);
+            }
+        }
+    };
+    from_group(EVENT_GROUP, "involved object annotations");
+    for key in alert_metadata.keys() {
+        sources
+            .entry(key)
+            .or_default()
+            .push("Alert object .spec.eventMetadata");
+    }
+    if summary.is_some_and(|s| !s.is_empty()) {
+        sources
+            .entry("summary")
+            .or_default()
+            .push("Alert object .spec.summary");
+    }
+    if group != EVENT_GROUP {
+        let prefix = format!("{group}/");
+        for key in event.metadata.keys() {
+            if let Some(name) = key.strip_prefix(&prefix) {
+                sources
+                    .entry(name)
+                    .or_default()
+                    .push("involved object controller metadata");
+            }
+        }
+    }
+    sources
+        .into_iter()
+        .filter(|(_, from)| from.len() > 1)
+        .map(|(key, from)| (key.to_owned(), from))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +177,41 @@ mod tests {
         assert_eq!(e.metadata.keys().collect::<Vec<_>>(), ["/revision"]);
         let merged = merge(&e, &BTreeMap::new(), None);
         assert_eq!(merged["revision"], "r");
+    }
+
+    /// As Flux's `combineEventMetadata` reports them: each key with its
+    /// sources, in precedence order.
+    #[test]
+    fn keys_from_more_than_one_source_are_conflicts() {
+        let mut e = event(&[
+            ("event.toolkit.fluxcd.io/summary", "event"),
+            ("event.toolkit.fluxcd.io/only", "event"),
+            ("kustomize.toolkit.fluxcd.io/summary", "object"),
+            ("kustomize.toolkit.fluxcd.io/env", "object"),
+        ]);
+        clean(&mut e);
+        let alert: BTreeMap<_, _> = [("env".to_owned(), "alert".to_owned())].into();
+        assert_eq!(
+            conflicts(&e, &alert, Some("alert summary")),
+            [
+                (
+                    "env".to_owned(),
+                    vec![
+                        "Alert object .spec.eventMetadata",
+                        "involved object controller metadata"
+                    ]
+                ),
+                (
+                    "summary".to_owned(),
+                    vec![
+                        "involved object annotations",
+                        "Alert object .spec.summary",
+                        "involved object controller metadata"
+                    ]
+                ),
+            ]
+        );
+        assert!(conflicts(&e, &BTreeMap::new(), None).len() == 1);
     }
 
     #[test]
