@@ -1,4 +1,5 @@
-//! Side by side with Flux: Flux's own notification-controller v1.9.3
+//! herald against Flux's own programs. Side by side with Flux's own
+//! notification-controller v1.9.3
 //! (built from the Go module proxy by `tests/flux-controller/build.sh`)
 //! and herald run in turn against one real kube-apiserver, with the same
 //! Alerts, Providers, Secrets and events, and the requests each sends to
@@ -873,4 +874,101 @@ fn herald_sends_what_flux_sends() {
         }
     }
     assert!(report.is_empty(), "{report}");
+}
+
+/// Flux's own event recorder (`fluxcd/pkg/runtime/events`, event API v1,
+/// built by `tests/flux-recorder/build.sh`) posting to `herald serve`: the
+/// events are accepted, `action` and `relatedObject` reach the `generic`
+/// body as the recorder sent them, and templates read them.
+#[test]
+fn flux_s_recorder_posts_event_api_v1_to_herald() {
+    let generic = support::sink::Sink::start();
+    let slack = support::sink::Sink::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("objects.yaml"),
+        format!(
+            r#"apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Provider
+metadata: {{name: generic, namespace: flux-system}}
+spec: {{type: generic, address: "{generic}"}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Alert
+metadata: {{name: generic, namespace: flux-system}}
+spec:
+  providerRef: {{name: generic}}
+  eventSeverity: info
+  eventSources: [{{kind: Kustomization, name: my-app}}]
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Provider
+metadata: {{name: slack, namespace: flux-system}}
+spec: {{type: slack, address: "{slack}"}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Alert
+metadata: {{name: slack, namespace: flux-system}}
+spec:
+  providerRef: {{name: slack}}
+  eventSeverity: info
+  eventSources: [{{kind: Kustomization, name: my-app}}]
+  template:
+    text: "{{{{ action }}}}: {{{{ related_object.kind | default('none') }}}}/{{{{ related_object.name | default('none') }}}}"
+"#,
+            generic = generic.url,
+            slack = slack.url,
+        ),
+    )
+    .expect("write manifests");
+    let herald = Herald::serve(dir.path(), &[]);
+    let output = Command::new(kubeapi::flux_recorder_binary())
+        .args(["-webhook", &herald.events, "-namespace", "flux-system"])
+        .output()
+        .expect("run Flux's recorder");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let bodies: Vec<Value> = generic
+        .wait_for(2, WAIT)
+        .into_iter()
+        .map(|r| r.body)
+        .collect();
+    assert_eq!(bodies.len(), 2, "{:#?}", herald.logs());
+    let warning = bodies
+        .iter()
+        .find(|b| b["severity"] == "error")
+        .expect("the Warning, as an error event");
+    assert_eq!(warning["action"], "reconcile", "{warning}");
+    assert_eq!(warning["reason"], "ReconciliationFailed", "{warning}");
+    assert_eq!(
+        warning["relatedObject"]["kind"], "GitRepository",
+        "{warning}"
+    );
+    assert_eq!(warning["relatedObject"]["name"], "my-repo", "{warning}");
+    assert_eq!(
+        warning["relatedObject"]["apiVersion"], "source.toolkit.fluxcd.io/v1",
+        "{warning}"
+    );
+    assert_eq!(
+        warning["metadata"]["revision"], "main@sha1:731f7eaddfb6af01cb2173e18f0f75b0ba780ef1",
+        "{warning}"
+    );
+    assert_eq!(warning["metadata"]["deployment"], "web", "{warning}");
+    let info = bodies
+        .iter()
+        .find(|b| b["severity"] == "info")
+        .expect("the Normal event, as info");
+    assert_eq!(info["action"], "apply", "{info}");
+    assert!(info.get("relatedObject").is_none(), "{info}");
+
+    let mut texts: Vec<String> = slack.wait_for(2, WAIT).iter().map(|r| r.text()).collect();
+    texts.sort();
+    assert_eq!(
+        texts,
+        ["apply: none/none", "reconcile: GitRepository/my-repo"]
+    );
+    herald.assert_no_secret_in_logs();
 }

@@ -771,6 +771,17 @@ pub fn flux_controller_binary() -> &'static Path {
     )
 }
 
+/// Builds the program around Flux's event recorder from Go modules if
+/// needed (`tests/flux-recorder/build.sh`) and returns its path.
+pub fn flux_recorder_binary() -> &'static Path {
+    static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    go_built(
+        &BINARY,
+        "tests/flux-recorder/build.sh",
+        "Flux's event recorder",
+    )
+}
+
 /// Runs a build script that prints the path of what it built, once per
 /// test process.
 fn go_built<'a>(cell: &'a OnceLock<Result<PathBuf, String>>, script: &str, what: &str) -> &'a Path {
