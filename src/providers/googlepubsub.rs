@@ -188,16 +188,10 @@ fn parse_key(json: &str) -> Result<Key, Invalid> {
             ),
         ));
     }
-    let der = pem_body(&file.private_key).ok_or_else(|| {
+    let signer = super::pem::rsa_key(&file.private_key).map_err(|e| {
         invalid(
             Reason::InvalidToken,
-            "the service-account key's private_key is not a PEM 'PRIVATE KEY'",
-        )
-    })?;
-    let signer = RsaKeyPair::from_pkcs8(&der).map_err(|_| {
-        invalid(
-            Reason::InvalidToken,
-            "the service-account key's private_key is not an RSA key in PKCS#8",
+            format!("the service-account key's private_key {e}"),
         )
     })?;
     let token_uri = file.token_uri.unwrap_or_else(|| TOKEN_URI.to_owned());
@@ -214,17 +208,6 @@ fn parse_key(json: &str) -> Result<Key, Invalid> {
         token_uri: SecretString::new(token_uri),
         signer,
     })
-}
-
-/// The DER inside a PEM `PRIVATE KEY` block.
-fn pem_body(pem: &str) -> Option<Vec<u8>> {
-    let start = pem.find("-----BEGIN PRIVATE KEY-----")? + "-----BEGIN PRIVATE KEY-----".len();
-    let end = pem[start..].find("-----END PRIVATE KEY-----")? + start;
-    let base64: String = pem[start..end]
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    STANDARD.decode(base64).ok()
 }
 
 #[derive(Serialize)]

@@ -28,6 +28,7 @@ pub mod nats;
 pub mod opsgenie;
 pub mod otel;
 pub mod pagerduty;
+pub mod pem;
 pub mod registry;
 pub mod resolve;
 pub mod rocket;

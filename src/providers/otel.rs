@@ -13,13 +13,20 @@
 //! metadata; status Error with the message on error events, else Ok.
 //! `HelmRepository` events are skipped, as Flux skips them.
 //!
-//! No protobuf crate: the message is six nested types and the encoder a
-//! few lines; the tests decode it with their own reader.
+//! The request is built from `opentelemetry-proto`'s generated messages
+//! (no SDK runtime) and encoded by prost; the tests decode it with the same
+//! messages, and compare it with what Flux's own exporter sends
+//! (`tests/side_by_side.rs`).
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
 use serde_json::{Value, json};
 
 use super::{Auth, Body, Invalid, Notifier, Request, Settings, ThreadAnchor, go_time};
@@ -32,14 +39,14 @@ const CONTENT_TYPE: &str = "application/x-protobuf";
 const SCHEMA_URL: &str = "https://opentelemetry.io/schemas/1.34.0";
 const SCOPE: &str = "flux:notification-controller";
 /// `SPAN_KIND_INTERNAL`: the SDK's default.
-const KIND_INTERNAL: u64 = 1;
+const KIND_INTERNAL: i32 = 1;
 /// `SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK | SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK`
 /// (the parent is Flux's remote span context) and the W3C trace flags'
 /// sampled bit, as Flux's exporter sends them (0x301): without it,
 /// backends and tail samplers may drop the span.
 const FLAGS_REMOTE_PARENT: u32 = 0x301;
-const STATUS_OK: u64 = 1;
-const STATUS_ERROR: u64 = 2;
+const STATUS_OK: i32 = 1;
+const STATUS_ERROR: i32 = 2;
 
 pub struct Otel {
     settings: Settings,
@@ -59,7 +66,7 @@ struct Export {
     start: u64,
     end: u64,
     attributes: Vec<(String, String)>,
-    status_code: u64,
+    status_code: i32,
     status_message: String,
 }
 
@@ -114,55 +121,57 @@ impl Export {
 
     /// `ExportTraceServiceRequest` in protobuf.
     fn encode(&self) -> Vec<u8> {
-        let key_values = |pairs: &mut dyn Iterator<Item = (&str, &str)>| {
-            let mut out = Vec::new();
-            for (key, value) in pairs {
-                let mut any = Vec::new();
-                // A oneof's string is written even when empty.
-                proto::bytes(&mut any, 1, value.as_bytes());
-                let mut kv = Vec::new();
-                proto::string(&mut kv, 1, key);
-                proto::bytes(&mut kv, 2, &any);
-                out.push(kv);
-            }
-            out
+        let key_values = |pairs: &mut dyn Iterator<Item = (&str, &str)>| -> Vec<KeyValue> {
+            pairs
+                .map(|(key, value)| KeyValue {
+                    key: key.to_owned(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue(value.to_owned())),
+                    }),
+                    ..Default::default()
+                })
+                .collect()
         };
-        let mut resource = Vec::new();
-        for kv in key_values(&mut self.resource.iter().map(|(k, v)| (*k, v.as_str()))) {
-            proto::bytes(&mut resource, 1, &kv);
+        let span = Span {
+            trace_id: self.trace_id.to_vec(),
+            span_id: self.span_id.to_vec(),
+            flags: FLAGS_REMOTE_PARENT,
+            name: self.name.clone(),
+            kind: KIND_INTERNAL,
+            start_time_unix_nano: self.start,
+            end_time_unix_nano: self.end,
+            attributes: key_values(
+                &mut self
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            ),
+            status: Some(Status {
+                message: self.status_message.clone(),
+                code: self.status_code,
+            }),
+            ..Default::default()
+        };
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: key_values(
+                        &mut self.resource.iter().map(|(k, v)| (*k, v.as_str())),
+                    ),
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(InstrumentationScope {
+                        name: SCOPE.to_owned(),
+                        ..Default::default()
+                    }),
+                    spans: vec![span],
+                    ..Default::default()
+                }],
+                schema_url: SCHEMA_URL.to_owned(),
+            }],
         }
-        let mut status = Vec::new();
-        proto::string(&mut status, 2, &self.status_message);
-        proto::varint_field(&mut status, 3, self.status_code);
-        let mut span = Vec::new();
-        proto::bytes(&mut span, 1, &self.trace_id);
-        proto::bytes(&mut span, 2, &self.span_id);
-        proto::string(&mut span, 5, &self.name);
-        proto::varint_field(&mut span, 6, KIND_INTERNAL);
-        proto::fixed64(&mut span, 7, self.start);
-        proto::fixed64(&mut span, 8, self.end);
-        for kv in key_values(
-            &mut self
-                .attributes
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        ) {
-            proto::bytes(&mut span, 9, &kv);
-        }
-        proto::bytes(&mut span, 15, &status);
-        proto::fixed32(&mut span, 16, FLAGS_REMOTE_PARENT);
-        let mut scope = Vec::new();
-        proto::string(&mut scope, 1, SCOPE);
-        let mut scope_spans = Vec::new();
-        proto::bytes(&mut scope_spans, 1, &scope);
-        proto::bytes(&mut scope_spans, 2, &span);
-        let mut resource_spans = Vec::new();
-        proto::bytes(&mut resource_spans, 1, &resource);
-        proto::bytes(&mut resource_spans, 2, &scope_spans);
-        proto::string(&mut resource_spans, 3, SCHEMA_URL);
-        let mut request = Vec::new();
-        proto::bytes(&mut request, 1, &resource_spans);
-        request
+        .encode_to_vec()
     }
 
     /// The same request in OTLP/JSON's shape: what `herald route` shows.
@@ -208,57 +217,6 @@ fn revision(metadata: &std::collections::BTreeMap<String, String>) -> String {
             .get("revision")
             .cloned()
             .unwrap_or_else(|| "unknown".to_owned()),
-    }
-}
-
-/// The protobuf wire format, as far as OTLP's traces need it.
-mod proto {
-    fn varint(out: &mut Vec<u8>, mut value: u64) {
-        while value >= 0x80 {
-            out.push((value as u8 & 0x7f) | 0x80);
-            value >>= 7;
-        }
-        out.push(value as u8);
-    }
-
-    fn tag(out: &mut Vec<u8>, field: u32, wire_type: u8) {
-        varint(out, (u64::from(field) << 3) | u64::from(wire_type));
-    }
-
-    /// A varint field, omitted when zero (proto3).
-    pub fn varint_field(out: &mut Vec<u8>, field: u32, value: u64) {
-        if value != 0 {
-            tag(out, field, 0);
-            varint(out, value);
-        }
-    }
-
-    /// A length-delimited field (bytes, string or message), always written.
-    pub fn bytes(out: &mut Vec<u8>, field: u32, value: &[u8]) {
-        tag(out, field, 2);
-        varint(out, value.len() as u64);
-        out.extend_from_slice(value);
-    }
-
-    /// A string field, omitted when empty (proto3).
-    pub fn string(out: &mut Vec<u8>, field: u32, value: &str) {
-        if !value.is_empty() {
-            bytes(out, field, value.as_bytes());
-        }
-    }
-
-    pub fn fixed64(out: &mut Vec<u8>, field: u32, value: u64) {
-        if value != 0 {
-            tag(out, field, 1);
-            out.extend_from_slice(&value.to_le_bytes());
-        }
-    }
-
-    pub fn fixed32(out: &mut Vec<u8>, field: u32, value: u32) {
-        if value != 0 {
-            tag(out, field, 5);
-            out.extend_from_slice(&value.to_le_bytes());
-        }
     }
 }
 
@@ -337,15 +295,6 @@ mod tests {
             ])),
             "1.0@sha256:d"
         );
-    }
-
-    #[test]
-    fn varints_and_empty_fields_are_encoded_as_protobuf() {
-        let mut out = Vec::new();
-        proto::varint_field(&mut out, 3, 300);
-        proto::string(&mut out, 2, "");
-        proto::bytes(&mut out, 1, b"");
-        assert_eq!(out, [0x18, 0xac, 0x02, 0x0a, 0x00]);
     }
 
     #[test]

@@ -1,195 +1,158 @@
 //! Reads an OTLP `ExportTraceServiceRequest` (protobuf) into the shape of
-//! OTLP/JSON, as a collector would decode it: a protobuf wire reader of its
-//! own (independent of herald's encoder) and the field numbers of
-//! `opentelemetry/proto/{collector/trace,trace,resource,common}/v1`.
-//! Unknown fields fail the decoding, so nothing herald sends goes unseen.
+//! OTLP/JSON, as a collector would decode it, with `opentelemetry-proto`'s
+//! messages. Decoding and encoding again must give the same bytes: nothing
+//! herald sends goes unseen (an unknown field would be dropped) and the
+//! encoding is protobuf's canonical one.
 
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
 use serde_json::{Map, Value, json};
 
-/// One field's value on the wire.
-#[derive(Debug)]
-enum Wire {
-    Varint(u64),
-    Fixed64(u64),
-    Bytes(Vec<u8>),
-    Fixed32(u32),
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn varint(bytes: &[u8], at: &mut usize) -> u64 {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = bytes[*at];
-        *at += 1;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return value;
-        }
-    }
-    panic!("varint too long");
+fn attributes(pairs: &[KeyValue]) -> Value {
+    pairs
+        .iter()
+        .map(|kv| {
+            let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(any_value::Value::StringValue(text)) => json!({"stringValue": text}),
+                other => panic!("attribute {} holds {other:?}, not a string", kv.key),
+            };
+            json!({"key": kv.key, "value": value})
+        })
+        .collect()
 }
 
-/// Every field of a message, in order.
-fn fields(bytes: &[u8]) -> Vec<(u64, Wire)> {
-    let mut at = 0;
-    let mut out = Vec::new();
-    while at < bytes.len() {
-        let key = varint(bytes, &mut at);
-        let value = match key & 7 {
-            0 => Wire::Varint(varint(bytes, &mut at)),
-            1 => {
-                let v = u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
-                at += 8;
-                Wire::Fixed64(v)
-            }
-            2 => {
-                let len = varint(bytes, &mut at) as usize;
-                let v = bytes[at..at + len].to_vec();
-                at += len;
-                Wire::Bytes(v)
-            }
-            5 => {
-                let v = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
-                at += 4;
-                Wire::Fixed32(v)
-            }
-            other => panic!("wire type {other}"),
-        };
-        out.push((key >> 3, value));
-    }
-    out
-}
-
-fn bytes(wire: &Wire) -> &[u8] {
-    match wire {
-        Wire::Bytes(b) => b,
-        other => panic!("expected bytes, got {other:?}"),
+/// A field, left out when it holds its default (as OTLP/JSON leaves it).
+fn put(map: &mut Map<String, Value>, key: &str, value: Value, default: bool) {
+    if !default {
+        map.insert(key.to_owned(), value);
     }
 }
 
-fn text(wire: &Wire) -> Value {
-    Value::String(String::from_utf8(bytes(wire).to_vec()).expect("utf-8"))
-}
-
-fn hex(wire: &Wire) -> Value {
-    Value::String(bytes(wire).iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// Decodes a message with `decode(field, wire) -> (json name, value,
-/// repeated)`.
-fn message(data: &[u8], decode: impl Fn(u64, &Wire) -> (&'static str, Value, bool)) -> Value {
+fn span(span: &Span) -> Value {
     let mut out = Map::new();
-    for (field, wire) in fields(data) {
-        let (name, value, repeated) = decode(field, &wire);
-        if repeated {
-            out.entry(name)
-                .or_insert_with(|| Value::Array(Vec::new()))
-                .as_array_mut()
-                .expect("array")
-                .push(value);
-        } else {
-            assert!(out.insert(name.into(), value).is_none(), "{name} twice");
-        }
+    put(
+        &mut out,
+        "traceId",
+        json!(hex(&span.trace_id)),
+        span.trace_id.is_empty(),
+    );
+    put(
+        &mut out,
+        "spanId",
+        json!(hex(&span.span_id)),
+        span.span_id.is_empty(),
+    );
+    put(
+        &mut out,
+        "traceState",
+        json!(span.trace_state),
+        span.trace_state.is_empty(),
+    );
+    put(
+        &mut out,
+        "parentSpanId",
+        json!(hex(&span.parent_span_id)),
+        span.parent_span_id.is_empty(),
+    );
+    put(&mut out, "name", json!(span.name), span.name.is_empty());
+    put(&mut out, "kind", json!(span.kind), span.kind == 0);
+    put(
+        &mut out,
+        "startTimeUnixNano",
+        json!(span.start_time_unix_nano.to_string()),
+        span.start_time_unix_nano == 0,
+    );
+    put(
+        &mut out,
+        "endTimeUnixNano",
+        json!(span.end_time_unix_nano.to_string()),
+        span.end_time_unix_nano == 0,
+    );
+    put(
+        &mut out,
+        "attributes",
+        attributes(&span.attributes),
+        span.attributes.is_empty(),
+    );
+    assert!(
+        span.events.is_empty() && span.links.is_empty(),
+        "span events and links: {span:?}"
+    );
+    if let Some(status) = &span.status {
+        let mut s = Map::new();
+        put(
+            &mut s,
+            "message",
+            json!(status.message),
+            status.message.is_empty(),
+        );
+        put(&mut s, "code", json!(status.code), status.code == 0);
+        out.insert("status".into(), Value::Object(s));
     }
+    put(&mut out, "flags", json!(span.flags), span.flags == 0);
     Value::Object(out)
-}
-
-fn any_value(data: &[u8]) -> Value {
-    message(data, |field, wire| match field {
-        1 => ("stringValue", text(wire), false),
-        other => panic!("AnyValue field {other}"),
-    })
-}
-
-fn key_value(data: &[u8]) -> Value {
-    message(data, |field, wire| match field {
-        1 => ("key", text(wire), false),
-        2 => ("value", any_value(bytes(wire)), false),
-        other => panic!("KeyValue field {other}"),
-    })
-}
-
-fn varint_of(wire: &Wire) -> Value {
-    match wire {
-        Wire::Varint(v) => json!(v),
-        other => panic!("expected a varint, got {other:?}"),
-    }
-}
-
-fn span(data: &[u8]) -> Value {
-    message(data, |field, wire| match field {
-        1 => ("traceId", hex(wire), false),
-        2 => ("spanId", hex(wire), false),
-        3 => ("traceState", text(wire), false),
-        4 => ("parentSpanId", hex(wire), false),
-        5 => ("name", text(wire), false),
-        6 => ("kind", varint_of(wire), false),
-        7 | 8 => match wire {
-            Wire::Fixed64(v) => (
-                if field == 7 {
-                    "startTimeUnixNano"
-                } else {
-                    "endTimeUnixNano"
-                },
-                json!(v.to_string()),
-                false,
-            ),
-            other => panic!("time as {other:?}"),
-        },
-        9 => ("attributes", key_value(bytes(wire)), true),
-        15 => (
-            "status",
-            message(bytes(wire), |field, wire| match field {
-                2 => ("message", text(wire), false),
-                3 => ("code", varint_of(wire), false),
-                other => panic!("Status field {other}"),
-            }),
-            false,
-        ),
-        16 => match wire {
-            Wire::Fixed32(v) => ("flags", json!(v), false),
-            other => panic!("flags as {other:?}"),
-        },
-        other => panic!("Span field {other}"),
-    })
 }
 
 /// The request as OTLP/JSON (times as decimal strings, IDs in hex).
 pub fn decode_traces(data: &[u8]) -> Value {
-    message(data, |field, wire| match field {
-        1 => (
-            "resourceSpans",
-            message(bytes(wire), |field, wire| match field {
-                1 => (
-                    "resource",
-                    message(bytes(wire), |field, wire| match field {
-                        1 => ("attributes", key_value(bytes(wire)), true),
-                        other => panic!("Resource field {other}"),
-                    }),
-                    false,
-                ),
-                2 => (
-                    "scopeSpans",
-                    message(bytes(wire), |field, wire| match field {
-                        1 => (
-                            "scope",
-                            message(bytes(wire), |field, wire| match field {
-                                1 => ("name", text(wire), false),
-                                2 => ("version", text(wire), false),
-                                other => panic!("InstrumentationScope field {other}"),
-                            }),
-                            false,
-                        ),
-                        2 => ("spans", span(bytes(wire)), true),
-                        3 => ("schemaUrl", text(wire), false),
-                        other => panic!("ScopeSpans field {other}"),
-                    }),
-                    true,
-                ),
-                3 => ("schemaUrl", text(wire), false),
-                other => panic!("ResourceSpans field {other}"),
-            }),
-            true,
-        ),
-        other => panic!("ExportTraceServiceRequest field {other}"),
-    })
+    let request = ExportTraceServiceRequest::decode(data).expect("an ExportTraceServiceRequest");
+    assert_eq!(
+        request.encode_to_vec(),
+        data,
+        "the request holds fields opentelemetry-proto does not know, or is not canonical"
+    );
+    let resource_spans: Vec<Value> = request
+        .resource_spans
+        .iter()
+        .map(|rs| {
+            let mut out = Map::new();
+            if let Some(resource) = &rs.resource {
+                out.insert(
+                    "resource".into(),
+                    json!({"attributes": attributes(&resource.attributes)}),
+                );
+            }
+            let scope_spans: Vec<Value> = rs
+                .scope_spans
+                .iter()
+                .map(|ss| {
+                    let mut out = Map::new();
+                    if let Some(scope) = &ss.scope {
+                        let mut s = Map::new();
+                        put(&mut s, "name", json!(scope.name), scope.name.is_empty());
+                        put(
+                            &mut s,
+                            "version",
+                            json!(scope.version),
+                            scope.version.is_empty(),
+                        );
+                        out.insert("scope".into(), Value::Object(s));
+                    }
+                    out.insert("spans".into(), ss.spans.iter().map(span).collect());
+                    put(
+                        &mut out,
+                        "schemaUrl",
+                        json!(ss.schema_url),
+                        ss.schema_url.is_empty(),
+                    );
+                    Value::Object(out)
+                })
+                .collect();
+            out.insert("scopeSpans".into(), Value::Array(scope_spans));
+            put(
+                &mut out,
+                "schemaUrl",
+                json!(rs.schema_url),
+                rs.schema_url.is_empty(),
+            );
+            Value::Object(out)
+        })
+        .collect();
+    json!({"resourceSpans": resource_spans})
 }

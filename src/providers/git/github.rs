@@ -568,7 +568,7 @@ impl App {
             .ok_or_else(|| {
                 bad("github: 'githubAppPrivateKey' is required with 'githubAppID'".into())
             })?;
-        let key = parse_rsa_key(pem.expose())
+        let key = crate::providers::pem::rsa_key(pem.expose())
             .map_err(|why| bad(format!("github: 'githubAppPrivateKey' {why}")))?;
         let api = match get("githubAppBaseURL") {
             Some(base) if base.ends_with('/') => base,
@@ -712,24 +712,6 @@ struct InstallationInfo {
 
 /// An RSA private key in PEM, PKCS#1 (`RSA PRIVATE KEY`, what GitHub hands
 /// out) or PKCS#8 (`PRIVATE KEY`); the error never quotes the key.
-fn parse_rsa_key(pem: &str) -> Result<ring::rsa::KeyPair, String> {
-    use base64::Engine;
-    let begin = pem.find("-----BEGIN ").ok_or("is not a PEM key")?;
-    let rest = &pem[begin + "-----BEGIN ".len()..];
-    let (label, rest) = rest.split_once("-----").ok_or("is not a PEM key")?;
-    let end = rest.find("-----END ").ok_or("is not a PEM key")?;
-    let body: String = rest[..end].chars().filter(|c| !c.is_whitespace()).collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .map_err(|_| "is not valid PEM (bad base64)")?;
-    match label {
-        "RSA PRIVATE KEY" => ring::rsa::KeyPair::from_der(&der),
-        "PRIVATE KEY" => ring::rsa::KeyPair::from_pkcs8(&der),
-        _ => return Err(format!("is a PEM '{label}', not an RSA private key")),
-    }
-    .map_err(|e| format!("is not a usable RSA private key ({e})"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -802,17 +784,5 @@ mod tests {
         assert!(!duplicate(&[older_failure, same], &new));
         assert!(!duplicate(&[other], &new));
         assert!(!duplicate(&[], &new));
-    }
-
-    #[test]
-    fn keys_that_are_not_rsa_are_refused_without_quoting_them() {
-        let e = parse_rsa_key("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----")
-            .expect_err("refused");
-        assert!(e.contains("EC PRIVATE KEY"), "{e}");
-        assert!(
-            parse_rsa_key("secret-value")
-                .expect_err("refused")
-                .contains("not a PEM")
-        );
     }
 }
