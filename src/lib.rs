@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod discovery;
 pub mod dispatch;
 pub mod duration;
+pub mod expiring;
 pub mod goregex;
 pub mod hex;
 pub mod http;

@@ -2,12 +2,12 @@
 //! event on every reconcile; within `--rate-limit-interval` only the first
 //! is delivered.
 
-use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::api::FluxEvent;
+use crate::expiring::ExpiringSet;
 
 /// Metadata keys (after the group prefix) that are part of an event's identity.
 const KEY_METADATA: [&str; 3] = ["revision", "originRevision", "token"];
@@ -19,28 +19,16 @@ const KEY_METADATA: [&str; 3] = ["revision", "originRevision", "token"];
 /// burst.
 pub const MAX_KEYS: usize = 200_000;
 
-/// Remembers recently accepted events.
-///
-/// Every key lives for the same interval, so insertion order is expiry
-/// order: a FIFO of keys beside a map gives O(1) pruning of expired keys
-/// and O(1) eviction of the oldest past the cap. (A general cache such as
-/// moka was measured at ~320 bytes and ~6 µs per key, ten times this.)
-/// Times are kept as milliseconds since the filter was made, not as
-/// `Instant`s (16 bytes each): the filter is a large part of herald's
-/// memory under a flood.
+/// Remembers recently accepted events (see [`ExpiringSet`]).
 pub struct Dedup {
-    interval_ms: u64,
-    /// What the millisecond times count from.
-    epoch: Instant,
-    capacity: usize,
     hasher: std::collections::hash_map::RandomState,
-    seen: Mutex<Seen>,
+    seen: Mutex<ExpiringSet<u64, BuildHasherDefault<KeyHasher>>>,
 }
 
 /// Keys are already random (keyed SipHash of the event): the map uses
 /// them as their own hash rather than hashing them again.
 #[derive(Default)]
-struct KeyHasher(u64);
+pub struct KeyHasher(u64);
 
 impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {
@@ -55,28 +43,6 @@ impl Hasher for KeyHasher {
 
     fn write_u64(&mut self, key: u64) {
         self.0 = key;
-    }
-}
-
-#[derive(Default)]
-struct Seen {
-    /// Key → when it expires (milliseconds since the epoch).
-    until: HashMap<u64, u64, BuildHasherDefault<KeyHasher>>,
-    /// Keys in the order admitted, with the expiry they were admitted with
-    /// (a forgotten or re-admitted key leaves a stale entry here, skipped).
-    order: VecDeque<(u64, u64)>,
-}
-
-impl Seen {
-    /// Drops the oldest entry; returns false when there is none.
-    fn pop_oldest(&mut self) -> bool {
-        let Some((key, until)) = self.order.pop_front() else {
-            return false;
-        };
-        if self.until.get(&key) == Some(&until) {
-            self.until.remove(&key);
-        }
-        true
     }
 }
 
@@ -96,15 +62,9 @@ impl Dedup {
 
     /// A filter remembering at most `capacity` keys.
     pub fn with_capacity(interval: Duration, capacity: usize) -> Self {
-        // Rounded up, so that a sub-millisecond interval still suppresses.
-        let interval_ms =
-            u64::try_from(interval.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
         Self {
-            interval_ms,
-            epoch: Instant::now(),
-            capacity: capacity.max(1),
             hasher: Default::default(),
-            seen: Mutex::new(Seen::default()),
+            seen: Mutex::new(ExpiringSet::new(interval, capacity)),
         }
     }
 
@@ -126,51 +86,27 @@ impl Dedup {
     /// Admits an event unless an identical one was admitted within the interval.
     pub fn admit(&self, event: &FluxEvent, now: Instant) -> Admission {
         let key = self.key(event);
-        if self.interval_ms == 0 {
-            return Admission::Fresh(key);
-        }
-        let now = self.millis(now);
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        while seen.order.front().is_some_and(|(_, until)| *until <= now) {
-            seen.pop_oldest();
-        }
-        if seen.until.get(&key).is_some_and(|until| *until > now) {
+        let mut seen = self.seen();
+        if seen.contains(&key, now) {
             return Admission::Duplicate;
         }
-        // The cap counts live keys: entries left by `forget` (a refused
-        // event) must not push live ones out early. Those stale entries
-        // are dropped once they are as many as the live ones.
-        while seen.until.len() >= self.capacity && seen.pop_oldest() {}
-        if seen.order.len() >= 2 * self.capacity {
-            let Seen { until, order } = &mut *seen;
-            order.retain(|(key, at)| until.get(key) == Some(at));
-        }
-        // An absurd interval is remembered as long as a u64 can say.
-        let until = now.saturating_add(self.interval_ms);
-        seen.until.insert(key, until);
-        seen.order.push_back((key, until));
+        seen.insert(key, now);
         Admission::Fresh(key)
     }
 
-    /// Milliseconds from the filter's epoch to `now` (0 before it).
-    fn millis(&self, now: Instant) -> u64 {
-        u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+    fn seen(&self) -> std::sync::MutexGuard<'_, ExpiringSet<u64, BuildHasherDefault<KeyHasher>>> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Forgets a key admitted for an event that was then refused (503), so
     /// the sender's retry is not taken for a duplicate.
     pub fn forget(&self, key: u64) {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        seen.until.remove(&key);
+        self.seen().remove(&key);
     }
 
     /// Keys remembered now (expired ones are dropped lazily).
     pub fn len(&self) -> usize {
-        self.seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .until
-            .len()
+        self.seen().len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -7,9 +7,11 @@
 //! credential alone: the same signed body or a reused token is a new
 //! request. A sender retrying after a failure (nothing recorded) is served.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::hash_map::RandomState;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use crate::expiring::ExpiringSet;
 
 /// How long a handled request is remembered.
 pub const REPLAY_WINDOW: Duration = Duration::from_secs(300);
@@ -30,49 +32,32 @@ pub fn key(parts: &[&[u8]]) -> Key {
     key
 }
 
-#[derive(Default)]
+/// The requests handled within [`REPLAY_WINDOW`].
 pub struct Replays {
-    state: Mutex<State>,
+    seen: Mutex<ExpiringSet<Key, RandomState>>,
 }
 
-#[derive(Default)]
-struct State {
-    seen: HashMap<Key, Instant>,
-    order: VecDeque<(Instant, Key)>,
+impl Default for Replays {
+    fn default() -> Self {
+        Self {
+            seen: Mutex::new(ExpiringSet::new(REPLAY_WINDOW, MAX_REMEMBERED)),
+        }
+    }
 }
 
 impl Replays {
+    fn seen_set(&self) -> std::sync::MutexGuard<'_, ExpiringSet<Key, RandomState>> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Whether `key` was handled within the window.
     pub fn seen(&self, key: &Key, now: Instant) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.expire(now);
-        state.seen.contains_key(key)
+        self.seen_set().contains(key, now)
     }
 
     /// Records a handled request.
     pub fn record(&self, key: Key, now: Instant) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.expire(now);
-        while state.order.len() >= MAX_REMEMBERED {
-            if let Some((_, oldest)) = state.order.pop_front() {
-                state.seen.remove(&oldest);
-            }
-        }
-        if state.seen.insert(key, now).is_none() {
-            state.order.push_back((now, key));
-        }
-    }
-}
-
-impl State {
-    fn expire(&mut self, now: Instant) {
-        while let Some((at, key)) = self.order.front().copied() {
-            if now.saturating_duration_since(at) < REPLAY_WINDOW {
-                break;
-            }
-            self.order.pop_front();
-            self.seen.remove(&key);
-        }
+        self.seen_set().insert(key, now);
     }
 }
 
