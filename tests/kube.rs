@@ -1195,6 +1195,36 @@ fn a_failed_delivery_is_a_masked_warning_event_on_the_alert() {
         note.contains("403") && note.contains("http://127.0.0.1:"),
         "{note}"
     );
+    // As Flux's controller records them: tools filter on these.
+    assert_eq!(
+        event["reportingController"], "notification-controller",
+        "{event}"
+    );
+    assert_eq!(
+        event["deprecatedSource"]["component"], "notification-controller",
+        "{event}"
+    );
+    // The same failure again (another event, the same note) is counted
+    // in the Event, not recorded again.
+    assert_eq!(
+        herald
+            .post(cluster.event("kustomization-error.json", "fails again"))
+            .0,
+        202
+    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let failures: Vec<Value> = cluster
+            .events()
+            .into_iter()
+            .filter(|e| e["reason"] == "NotificationDispatchFailed")
+            .collect();
+        if failures.len() == 1 && failures[0]["deprecatedCount"].as_i64() >= Some(2) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{failures:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // Nothing herald wrote to the server quotes the webhook address.
     for event in cluster.events() {
         assert!(
@@ -1270,7 +1300,7 @@ fn every_api_call_is_allowed_by_the_deployed_rbac() {
         "patch notification.toolkit.fluxcd.io/providers/status",
         "watch /secrets",
         "get /secrets",
-        "create events.k8s.io/events",
+        "create /events",
         "get helm.toolkit.fluxcd.io/helmreleases",
         "update coordination.k8s.io/leases",
     ] {

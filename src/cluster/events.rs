@@ -1,12 +1,19 @@
 //! Kubernetes Warning Events (DESIGN §3.9): dispatch failures, template
 //! render failures and matchLabels lookup failures on Alerts, and objects
-//! turning `Ready=False`, recorded with kube-rs's event recorder (which
-//! aggregates repeats into a series).
+//! turning `Ready=False`. Recorded as Flux's controller records them (a
+//! `core/v1` Event, as client-go's recorder writes it): source component
+//! and reporting controller `notification-controller` (tools filter on
+//! them; `events.k8s.io/v1` would refuse a source), a repeat of the same
+//! Event (object, type, reason and message) within [`SERIES_WINDOW`]
+//! counted in its `count` rather than recorded again.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter as EventSource};
+use k8s_openapi::api::core::v1::{Event as K8sEvent, EventSource, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
 use tokio::sync::mpsc;
@@ -20,6 +27,12 @@ use crate::source::ObjectKey;
 const BACKLOG: usize = 1024;
 /// Events' notes are limited to 1 kB by the API.
 const MAX_NOTE: usize = 1000;
+/// The reporting controller and source component, as Flux's.
+pub const COMPONENT: &str = "notification-controller";
+/// A repeat within this long is counted in the first Event's series.
+const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
+/// Events remembered for their series at most.
+const MAX_SERIES: usize = 4096;
 
 pub struct EventReporter {
     queue: mpsc::Sender<Warning>,
@@ -45,14 +58,12 @@ impl EventReporter {
     /// Starts the publishing task. `alerts` supplies the Alerts' UIDs.
     pub fn start(client: Client, alerts: Store<Decoded<Alert>>, instance: String) -> Arc<Self> {
         let (queue, pending) = mpsc::channel::<Warning>(BACKLOG);
-        let recorder = Recorder::new(
+        let publisher = Publisher {
             client,
-            EventSource {
-                controller: "herald".into(),
-                instance: Some(instance),
-            },
-        );
-        tokio::spawn(publish_all(recorder, alerts, pending));
+            instance,
+            series: HashMap::new(),
+        };
+        tokio::spawn(publish_all(publisher, alerts, pending));
         Arc::new(Self { queue })
     }
 
@@ -97,7 +108,7 @@ impl Reporter for EventReporter {
 }
 
 async fn publish_all(
-    recorder: Recorder,
+    mut publisher: Publisher,
     alerts: Store<Decoded<Alert>>,
     mut pending: mpsc::Receiver<Warning>,
 ) {
@@ -111,20 +122,120 @@ async fn publish_all(
                 }
             }
         };
-        let event = Event {
-            type_: if warning.normal {
-                EventType::Normal
-            } else {
-                EventType::Warning
-            },
-            reason: warning.reason,
-            note: Some(truncate(warning.message)),
-            action: "Notify".into(),
-            secondary: None,
-        };
-        if let Err(e) = recorder.publish(&event, &reference).await {
+        let type_ = if warning.normal { "Normal" } else { "Warning" };
+        let note = truncate(warning.message);
+        if let Err(e) = publisher
+            .publish(type_, &warning.reason, note, reference.clone())
+            .await
+        {
             tracing::warn!(object = ?reference.name, error = %e, "cannot record a Kubernetes Event");
         }
+    }
+}
+
+/// Creates Events and counts repeats.
+struct Publisher {
+    client: Client,
+    instance: String,
+    /// Recent Events by what makes a repeat, with when last seen.
+    series: HashMap<SeriesKey, (K8sEvent, Instant)>,
+}
+
+/// An Event's identity for its series: object, type, reason and message.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct SeriesKey {
+    object: (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    ),
+    type_: &'static str,
+    reason: String,
+    note: String,
+}
+
+impl Publisher {
+    async fn publish(
+        &mut self,
+        type_: &'static str,
+        reason: &str,
+        note: String,
+        regarding: ObjectReference,
+    ) -> Result<(), kube::Error> {
+        let now = Instant::now();
+        self.series
+            .retain(|_, (_, seen)| now.duration_since(*seen) < SERIES_WINDOW);
+        if self.series.len() >= MAX_SERIES {
+            self.series.clear();
+        }
+        let key = SeriesKey {
+            object: (
+                regarding.kind.clone(),
+                regarding.namespace.clone(),
+                regarding.name.clone(),
+                regarding.uid.clone(),
+            ),
+            type_,
+            reason: reason.to_owned(),
+            note: note.clone(),
+        };
+        let namespace = regarding
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let events: Api<K8sEvent> = Api::namespaced(self.client.clone(), &namespace);
+        let now_stamp = k8s_openapi::jiff::Timestamp::now();
+        let event = match self.series.get(&key) {
+            Some((first, _)) => {
+                let mut event = first.clone();
+                event.count = Some(event.count.unwrap_or(1) + 1);
+                event.last_timestamp = Some(Time(now_stamp));
+                let patch = serde_json::json!({
+                    "count": event.count,
+                    "lastTimestamp": event.last_timestamp,
+                });
+                events
+                    .patch(
+                        event.metadata.name.as_deref().unwrap_or_default(),
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
+                    .await?;
+                event
+            }
+            None => {
+                let name = format!(
+                    "{}.{:x}",
+                    regarding.name.as_deref().unwrap_or(COMPONENT),
+                    now_stamp.as_nanosecond()
+                );
+                let event = K8sEvent {
+                    metadata: ObjectMeta {
+                        name: Some(name),
+                        namespace: Some(namespace),
+                        ..Default::default()
+                    },
+                    involved_object: regarding,
+                    type_: Some(type_.to_owned()),
+                    reason: Some(reason.to_owned()),
+                    message: Some(note),
+                    source: Some(EventSource {
+                        component: Some(COMPONENT.to_owned()),
+                        host: None,
+                    }),
+                    first_timestamp: Some(Time(now_stamp)),
+                    last_timestamp: Some(Time(now_stamp)),
+                    count: Some(1),
+                    reporting_component: Some(COMPONENT.to_owned()),
+                    reporting_instance: Some(self.instance.clone()),
+                    ..Default::default()
+                };
+                events.create(&PostParams::default(), &event).await?
+            }
+        };
+        self.series.insert(key, (event, now));
+        Ok(())
     }
 }
 
