@@ -427,3 +427,62 @@ fn seed_manifests_validate_at_their_declared_version() {
     }
     assert_eq!(checked, 4, "the seed has one Provider and three Alerts");
 }
+
+/// What `kubectl explain` and `kubectl apply` show: every kind describes
+/// itself (not kube-rs's "Auto-generated derived type"), and no schema
+/// names a format Kubernetes does not know (the API server warns on each
+/// apply, as it did for `uint32`).
+#[test]
+fn schemas_read_well_in_kubectl() {
+    const FORMATS: [&str; 9] = [
+        "int32",
+        "int64",
+        "float",
+        "double",
+        "byte",
+        "date",
+        "date-time",
+        "password",
+        "binary",
+    ];
+    fn formats(node: &Value, path: &str, found: &mut Vec<String>) {
+        match node {
+            Value::Object(fields) => {
+                for (key, value) in fields {
+                    if key == "format"
+                        && let Some(format) = value.as_str()
+                        && !FORMATS.contains(&format)
+                    {
+                        found.push(format!("{path}: format {format}"));
+                    }
+                    formats(value, &format!("{path}/{key}"), found);
+                }
+            }
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .for_each(|(i, item)| formats(item, &format!("{path}/{i}"), found)),
+            _ => {}
+        }
+    }
+    let mut problems = Vec::new();
+    for kind in ["Alert", "Provider", "Receiver"] {
+        let crd = herald_crd(kind);
+        for version in crd["spec"]["versions"].as_array().expect("versions") {
+            let schema = &version["schema"]["openAPIV3Schema"];
+            let description = schema["description"].as_str().unwrap_or_default();
+            if !description.starts_with(&format!("{kind} is the Schema")) {
+                problems.push(format!(
+                    "{kind} {}: description {description:?}",
+                    version["name"]
+                ));
+            }
+            formats(
+                schema,
+                &format!("{kind} {}", version["name"]),
+                &mut problems,
+            );
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}

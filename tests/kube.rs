@@ -1759,8 +1759,9 @@ fn seed_two_channels_split_errors_and_info() {
 }
 
 /// `kubectl apply -k deploy/` as the real server sees it: every install
-/// manifest (CRDs, ServiceAccount, RBAC, Deployment, Service) passes the
-/// server's own validation, unknown fields refused (server-side dry run).
+/// manifest (the flux-system Namespace, so that a fresh cluster takes them,
+/// CRDs, ServiceAccount, RBAC, Deployment, Service) passes the server's
+/// own validation, unknown fields refused (server-side dry run).
 #[test]
 fn install_manifests_pass_the_servers_validation() {
     let cluster = Cluster::shared("install");
@@ -1783,6 +1784,12 @@ fn install_manifests_pass_the_servers_validation() {
         }
     }
     assert!(objects.len() >= 8, "{} objects", objects.len());
+    assert!(
+        objects
+            .iter()
+            .any(|o| o["kind"] == "Namespace" && o["metadata"]["name"] == "flux-system"),
+        "a fresh cluster has no flux-system namespace"
+    );
     let params = PatchParams {
         dry_run: true,
         force: true,
@@ -1804,6 +1811,7 @@ fn install_manifests_pass_the_servers_validation() {
             ))
             .expect("discover");
         if object["kind"] == "CustomResourceDefinition"
+            || object["kind"] == "Namespace"
             || object["kind"]
                 .as_str()
                 .is_some_and(|k| k.starts_with("Cluster"))

@@ -17,6 +17,7 @@ use super::severity::SeverityFilter;
     group = "notification.toolkit.fluxcd.io",
     version = "v1",
     kind = "Alert",
+    doc = "Alert is the Schema for the alerts API: which events (sources, severity, inclusion and exclusion lists) go to which Provider.",
     namespaced,
     status = "AlertStatus",
     category = "all",
@@ -90,7 +91,8 @@ pub struct DigestSpec {
     /// Most notifications one message lists (1 to 100, default 20); it
     /// counts the others.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 100))]
+    // `int32`: Kubernetes knows no `uint32` format (the API server warns).
+    #[schemars(range(min = 1, max = 100), extend("format" = "int32"))]
     pub max_items: Option<u32>,
 }
 

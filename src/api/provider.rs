@@ -14,6 +14,7 @@ use super::alert::LocalReference;
     group = "notification.toolkit.fluxcd.io",
     version = "v1",
     kind = "Provider",
+    doc = "Provider is the Schema for the providers API: where notifications go and how (type, address, Secrets).",
     namespaced,
     status = "ProviderStatus",
     category = "all",

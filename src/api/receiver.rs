@@ -28,6 +28,7 @@ pub const DEFAULT_INTERVAL: &str = "10m";
     group = "notification.toolkit.fluxcd.io",
     version = "v1",
     kind = "Receiver",
+    doc = "Receiver is the Schema for the receivers API: an incoming webhook that requests reconciliations of Flux objects.",
     namespaced,
     status = "ReceiverStatus",
     category = "all",
