@@ -83,6 +83,95 @@ fn route_prints_what_serve_sends_and_sends_nothing() {
     assert_eq!(delivered, printed);
 }
 
+/// `--cluster-name` (DESIGN: off by default) puts the cluster's name in
+/// every notification's metadata as `cluster`, so every provider shows it
+/// and templates read it; an Alert's own `eventMetadata.cluster` wins;
+/// `serve` delivers what `route` prints.
+#[test]
+fn the_cluster_name_is_in_every_notification() {
+    let sink = Sink::start();
+    let dir = seed_copy(&SEED, &sink.url);
+    let manifests = dir.path().to_str().expect("utf-8 path");
+    let error = event_file("kustomization-error.json");
+    let fields_of = |line: &serde_json::Value| -> Vec<(String, String)> {
+        line["payload"]["attachments"][0]["fields"]
+            .as_array()
+            .expect("fields")
+            .iter()
+            .map(|f| {
+                (
+                    f["title"].as_str().unwrap_or_default().to_owned(),
+                    f["value"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let (code, stdout, stderr) = run(&[
+        "route",
+        "--manifests",
+        manifests,
+        error.to_str().expect("path"),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains("\"cluster\""), "off by default: {stdout}");
+    let (code, stdout, stderr) = run(&[
+        "route",
+        "--cluster-name=prod-eu-1",
+        "--manifests",
+        manifests,
+        error.to_str().expect("path"),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    for line in &lines {
+        assert!(
+            fields_of(line).contains(&("cluster".to_owned(), "prod-eu-1".to_owned())),
+            "{line}"
+        );
+    }
+    // An Alert's own eventMetadata.cluster wins.
+    let own = dir.path().join("03-alert.yaml");
+    let text = std::fs::read_to_string(&own).expect("alert");
+    assert!(text.contains("spec:\n"), "{text}");
+    std::fs::write(
+        &own,
+        text.replacen("spec:\n", "spec:\n  eventMetadata: {cluster: staging}\n", 1),
+    )
+    .expect("write alert");
+    let (code, stdout, stderr) = run(&[
+        "route",
+        "--cluster-name=prod-eu-1",
+        "--manifests",
+        manifests,
+        error.to_str().expect("path"),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let flux_alerts = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON"))
+        .find(|l| l["alert"] == "flux-system/flux-alerts")
+        .expect("flux-alerts");
+    assert!(
+        fields_of(&flux_alerts).contains(&("cluster".to_owned(), "staging".to_owned())),
+        "{flux_alerts}"
+    );
+
+    let herald = Herald::serve(dir.path(), &["--cluster-name=prod-eu-1"]);
+    assert_eq!(herald.post_file(&error), 202);
+    let delivered = sink.wait_for(3, Duration::from_secs(10));
+    assert!(
+        delivered
+            .iter()
+            .all(|r| r.body.to_string().contains("prod-eu-1")
+                || r.body.to_string().contains("staging")),
+        "{delivered:#?}"
+    );
+}
+
 #[test]
 fn route_prints_nothing_when_nothing_matches() {
     let dir = seed_copy(

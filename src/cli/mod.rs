@@ -82,6 +82,12 @@ pub struct MatchingArgs {
     /// Alerts only route events of objects in their own namespace.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
     pub no_cross_namespace_refs: bool,
+
+    /// This cluster's name, added to every notification's metadata as
+    /// `cluster` (an Alert's own `eventMetadata.cluster` wins), so that
+    /// clusters posting to one channel can be told apart. Off by default.
+    #[arg(long, value_name = "NAME", env = "HERALD_CLUSTER_NAME")]
+    pub cluster_name: Option<String>,
 }
 
 impl MatchingArgs {
@@ -89,6 +95,7 @@ impl MatchingArgs {
         TableOptions {
             default_severity: self.default_event_severity,
             no_cross_namespace_refs: self.no_cross_namespace_refs,
+            cluster_name: self.cluster_name.clone(),
         }
     }
 }

@@ -319,11 +319,32 @@ fn compile_alert(
         route: Arc::new(route(alert, key.clone(), channel, &destination)),
         key,
         destination,
-        event_metadata: spec.event_metadata.clone().unwrap_or_default(),
+        event_metadata: event_metadata(spec.event_metadata.as_ref(), options),
         summary: spec.summary.clone(),
         severities,
     }))
 }
+
+/// The Alert's `eventMetadata`, over the cluster's name (`--cluster-name`,
+/// as key `cluster`) when herald has one: the Alert's own value wins.
+fn event_metadata(
+    own: Option<&std::collections::BTreeMap<String, String>>,
+    options: &TableOptions,
+) -> std::collections::BTreeMap<String, String> {
+    let mut metadata = std::collections::BTreeMap::new();
+    if let Some(cluster) = options.cluster_name.as_deref().filter(|c| !c.is_empty()) {
+        metadata.insert(CLUSTER_KEY.to_owned(), cluster.to_owned());
+    }
+    metadata.extend(
+        own.into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    metadata
+}
+
+/// The metadata key `--cluster-name` fills.
+pub const CLUSTER_KEY: &str = "cluster";
 
 /// The compiled size limit of the set that matches a whole list at once, in
 /// bytes: a few times one pattern's ([`goregex::SIZE_LIMIT`]), so that long

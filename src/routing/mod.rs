@@ -34,6 +34,9 @@ pub struct TableOptions {
     pub default_severity: Severity,
     /// Alerts may only route events of objects in their own namespace.
     pub no_cross_namespace_refs: bool,
+    /// `--cluster-name`: added to every notification's metadata as
+    /// `cluster`, below each Alert's own `eventMetadata`.
+    pub cluster_name: Option<String>,
 }
 
 impl Default for TableOptions {
@@ -41,6 +44,7 @@ impl Default for TableOptions {
         Self {
             default_severity: Severity::Error,
             no_cross_namespace_refs: false,
+            cluster_name: None,
         }
     }
 }

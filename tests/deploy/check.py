@@ -209,6 +209,17 @@ def check_spool():
     return text
 
 
+def check_cluster_name():
+    """clusterName becomes --cluster-name; empty (the default) adds nothing."""
+    where = "charts/herald (clusterName)"
+    for values, expected in [({}, None), ({"clusterName": "prod-eu-1"}, "--cluster-name=prod-eu-1")]:
+        _, chart = render_chart(values)
+        args = next(d for d in chart if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+        named = [a for a in args if a.startswith("--cluster-name")]
+        if named != ([expected] if expected else []):
+            problem(where, f"with {values} the args name the cluster as {named}")
+
+
 def check_replace_flux():
     """The README's recipe, applied to Flux's own CRDs and a Flux-like
     Deployment: herald's image and herald's CRDs come out."""
@@ -304,6 +315,7 @@ def main():
     check_kinds(parse(chart_crds, "chart crds"), "charts/herald/crds")
 
     (out / "chart-spool.yaml").write_text(check_spool())
+    check_cluster_name()
     check_replace_flux()
     check_docker_context()
 
