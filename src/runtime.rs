@@ -4,6 +4,7 @@
 //! through [`Runtime::table`] and sets [`Runtime::ready`] once it has one.
 
 use anyhow::Context;
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -61,6 +62,8 @@ pub struct Runtime {
     spool: Option<Arc<Spool>>,
     /// What the spool held at start-up, until the first table is published.
     replay: Arc<Mutex<Option<Pending>>>,
+    /// The configuration problems last logged (see [`publish`]).
+    logged: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Runtime {
@@ -107,6 +110,7 @@ impl Runtime {
             options,
             spool: hooks.spool,
             replay: Arc::default(),
+            logged: Arc::default(),
         }
     }
 
@@ -136,6 +140,7 @@ impl Runtime {
             dispatcher: self.dispatcher.clone(),
             spool: self.spool.clone(),
             replay: self.replay.clone(),
+            logged: self.logged.clone(),
         }
     }
 
@@ -230,11 +235,13 @@ pub struct Publisher {
     dispatcher: Dispatcher,
     spool: Option<Arc<Spool>>,
     replay: Arc<Mutex<Option<Pending>>>,
+    /// The configuration problems last logged (see [`publish`]).
+    logged: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Publisher {
     pub fn publish(&self, table: RoutingTable, problems: &[Problem]) {
-        publish(&self.table, &self.metrics, table, problems);
+        publish(&self.table, &self.metrics, table, problems, &self.logged);
         self.replay_spool();
         self.ready.store(true, Ordering::Release);
     }
@@ -301,19 +308,34 @@ async fn requeue_when_room(dispatcher: Dispatcher, rest: Vec<(Delivery, Instant)
 }
 
 /// Logs a new table's problems, updates the gauges and swaps the table in.
+/// Each problem is logged once, when it appears (tables are rebuilt on
+/// every change and at every interval), and once more when it is gone;
+/// `logged` holds those logged so far.
 pub fn publish(
     current: &ArcSwap<RoutingTable>,
     metrics: &Metrics,
     table: RoutingTable,
     problems: &[Problem],
+    logged: &Mutex<HashSet<String>>,
 ) {
+    let now: HashSet<String> = problems.iter().map(ToString::to_string).collect();
+    let mut logged = logged.lock().unwrap_or_else(|e| e.into_inner());
     for problem in problems {
+        let text = problem.to_string();
+        if logged.contains(&text) {
+            continue;
+        }
         match problem.level {
-            Level::Error => tracing::error!(problem = %problem, "configuration problem"),
-            Level::Warning => tracing::warn!(problem = %problem, "configuration warning"),
-            Level::Note => tracing::debug!(problem = %problem, "configuration note"),
+            Level::Error => tracing::error!(problem = %text, "configuration problem"),
+            Level::Warning => tracing::warn!(problem = %text, "configuration warning"),
+            Level::Note => tracing::debug!(problem = %text, "configuration note"),
         }
     }
+    for gone in logged.difference(&now) {
+        tracing::info!(problem = %gone, "configuration problem resolved");
+    }
+    *logged = now;
+    drop(logged);
     let problem_count = problems.iter().filter(|p| p.level != Level::Note).count();
     metrics.alerts.set(table.alert_count() as i64);
     metrics.config_problems.set(problem_count as i64);

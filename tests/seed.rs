@@ -169,6 +169,27 @@ fn manifest_changes_are_picked_up_without_restart() {
         delivered = !sink.wait_for(1, Duration::from_millis(300)).is_empty();
     }
     assert!(delivered, "the edited Alert was not reloaded");
+
+    // Reloads every 100 ms rebuild the table; the problem is logged once
+    // while it lasts, and once more when it is gone.
+    std::thread::sleep(Duration::from_millis(600));
+    let reported = |herald: &Herald| {
+        herald
+            .logs()
+            .iter()
+            .filter(|l| l.contains("99-broken.yaml") && l.contains("configuration problem\""))
+            .count()
+    };
+    assert_eq!(reported(&herald), 1, "{:#?}", herald.logs());
+    std::fs::remove_file(dir.path().join("99-broken.yaml")).expect("remove");
+    assert!(
+        herald
+            .wait_for_log("configuration problem resolved", WAIT)
+            .is_some_and(|l| l.contains("99-broken.yaml")),
+        "{:#?}",
+        herald.logs()
+    );
+    assert_eq!(reported(&herald), 1);
 }
 
 #[test]
@@ -211,4 +232,40 @@ fn reloading_does_not_lose_notifications_in_flight() {
     );
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(sink.received().len(), 10);
+}
+
+/// At debug level the log answers "did herald get my event and what did it
+/// do with it": each Alert and Provider it matched, each delivery, each
+/// duplicate answered 429, and an event that matched nothing; never a
+/// secret.
+#[test]
+fn the_debug_log_follows_each_event() {
+    let sink = Sink::start();
+    let dir = seed_copy(&SEED, &sink.url);
+    let herald = Herald::serve(dir.path(), &["--log-level=debug"]);
+    let error = event_file("kustomization-error.json");
+    assert_eq!(herald.post_file(&error), 202);
+    assert_eq!(herald.post_file(&error), 429);
+    sink.wait_for(3, WAIT);
+    let info = std::fs::read_to_string(event_file("kustomization-info.json"))
+        .expect("event")
+        .replace("my-app-kustomization", "unwatched")
+        .replace("\"kind\": \"Kustomization\"", "\"kind\": \"Bucket\"")
+        .replace("kustomize.toolkit.fluxcd.io/v1", "source.toolkit.fluxcd.io/v1");
+    assert_eq!(herald.post(info).0, 202);
+    let line = |text: &str| {
+        herald
+            .wait_for_log(text, WAIT)
+            .unwrap_or_else(|| panic!("no {text:?} line: {:#?}", herald.logs()))
+    };
+    let queued = line("notification queued");
+    assert!(
+        queued.contains("flux-system/flux-alerts") && queued.contains("flux-system/slack"),
+        "{queued}"
+    );
+    let delivered = line("\"delivered\"");
+    assert!(delivered.contains("flux-system/slack"), "{delivered}");
+    assert!(line("duplicate event").contains("my-app-kustomization"));
+    assert!(line("matched no Alert").contains("unwatched"));
+    herald.assert_no_secret_in_logs();
 }

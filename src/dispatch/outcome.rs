@@ -157,7 +157,7 @@ impl Inner {
         } = Described::of(n);
         match outcome {
             Outcome::Delivered { attempt, .. } => {
-                tracing::debug!(%alert, %event, attempt, "delivered");
+                tracing::debug!(%alert, %provider, %event, attempt, "delivered");
                 None
             }
             Outcome::Skipped { reason } => {

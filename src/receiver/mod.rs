@@ -215,11 +215,22 @@ impl Receiver {
         }
         let Admission::Fresh(key) = self.dedup.admit(&event, Instant::now()) else {
             self.metrics.event("duplicate");
+            tracing::debug!(event = %event.object_ref(), reason = %event.reason,
+                "duplicate event: answered 429, not delivered again (the same object, message and revision within --rate-limit-interval)");
             return (StatusCode::TOO_MANY_REQUESTS, "duplicate event\n").into_response();
         };
         // Named only in log lines, so only built for them.
         let debug_object = tracing::enabled!(tracing::Level::DEBUG).then(|| event.object_ref());
         let mut notifications = self.route(event).await;
+        if let Some(object) = &debug_object {
+            if notifications.is_empty() {
+                tracing::debug!(event = %object, "event matched no Alert: nothing to send");
+            }
+            for n in &notifications {
+                tracing::debug!(event = %object, alert = %n.alert.key,
+                    provider = %n.alert.destination.key, "event matched: notification queued");
+            }
+        }
         self.report_metadata_conflicts(&notifications);
         let routed = notifications.first().map(|n| n.event.clone());
         let spooled = match self.spool_all(&mut notifications).await {
