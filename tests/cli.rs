@@ -364,6 +364,21 @@ fn the_readme_quickstart_works_on_examples() {
         event.to_str().expect("path"),
     ]);
     assert_eq!(code, 0);
+    // As the README says: two notifications, flux-alerts' first.
+    let alerts: Vec<String> = stdout
+        .lines()
+        .map(|l| {
+            let line: serde_json::Value = serde_json::from_str(l).expect("json");
+            line["alert"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        alerts,
+        ["flux-system/flux-alerts", "flux-system/devops-errors"],
+        "{stdout}"
+    );
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    assert!(readme.contains("two for this error"), "the README's count");
     let first: serde_json::Value =
         serde_json::from_str(stdout.lines().next().expect("a notification")).expect("json");
     assert_eq!(first["address"], "https://hooks.slack.com/***");

@@ -251,7 +251,10 @@ fn the_debug_log_follows_each_event() {
         .expect("event")
         .replace("my-app-kustomization", "unwatched")
         .replace("\"kind\": \"Kustomization\"", "\"kind\": \"Bucket\"")
-        .replace("kustomize.toolkit.fluxcd.io/v1", "source.toolkit.fluxcd.io/v1");
+        .replace(
+            "kustomize.toolkit.fluxcd.io/v1",
+            "source.toolkit.fluxcd.io/v1",
+        );
     assert_eq!(herald.post(info).0, 202);
     let line = |text: &str| {
         herald
