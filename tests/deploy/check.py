@@ -35,6 +35,7 @@ KNOWN_KINDS = {
     ("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
     ("networking.k8s.io/v1", "NetworkPolicy"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
 }
 
 problems = []
@@ -209,6 +210,38 @@ def check_spool():
     return text
 
 
+def check_monitoring():
+    """deploy/monitoring/ (kustomize) and the chart's monitoring values render
+    the same dashboard ConfigMap (labelled for Grafana's sidecar) and the
+    same PrometheusRule; the dashboard is valid JSON."""
+    where = "monitoring"
+    out = subprocess.run(["kubectl", "kustomize", str(ROOT / "deploy/monitoring")],
+                         check=True, capture_output=True, text=True).stdout
+    kustomized = index(parse(out, "deploy/monitoring/"))
+    text, chart = render_chart({"monitoring": {"dashboard": {"enabled": True},
+                                               "prometheusRule": {"enabled": True}}})
+    check_kinds(chart, "charts/herald (monitoring)")
+    charted = index(chart)
+    for key in [("ConfigMap", "herald-dashboard"), ("PrometheusRule", "herald")]:
+        if key not in kustomized or key not in charted:
+            problem(where, f"{key} is not rendered by both")
+            continue
+    dashboards = [json.loads(objects[("ConfigMap", "herald-dashboard")]["data"]["herald-dashboard.json"])
+                  for objects in (kustomized, charted)]
+    if dashboards[0] != dashboards[1]:
+        problem(where, "the chart's dashboard differs from deploy/monitoring's")
+    for objects, source in [(kustomized, "deploy/monitoring"), (charted, "charts/herald")]:
+        labels = objects[("ConfigMap", "herald-dashboard")]["metadata"].get("labels", {})
+        if labels.get("grafana_dashboard") != "1":
+            problem(where, f"{source}: the dashboard ConfigMap lacks grafana_dashboard: \"1\"")
+    if kustomized[("PrometheusRule", "herald")]["spec"] != charted[("PrometheusRule", "herald")]["spec"]:
+        problem(where, "the chart's PrometheusRule differs from deploy/monitoring's")
+    _, plain = render_chart({})
+    if any(d["kind"] in ("PrometheusRule",) or d["metadata"]["name"] == "herald-dashboard" for d in plain):
+        problem(where, "monitoring objects are rendered by default")
+    return text
+
+
 def check_cluster_name():
     """clusterName becomes --cluster-name; empty (the default) adds nothing."""
     where = "charts/herald (clusterName)"
@@ -316,6 +349,7 @@ def main():
 
     (out / "chart-spool.yaml").write_text(check_spool())
     check_cluster_name()
+    (out / "chart-monitoring.yaml").write_text(check_monitoring())
     check_replace_flux()
     check_docker_context()
 
