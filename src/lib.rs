@@ -10,6 +10,7 @@
 //! the modules below it read, so no two modules import each other.
 
 pub mod api;
+pub mod api_error;
 pub mod cel;
 pub mod cli;
 pub mod cluster;

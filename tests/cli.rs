@@ -994,3 +994,106 @@ fn help_says_what_herald_does_now() {
         "{stdout}"
     );
 }
+
+/// An object that exists but is wrong is never "not found": an Alert whose
+/// Provider has an unknown type says the Provider is not ready and why, a
+/// Provider whose Secret is not base64 says the Secret cannot be read, and
+/// `route --explain` names the cause too.
+#[test]
+fn broken_references_say_what_is_wrong() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("objects.yaml"),
+        r#"apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {name: typo, namespace: flux-system}
+spec: {type: slak}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: uses-typo, namespace: flux-system}
+spec:
+  providerRef: {name: typo}
+  eventSeverity: info
+  eventSources: [{kind: Kustomization, name: "*"}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: bad-data, namespace: flux-system}
+data: {address: "not base64!!"}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {name: slack, namespace: flux-system}
+spec: {type: slack, secretRef: {name: bad-data}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: uses-slack, namespace: flux-system}
+spec:
+  providerRef: {name: slack}
+  eventSeverity: info
+  eventSources: [{kind: Kustomization, name: "*"}]
+"#,
+    )
+    .expect("write");
+    let manifests = dir.path().to_str().expect("path");
+    let (code, stdout, stderr) = run(&["check", "--manifests", manifests]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(!stdout.contains("not found"), "{stdout}");
+    assert!(
+        stdout.contains("Provider flux-system/slack: spec.secretRef: secret flux-system/bad-data cannot be read: data.address")
+            && stdout.contains("(InvalidSecret)"),
+        "{stdout}"
+    );
+    let event = event_file("kustomization-error.json");
+    let (_, stdout, _) = run(&[
+        "route",
+        "--explain",
+        "--manifests",
+        manifests,
+        event.to_str().expect("path"),
+    ]);
+    assert!(
+        stdout.contains("provider flux-system/typo is not ready: cannot be read")
+            || stdout.contains("provider flux-system/typo is not ready: spec.type"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("spec.type"), "{stdout}");
+    assert!(
+        stdout.contains("provider flux-system/slack is not ready: spec.secretRef: secret flux-system/bad-data cannot be read"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("not base64!!"),
+        "a Secret value was quoted: {stdout}"
+    );
+}
+
+/// `route` and `route --explain` agree on an event given twice: the
+/// second is a duplicate (as `serve` answers 429), unless
+/// `--rate-limit-interval=0`.
+#[test]
+fn route_and_explain_agree_on_a_repeated_event() {
+    let sink = Sink::start();
+    let dir = seed_copy(&SEED, &sink.url);
+    let manifests = dir.path().to_str().expect("utf-8 path");
+    let error = event_file("kustomization-error.json");
+    let error = error.to_str().expect("path");
+    let (code, stdout, stderr) = run(&["route", "--manifests", manifests, error, error]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+    assert!(stderr.contains("duplicate"), "{stderr}");
+    let (_, explained, _) = run(&["route", "--explain", "--manifests", manifests, error, error]);
+    let matched = explained.matches("matched: sent to").count();
+    assert_eq!(matched, 3, "{explained}");
+    let (_, stdout, _) = run(&[
+        "route",
+        "--rate-limit-interval=0",
+        "--manifests",
+        manifests,
+        error,
+        error,
+    ]);
+    assert_eq!(stdout.lines().count(), 6, "{stdout}");
+}

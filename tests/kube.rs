@@ -906,8 +906,14 @@ fn match_labels_reads_labels_from_the_server() {
     // An object that does not exist: no match, and a Warning Event on the
     // Alert, read back through the API.
     assert_eq!(herald.post(helm_event("ghost", "ghost 1")).0, 202);
-    // Flux's reason for the same situation.
-    cluster.wait_warning("SourceFetchFailed", "web-team");
+    // Flux's reason for the same situation; the API server's message, not
+    // a debug rendering of its Status.
+    let fetch = cluster.wait_warning("SourceFetchFailed", "web-team");
+    let note = fetch["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("not found (HTTP 404)") && !note.contains("Status {"),
+        "{note}"
+    );
     assert_eq!(sink.received().len(), 2);
 
     // `route --cluster` and `--explain` agree with the controller: the

@@ -38,6 +38,8 @@ pub enum Reason {
     InvalidSpec,
     /// A referenced Secret lacks a key the type needs.
     SecretKeyMissing,
+    /// A referenced Secret exists but cannot be read (a value not base64).
+    InvalidSecret,
     InvalidAddress,
     InvalidToken,
     InvalidCredentials,
@@ -116,6 +118,7 @@ impl Reason {
             Self::AccessDenied => "AccessDenied",
             Self::InvalidSpec => "InvalidSpec",
             Self::SecretKeyMissing => "SecretKeyMissing",
+            Self::InvalidSecret => "InvalidSecret",
             Self::InvalidAddress => "InvalidAddress",
             Self::InvalidToken => "InvalidToken",
             Self::InvalidCredentials => "InvalidCredentials",

@@ -110,6 +110,9 @@ pub fn run(args: &RouteArgs) -> i32 {
         return explainer.run(&args.events);
     }
     let mut status = 0;
+    // As `serve` and `route --explain`: an event repeated within
+    // --rate-limit-interval is a duplicate and sends nothing again.
+    let dedup = crate::receiver::dedup::Dedup::new(args.rate_limit_interval);
     for path in &args.events {
         let event = match read_event(path) {
             Ok(event) => event,
@@ -119,6 +122,16 @@ pub fn run(args: &RouteArgs) -> i32 {
                 continue;
             }
         };
+        if matches!(
+            dedup.admit(&event, std::time::Instant::now()),
+            crate::receiver::dedup::Admission::Duplicate
+        ) {
+            eprintln!(
+                "{}: duplicate of an earlier event of this run: serve answers 429 and sends nothing (--rate-limit-interval=0 routes it again)",
+                path.display()
+            );
+            continue;
+        }
         let notifications = match &source {
             Source::Cluster(cluster) => cluster.notifications(&table, event),
             Source::Manifests(_) => table.notifications(event),

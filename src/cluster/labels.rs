@@ -36,8 +36,11 @@ impl ClusterLabels {
     async fn resource(&self, gvk: GroupVersionKind) -> Result<ApiResource, String> {
         self.resources.resolve(&gvk).await.map_err(|e| {
             format!(
-                "API discovery of {}/{} {}: {e}",
-                gvk.group, gvk.version, gvk.kind
+                "API discovery of {}/{} {}: {}",
+                gvk.group,
+                gvk.version,
+                gvk.kind,
+                crate::api_error::describe(&e)
             )
         })
     }
@@ -61,8 +64,11 @@ impl ClusterLabels {
             Api::namespaced_with(self.client.clone(), &object.namespace, &resource);
         let meta = api.get_metadata(&object.name).await.map_err(|e| {
             format!(
-                "GET {} {}/{}: {e}",
-                resource.plural, object.namespace, object.name
+                "GET {} {}/{}: {}",
+                resource.plural,
+                object.namespace,
+                object.name,
+                crate::api_error::describe(&e)
             )
         })?;
         Ok(meta.metadata.labels.unwrap_or_default())

@@ -104,6 +104,8 @@ pub async fn read(client: &Client, namespace: Option<&str>) -> anyhow::Result<Sn
         labels: Default::default(),
         receivers: Vec::new(),
         undecodable,
+        // The API server refuses a Secret whose data is not base64.
+        unreadable_secrets: Default::default(),
     })
 }
 

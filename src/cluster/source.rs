@@ -308,6 +308,7 @@ impl ClusterSource {
                 secrets,
                 labels: Default::default(),
                 receivers: Vec::new(),
+                unreadable_secrets: Default::default(),
                 undecodable: undecodable
                     .iter()
                     .map(|(kind, object)| {

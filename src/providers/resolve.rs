@@ -317,10 +317,16 @@ fn lookup<'a>(
             key: secret_key,
             data,
         })),
-        None => Err((
-            Reason::SecretNotFound,
-            format!("{field}: secret {secret_key} not found"),
-        )),
+        None => match snapshot.unreadable_secrets.get(&secret_key) {
+            Some(why) => Err((
+                Reason::InvalidSecret,
+                format!("{field}: secret {secret_key} cannot be read: {why}"),
+            )),
+            None => Err((
+                Reason::SecretNotFound,
+                format!("{field}: secret {secret_key} not found"),
+            )),
+        },
     }
 }
 

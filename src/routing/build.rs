@@ -136,7 +136,8 @@ pub(super) fn build_with(
 enum ProviderState {
     Ready(Arc<Destination>),
     Suspended,
-    Broken,
+    /// Why, as its own status says it.
+    Broken(String),
 }
 
 /// Providers from which resolving is worth a thread each share.
@@ -162,7 +163,9 @@ fn resolve_providers(
     // A Provider that does not decode is known, and broken: its Alerts say
     // "not ready" (its own status says why), not "not found".
     let undecodable = snapshot.undecodable.iter().filter_map(|p| match &p.target {
-        Some((Kind::Provider, key)) => Some((key.clone(), ProviderState::Broken)),
+        Some((Kind::Provider, key)) => {
+            Some((key.clone(), ProviderState::Broken(p.message.clone())))
+        }
         _ => None,
     });
     snapshot
@@ -178,7 +181,7 @@ fn resolve_providers(
             let (state, found) = resolved.unwrap_or_else(|| {
                 let why = "internal error while resolving this provider".to_owned();
                 (
-                    ProviderState::Broken,
+                    ProviderState::Broken(why.clone()),
                     vec![(Level::Error, Reason::InternalError, why)],
                 )
             });
@@ -231,7 +234,13 @@ fn resolve_provider(
                 .collect(),
         ),
         Err(failures) => (
-            ProviderState::Broken,
+            ProviderState::Broken(
+                failures
+                    .iter()
+                    .map(|(_, message)| message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
             failures
                 .into_iter()
                 .map(|(reason, message)| (Level::Error, reason, message))
@@ -275,11 +284,11 @@ fn compile_alert(
             );
             None
         }
-        Some(ProviderState::Broken) => {
+        Some(ProviderState::Broken(why)) => {
             report(
                 Level::Note,
                 Reason::ProviderNotReady,
-                format!("spec.providerRef: provider {provider_key} is not ready"),
+                format!("spec.providerRef: provider {provider_key} is not ready: {why}"),
             );
             None
         }

@@ -187,13 +187,23 @@ enum Body {
 }
 
 /// Parses and deserializes a document (on any thread).
+/// A hint for the YAML mistakes manifests make most: an unquoted `*` (a
+/// name wildcard) reads as an alias, an unquoted `&` as an anchor.
+fn yaml_hint(error: &str) -> &'static str {
+    if error.contains("anchor or alias") || error.contains("unknown anchor") {
+        " (a value starting with `*` or `&` is YAML syntax: quote it, e.g. name: \"*\")"
+    } else {
+        ""
+    }
+}
+
 fn decode(text: &str) -> Decoded {
     match crate::yaml::parse_document(text) {
         Ok(Value::Null) => Decoded::Empty,
         Ok(value) => decode_value(value),
         Err(e) => Decoded::Unnamed {
             reason: Reason::InvalidYAML,
-            message: format!("invalid YAML: {e}"),
+            message: format!("invalid YAML: {e}{}", yaml_hint(&e.to_string())),
         },
     }
 }
@@ -491,6 +501,22 @@ impl Loader {
             );
         }
         match body {
+            // An Alert or Provider that does not decode is known, and
+            // broken: its Alerts say so rather than "not found".
+            Err(message) if target.is_some() => self.snapshot.undecodable.push(Problem {
+                level: Level::Error,
+                origin,
+                object: label,
+                target,
+                reason: Reason::InvalidSpec,
+                message,
+            }),
+            Err(message) if kind == "Secret" => {
+                self.snapshot
+                    .unreadable_secrets
+                    .insert(key, message.clone());
+                self.problem(origin, &label, Reason::InvalidSpec, message)
+            }
             Err(message) => self.problem(origin, &label, Reason::InvalidSpec, message),
             Ok(Body::Alert(alert)) => self.snapshot.alerts.push(Loaded {
                 origin,
@@ -544,6 +570,17 @@ mod tests {
             snapshot.secrets[&ObjectKey::new("default", "b")]["token"],
             "token"
         );
+    }
+
+    #[test]
+    fn an_unquoted_wildcard_gets_a_hint() {
+        let (_, problems) = load_str(
+            "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\n\
+             metadata: {name: a, namespace: ns}\nspec:\n  providerRef: {name: p}\n  \
+             eventSources: [{kind: Kustomization, name: *}]\n",
+        );
+        let text = problems[0].to_string();
+        assert!(text.contains("quote it, e.g. name: \"*\""), "{text}");
     }
 
     #[test]

@@ -98,6 +98,10 @@ pub struct Snapshot {
     /// each (`InvalidSpec`, naming the field): reported on that object only,
     /// while everything else routes (DESIGN §3.15).
     pub undecodable: Vec<Problem>,
+    /// Secrets the source holds but cannot read (manifests: a `data` value
+    /// that is not base64), with why: a Provider referencing one says so
+    /// rather than "not found".
+    pub unreadable_secrets: HashMap<ObjectKey, String>,
 }
 
 /// The problem of an object that does not decode: an error on that object,

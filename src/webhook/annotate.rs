@@ -106,8 +106,11 @@ impl ClusterTargets {
     async fn resource(&self, gvk: GroupVersionKind) -> Result<ApiResource, String> {
         self.resources.resolve(&gvk).await.map_err(|e| {
             format!(
-                "unable to resolve {} {}/{} through API discovery: {e}",
-                gvk.kind, gvk.group, gvk.version
+                "unable to resolve {} {}/{} through API discovery: {}",
+                gvk.kind,
+                gvk.group,
+                gvk.version,
+                crate::api_error::describe(&e)
             )
         })
     }
@@ -155,7 +158,8 @@ impl ClusterTargets {
                 .await
                 .map_err(|e| {
                     format!(
-                        "failed listing resources in namespace {namespace:?} by matching labels {labels:?}: {e}"
+                        "failed listing resources in namespace {namespace:?} by matching labels {labels:?}: {}",
+                        crate::api_error::describe(&e)
                     )
                 })?;
             Ok(list
@@ -166,8 +170,10 @@ impl ClusterTargets {
         } else {
             let meta = api.get_metadata(&reference.name).await.map_err(|e| {
                 format!(
-                    "unable to read {} \"{namespace}/{}\" error: {e}",
-                    reference.kind, reference.name
+                    "unable to read {} \"{namespace}/{}\" error: {}",
+                    reference.kind,
+                    reference.name,
+                    crate::api_error::describe(&e)
                 )
             })?;
             Ok(vec![Self::target(api_version, &reference.kind, meta)])
@@ -192,8 +198,11 @@ impl ClusterTargets {
             .await
             .map_err(|e| {
                 format!(
-                    "failed to annotate resource: '{}/{}.{}': {e}",
-                    target.kind, target.name, target.namespace
+                    "failed to annotate resource: '{}/{}.{}': {}",
+                    target.kind,
+                    target.name,
+                    target.namespace,
+                    crate::api_error::describe(&e)
                 )
             })?;
         Ok(())
