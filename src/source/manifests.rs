@@ -590,7 +590,14 @@ mod tests {
              metadata: {name: p, namespace: ns}\nspec: {type: carrier-pigeon}\n",
         );
         assert!(snapshot.providers.is_empty());
-        let text = problems[0].to_string();
+        // The Provider's own problem, kept with the snapshot so that its
+        // Alerts say it is broken rather than missing.
+        assert!(problems.is_empty(), "{problems:?}");
+        let text = snapshot.undecodable[0].to_string();
+        assert_eq!(
+            snapshot.undecodable[0].target,
+            Some((Kind::Provider, ObjectKey::new("ns", "p")))
+        );
         assert!(text.contains("Provider ns/p"), "{text}");
         assert!(text.contains("spec.type"), "{text}");
         assert!(text.contains("carrier-pigeon"), "{text}");
