@@ -10,7 +10,8 @@
 //! through the Provider's `certSecretRef`) that records every request and
 //! answers as the service would (a version, a user, an empty list of
 //! statuses or comments, `{}` to writes). The Git forges are asked on one
-//! host each, as GitHub Enterprise, GitLab and Gitea are run.
+//! host each, as GitHub Enterprise, GitLab and Gitea are run. `nats`
+//! publishes to a real nats-server, whose messages must be the same bytes.
 //!
 //! Normalisation, stated once ([`normalise`]): JSON bodies compare as
 //! values (key order ignored), requests compare as a sorted list (Flux
@@ -730,6 +731,71 @@ fn herald_sends_what_flux_sends() {
         .map(|case| (case, Lookalike::start(&rt, &pki)))
         .collect();
     let probe = Lookalike::start(&rt, &pki);
+    // The nats bus: a real nats-server, a subscriber recording every
+    // message published on the Provider's subject.
+    let nats =
+        support::nats::NatsServer::start(&[("flux", "nats-pass"), ("reader", "reader-pass")]);
+    let published: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let _reader = rt.block_on(async {
+        let reader = async_nats::ConnectOptions::with_user_and_password(
+            "reader".into(),
+            "reader-pass".into(),
+        )
+        .connect(nats.url())
+        .await
+        .expect("subscriber connects");
+        let mut subscription = reader.subscribe("flux.events").await.expect("subscribe");
+        reader.flush().await.expect("flush");
+        let published = published.clone();
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            while let Some(message) = subscription.next().await {
+                published
+                    .lock()
+                    .expect("published")
+                    .push(message.payload.to_vec());
+            }
+        });
+        reader
+    });
+    let nats_objects = [
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "nats"},
+            "stringData": {"address": nats.url(), "username": "flux", "password": "nats-pass"},
+        }),
+        json!({
+            "apiVersion": "notification.toolkit.fluxcd.io/v1beta3", "kind": "Provider",
+            "metadata": {"name": "nats"},
+            "spec": {"type": "nats", "channel": "flux.events", "secretRef": {"name": "nats"}},
+        }),
+        json!({
+            "apiVersion": "notification.toolkit.fluxcd.io/v1beta3", "kind": "Alert",
+            "metadata": {"name": "nats"},
+            "spec": {
+                "providerRef": {"name": "nats"},
+                "eventSeverity": "info",
+                "eventSources": [{"kind": "Kustomization", "name": "my-app"}],
+            },
+        }),
+    ];
+    let take_published = |what: &str| {
+        let deadline = Instant::now() + WAIT;
+        while published.lock().expect("published").len() < events().len() {
+            assert!(
+                Instant::now() < deadline,
+                "{what} published too little on nats"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let mut all: Vec<String> = std::mem::take(&mut *published.lock().expect("published"))
+            .into_iter()
+            .map(|bytes| String::from_utf8(bytes).expect("utf-8"))
+            .collect();
+        all.sort();
+        all
+    };
 
     // Flux's CRDs, as a Flux 2.9 cluster has them, and Flux's controller.
     let mut flux_crds = Vec::new();
@@ -755,19 +821,18 @@ fn herald_sends_what_flux_sends() {
         kubeapi::wait_established(&client, &flux_crds)
             .await
             .expect("Flux's CRDs established");
-        kubeapi::create_objects(
-            &client,
-            &objects(&pki, &lookalikes, &probe),
-            Some("flux-system"),
-        )
-        .await
-        .expect("create the objects");
+        let mut all = objects(&pki, &lookalikes, &probe);
+        all.extend(nats_objects);
+        kubeapi::create_objects(&client, &all, Some("flux-system"))
+            .await
+            .expect("create the objects");
     });
     let ca_file = dir.path().join("ca.crt");
     std::fs::write(&ca_file, &pki.ca).expect("write the CA");
     let flux = Flux::start(&api.endpoints.admin, dir.path(), &ca_file);
     wait_until_routing(&flux.events, &probe, "Flux");
     send_events(&flux.events, &lookalikes);
+    let flux_nats = take_published("Flux");
     let flux_log = flux.log_text();
     drop(flux);
     let from_flux: Vec<Vec<Seen>> = lookalikes.iter().map(|(_, l)| l.take()).collect();
@@ -796,10 +861,18 @@ fn herald_sends_what_flux_sends() {
     );
     wait_until_routing(&herald.events, &probe, "herald");
     send_events(&herald.events, &lookalikes);
+    let herald_nats = take_published("herald");
     let from_herald: Vec<Vec<Seen>> = lookalikes.iter().map(|(_, l)| l.take()).collect();
     herald.assert_no_secret_in_logs();
 
     let mut report = String::new();
+    // The bus carries the event's JSON as Flux's encoder writes it: the
+    // same bytes.
+    if flux_nats != herald_nats {
+        report.push_str(&format!(
+            "== nats\nFlux:\n{flux_nats:#?}\nherald:\n{herald_nats:#?}\n"
+        ));
+    }
     let mut seen_documented = vec![false; DOCUMENTED.len()];
     let mut seen_flux_only = vec![false; FLUX_ONLY.len()];
     for ((case, _), (flux, ours)) in lookalikes.iter().zip(from_flux.iter().zip(&from_herald)) {
