@@ -201,5 +201,58 @@ fn bench_notifications(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_routing, bench_notifications);
+/// `alerts` Alerts in one namespace on the same wildcard source, each with
+/// its own inclusion pattern, so that each event reaches exactly one:
+/// routing cost as the number of candidates grows (issue: at 10,000 at
+/// least 70% of the rate at 1,000).
+fn candidates(alerts: usize) -> Snapshot {
+    let mut snapshot = Snapshot::default();
+    let provider: Provider = serde_json::from_value(json!({
+        "apiVersion": "notification.toolkit.fluxcd.io/v1beta3", "kind": "Provider",
+        "metadata": {"name": "slack", "namespace": "apps"},
+        "spec": {"type": "slack", "address": "https://hooks.example.com/services/x"}
+    }))
+    .expect("provider");
+    snapshot.providers.push(loaded(provider));
+    for i in 0..alerts {
+        let alert: Alert = serde_json::from_value(json!({
+            "apiVersion": "notification.toolkit.fluxcd.io/v1beta3", "kind": "Alert",
+            "metadata": {"name": format!("team-{i}"), "namespace": "apps"},
+            "spec": {
+                "providerRef": {"name": "slack"},
+                "eventSeverity": "info",
+                "eventSources": [{"kind": "Kustomization", "name": "*"}],
+                "inclusionList": [format!("team-{i:05}/.*(failed|succeeded)")]
+            }
+        }))
+        .expect("alert");
+        snapshot.alerts.push(loaded(alert));
+    }
+    snapshot
+}
+
+fn bench_candidates(c: &mut Criterion) {
+    let mut group = c.benchmark_group("route-candidates");
+    for alerts in [1_000usize, 10_000] {
+        let snapshot = candidates(alerts);
+        let (table, problems) = routing::build(&snapshot, &TableOptions::default());
+        assert!(problems.is_empty(), "{problems:?}");
+        let mut event = event("apps");
+        event.message = "Deployment team-00042/web reconciliation succeeded".into();
+        assert_eq!(table.route(&event).len(), 1);
+        group.bench_with_input(
+            BenchmarkId::new("one-matching-of", alerts),
+            &event,
+            |b, event| b.iter(|| black_box(table.route(black_box(event))).len()),
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_routing,
+    bench_notifications,
+    bench_candidates
+);
 criterion_main!(benches);

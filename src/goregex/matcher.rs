@@ -207,6 +207,16 @@ impl LazyMatcher {
         }
     }
 
+    /// Literals one of which every match of any of the patterns starts
+    /// with (see [`required_literals`]); `None` when a pattern has none.
+    pub fn required_literals(&self) -> Option<Vec<Vec<u8>>> {
+        let mut all = Vec::new();
+        for pattern in &self.patterns {
+            all.extend(required_literals(pattern, self.nest_limit)?);
+        }
+        Some(all)
+    }
+
     /// Whether any of the patterns matches somewhere in `text`.
     pub fn is_match(&self, text: &str) -> bool {
         let compiled = self.compiled.get_or_init(|| {
@@ -246,6 +256,20 @@ fn prefilter(hir: &Hir) -> Option<Prefilter> {
         }
         _ => None,
     }
+}
+
+/// Literals one of which every match of `pattern` (in the `regex` crate's
+/// syntax) starts with, when there are finitely many and none is empty: a
+/// text that contains none of them cannot match. `None` when the pattern
+/// has no such set (a leading class, a repetition that may be empty…).
+pub fn required_literals(pattern: &str, nest_limit: u32) -> Option<Vec<Vec<u8>>> {
+    let hir = parse(&[pattern], nest_limit).ok()?.pop()?;
+    let prefixes = Extractor::new().extract(&hir);
+    let literals = prefixes.literals()?;
+    if literals.is_empty() || literals.iter().any(|l| l.as_bytes().is_empty()) {
+        return None;
+    }
+    Some(literals.iter().map(|l| l.as_bytes().to_vec()).collect())
 }
 
 /// The gist of an error: its last line, without `error: `.

@@ -129,6 +129,11 @@ pub(super) fn build_with(
             }
         }
     }
+    for routes in table.index.values_mut().flat_map(HashMap::values_mut) {
+        if routes.any_name.len() >= super::SCREEN_FROM {
+            routes.screen = super::Screen::build(&routes.any_name);
+        }
+    }
     (table, problems)
 }
 

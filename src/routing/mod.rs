@@ -89,10 +89,30 @@ impl PatternList {
             Self::Each(patterns) => patterns.iter().any(|p| p.is_match(message)),
         }
     }
+
+    /// Literals one of which every match contains (see
+    /// [`goregex::matcher::required_literals`]); `None` when some pattern
+    /// has none. An empty list matches nothing: no literal, `Some([])`.
+    fn required_literals(&self) -> Option<Vec<Vec<u8>>> {
+        match self {
+            Self::Set(set) => set.required_literals(),
+            Self::Each(patterns) => {
+                let mut all = Vec::new();
+                for pattern in patterns {
+                    all.extend(pattern.required_literals()?);
+                }
+                Some(all)
+            }
+        }
+    }
 }
 
 impl CompiledAlert {
-    fn matches_message(&self, message: &str) -> bool {
+    /// Whether the message passes the Alert's inclusion and exclusion
+    /// lists; a [`Screen`] may have found that the exclusion list cannot
+    /// match, and then it is not run (and the Alert reached this only when
+    /// its inclusion list may match).
+    fn matches_screened(&self, message: &str, screened: Screened) -> bool {
         let included = self
             .inclusion
             .as_ref()
@@ -100,7 +120,7 @@ impl CompiledAlert {
         let excluded = self
             .exclusion
             .as_ref()
-            .is_some_and(|list| list.is_match(message));
+            .is_some_and(|list| !screened.exclusion_absent && list.is_match(message));
         included && !excluded
     }
 }
@@ -161,6 +181,129 @@ impl Delivery {
 struct KindRoutes {
     any_name: Vec<SourceRoute>,
     by_name: HashMap<String, Vec<SourceRoute>>,
+    /// With many wildcard routes: one pass over a message that rules out
+    /// the pattern lists that cannot match it.
+    screen: Option<Screen>,
+}
+
+/// One pass over a message for all the wildcard routes' pattern lists of a
+/// (namespace, kind) with many of them (issue: ten thousand Alerts on the
+/// same sources, each with its own pattern, cost every event ten thousand
+/// automaton runs). Every match of a pattern starts with one of its
+/// required literals; an Aho-Corasick automaton over all of them finds
+/// which occur in the message. A route whose inclusion list has required
+/// literals is a candidate only when one of them occurs, found through the
+/// literal; an exclusion list none of whose literals occurs is not run.
+/// The answer is the same as running every list, and the cost of an event
+/// follows the routes its message can reach, not the routes there are.
+struct Screen {
+    automaton: aho_corasick::AhoCorasick,
+    /// Routes whose inclusion list is not screened (none, or a pattern
+    /// without required literals): always candidates.
+    always: Box<[u32]>,
+    /// Per literal: the routes whose inclusion list requires it.
+    by_literal: Box<[Box<[u32]>]>,
+    /// Per route, in order: the literal ids of its exclusion list.
+    exclusions: Box<[LiteralIds]>,
+}
+
+/// A list's literal ids in a [`Screen`]; `None`: not screened, always run.
+type LiteralIds = Option<Box<[u32]>>;
+
+/// What a [`Screen`] found about one route's lists.
+#[derive(Clone, Copy, Default)]
+struct Screened {
+    /// The exclusion list cannot match: the event is not excluded.
+    exclusion_absent: bool,
+}
+
+/// Wildcard routes from which a (namespace, kind) gets a [`Screen`].
+const SCREEN_FROM: usize = 32;
+
+impl Screen {
+    /// The screen of these routes, when enough of their inclusion lists
+    /// have required literals to be worth it.
+    fn build(routes: &[SourceRoute]) -> Option<Self> {
+        let mut ids: HashMap<Vec<u8>, u32> = HashMap::new();
+        let mut literals: Vec<Vec<u8>> = Vec::new();
+        let mut id_of = |list: Option<&Arc<PatternList>>| -> LiteralIds {
+            let found = list?.required_literals()?;
+            let mut list_ids: Vec<u32> = found
+                .into_iter()
+                .map(|literal| {
+                    *ids.entry(literal.clone()).or_insert_with(|| {
+                        literals.push(literal);
+                        u32::try_from(literals.len() - 1).unwrap_or(u32::MAX)
+                    })
+                })
+                .collect();
+            list_ids.sort_unstable();
+            list_ids.dedup();
+            Some(list_ids.into_boxed_slice())
+        };
+        let mut always = Vec::new();
+        let mut inclusions = Vec::with_capacity(routes.len());
+        let mut exclusions = Vec::with_capacity(routes.len());
+        for (index, route) in routes.iter().enumerate() {
+            let inclusion = id_of(route.alert.inclusion.as_ref());
+            if inclusion.is_none() {
+                always.push(u32::try_from(index).ok()?);
+            }
+            inclusions.push(inclusion);
+            exclusions.push(id_of(route.alert.exclusion.as_ref()));
+        }
+        if routes.len() - always.len() < SCREEN_FROM {
+            return None;
+        }
+        let mut by_literal: Vec<Vec<u32>> = vec![Vec::new(); literals.len()];
+        for (index, inclusion) in inclusions.iter().enumerate() {
+            for id in inclusion.iter().flatten() {
+                by_literal[*id as usize].push(u32::try_from(index).ok()?);
+            }
+        }
+        let automaton = aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::Standard)
+            .build(&literals)
+            .ok()?;
+        Some(Self {
+            automaton,
+            always: always.into_boxed_slice(),
+            by_literal: by_literal.into_iter().map(Vec::into_boxed_slice).collect(),
+            exclusions: exclusions.into_boxed_slice(),
+        })
+    }
+
+    /// The routes `message` can reach, in route order, each with what the
+    /// screen found about its exclusion list.
+    fn candidates(&self, message: &str) -> Vec<(usize, Screened)> {
+        let mut present: Vec<u32> = self
+            .automaton
+            .find_overlapping_iter(message)
+            .map(|found| found.pattern().as_u32())
+            .collect();
+        present.sort_unstable();
+        present.dedup();
+        let mut routes: Vec<u32> = self.always.to_vec();
+        for id in &present {
+            if let Some(reached) = self.by_literal.get(*id as usize) {
+                routes.extend_from_slice(reached);
+            }
+        }
+        routes.sort_unstable();
+        routes.dedup();
+        routes
+            .into_iter()
+            .map(|index| {
+                let index = index as usize;
+                let exclusion_absent = self
+                    .exclusions
+                    .get(index)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|ids| !ids.iter().any(|id| present.binary_search(id).is_ok()));
+                (index, Screened { exclusion_absent })
+            })
+            .collect()
+    }
 }
 
 /// One event source of one Alert.
@@ -220,11 +363,38 @@ impl RoutingTable {
     /// [`Routed::unresolved`].
     pub fn route_with(&self, event: &FluxEvent, labels: Labels<'_>) -> Routed {
         let mut routed = Routed::default();
-        for route in self.candidates(event) {
+        let object = &event.involved_object;
+        let routes = self
+            .index
+            .get(object.namespace.as_str())
+            .and_then(|by_kind| by_kind.get(object.kind.as_str()));
+        let any_name: Vec<(&SourceRoute, Screened)> = match routes {
+            Some(KindRoutes {
+                any_name,
+                screen: Some(screen),
+                ..
+            }) => screen
+                .candidates(&event.message)
+                .into_iter()
+                .filter_map(|(i, screened)| any_name.get(i).map(|route| (route, screened)))
+                .collect(),
+            Some(routes) => routes
+                .any_name
+                .iter()
+                .map(|route| (route, Screened::default()))
+                .collect(),
+            None => Vec::new(),
+        };
+        let by_name = routes
+            .and_then(|r| r.by_name.get(object.name.as_str()))
+            .into_iter()
+            .flatten()
+            .map(|route| (route, Screened::default()));
+        for (route, screened) in any_name.into_iter().chain(by_name) {
             let alert = &route.alert;
             if !alert.severities.contains(event.severity)
                 || routed.alerts.iter().any(|a| Arc::ptr_eq(a, alert))
-                || !alert.matches_message(&event.message)
+                || !alert.matches_screened(&event.message, screened)
             {
                 continue;
             }

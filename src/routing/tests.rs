@@ -853,3 +853,63 @@ fn many_distinct_patterns_keep_their_own_verdicts() {
         assert_eq!(matched(&t, &quiet), [format!("a{i}")]);
     }
 }
+
+/// Many Alerts on one wildcard source, each with its own patterns: the
+/// screen gives the answers running every list gives (inclusion,
+/// exclusion, a list without a required literal, a case-insensitive
+/// pattern), and never runs a list none of whose literals occurs.
+#[test]
+fn the_screen_of_many_alerts_answers_as_every_list_would() {
+    let mut manifests = PROVIDER.to_owned();
+    for i in 0..40 {
+        manifests.push_str(&alert(
+            &format!("team-{i}"),
+            &format!(
+                "  eventSources: [{{kind: Kustomization, name: '*'}}]\n  inclusionList: ['team-{i:02}/']\n  exclusionList: ['team-{i:02}/noisy']"
+            ),
+        ));
+    }
+    // Not screenable: a leading class; and a case-insensitive literal.
+    manifests.push_str(&alert(
+        "digits",
+        "  eventSources: [{kind: Kustomization, name: '*'}]\n  inclusionList: ['[0-9]+ replicas']",
+    ));
+    manifests.push_str(&alert(
+        "shouting",
+        "  eventSources: [{kind: Kustomization, name: '*'}]\n  inclusionList: ['(?i)urgent']",
+    ));
+    let t = table(&manifests);
+    let routes = &t.index["flux-system"]["Kustomization"];
+    assert!(routes.screen.is_some(), "42 wildcard routes get a screen");
+    let on = |message: &str| {
+        let mut names = matched(
+            &t,
+            &event(
+                "Kustomization",
+                "flux-system",
+                "x",
+                Severity::Error,
+                message,
+            ),
+        );
+        names.sort();
+        names
+    };
+    assert_eq!(on("deploy team-07/web failed"), ["team-7"]);
+    assert!(on("deploy team-07/noisy failed").is_empty(), "excluded");
+    assert_eq!(on("3 replicas of team-12/web"), ["digits", "team-12"]);
+    assert_eq!(on("URGENT: team-99/x"), ["shouting"]);
+    assert!(on("nothing of interest").is_empty());
+    // Only team-7 and team-12 ever ran their inclusion list.
+    let compiled: Vec<String> = routes
+        .any_name
+        .iter()
+        .filter(|r| r.alert.key.name.starts_with("team-"))
+        .filter(|r| match r.alert.inclusion.as_deref() {
+            Some(PatternList::Set(set)) => set.is_compiled(),
+            _ => false,
+        })
+        .map(|r| r.alert.key.name.clone())
+        .collect();
+    assert_eq!(compiled, ["team-7", "team-12"]);
+}
