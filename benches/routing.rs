@@ -206,6 +206,12 @@ fn bench_notifications(c: &mut Criterion) {
 /// routing cost as the number of candidates grows (issue: at 10,000 at
 /// least 70% of the rate at 1,000).
 fn candidates(alerts: usize) -> Snapshot {
+    candidates_with(alerts, "team")
+}
+
+/// [`candidates`], each pattern starting with `prefix` (`[t]eam`: a class,
+/// so no required literal and no screen).
+fn candidates_with(alerts: usize, prefix: &str) -> Snapshot {
     let mut snapshot = Snapshot::default();
     let provider: Provider = serde_json::from_value(json!({
         "apiVersion": "notification.toolkit.fluxcd.io/v1beta3", "kind": "Provider",
@@ -222,7 +228,7 @@ fn candidates(alerts: usize) -> Snapshot {
                 "providerRef": {"name": "slack"},
                 "eventSeverity": "info",
                 "eventSources": [{"kind": "Kustomization", "name": "*"}],
-                "inclusionList": [format!("team-{i:05}/.*(failed|succeeded)")]
+                "inclusionList": [format!("{prefix}-{i:05}/.*(failed|succeeded)")]
             }
         }))
         .expect("alert");
@@ -247,6 +253,22 @@ fn bench_candidates(c: &mut Criterion) {
         );
     }
     group.finish();
+
+    // What the screen adds to building a table: the same 10,000 Alerts
+    // with patterns it can read (a screen is built) and without (none is).
+    let mut build = c.benchmark_group("build-candidates");
+    build.sample_size(10);
+    for (label, prefix) in [("screened", "team"), ("unscreened", "[t]eam")] {
+        let snapshot = candidates_with(10_000, prefix);
+        build.bench_function(BenchmarkId::new(label, 10_000), |b| {
+            b.iter(|| {
+                black_box(routing::build(&snapshot, &TableOptions::default()))
+                    .0
+                    .alert_count()
+            })
+        });
+    }
+    build.finish();
 }
 
 criterion_group!(
