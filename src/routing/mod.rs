@@ -363,12 +363,10 @@ impl RoutingTable {
     /// [`Routed::unresolved`].
     pub fn route_with(&self, event: &FluxEvent, labels: Labels<'_>) -> Routed {
         let mut routed = Routed::default();
-        let object = &event.involved_object;
-        let routes = self
-            .index
-            .get(object.namespace.as_str())
-            .and_then(|by_kind| by_kind.get(object.kind.as_str()));
-        let any_name: Vec<(&SourceRoute, Screened)> = match routes {
+        let routes = self.kind_routes(event);
+        // With a screen, only the wildcard routes the message can reach
+        // (collected: few); without, every wildcard route (no allocation).
+        let reached: Vec<(&SourceRoute, Screened)> = match routes {
             Some(KindRoutes {
                 any_name,
                 screen: Some(screen),
@@ -378,19 +376,19 @@ impl RoutingTable {
                 .into_iter()
                 .filter_map(|(i, screened)| any_name.get(i).map(|route| (route, screened)))
                 .collect(),
-            Some(routes) => routes
-                .any_name
-                .iter()
-                .map(|route| (route, Screened::default()))
-                .collect(),
-            None => Vec::new(),
+            _ => Vec::new(),
         };
+        let unscreened = routes
+            .filter(|r| r.screen.is_none())
+            .into_iter()
+            .flat_map(|r| r.any_name.iter())
+            .map(|route| (route, Screened::default()));
         let by_name = routes
-            .and_then(|r| r.by_name.get(object.name.as_str()))
+            .and_then(|r| r.by_name.get(event.involved_object.name.as_str()))
             .into_iter()
             .flatten()
             .map(|route| (route, Screened::default()));
-        for (route, screened) in any_name.into_iter().chain(by_name) {
+        for (route, screened) in reached.into_iter().chain(unscreened).chain(by_name) {
             let alert = &route.alert;
             if !alert.severities.contains(event.severity)
                 || routed.alerts.iter().any(|a| Arc::ptr_eq(a, alert))
@@ -421,17 +419,21 @@ impl RoutingTable {
         &'a self,
         event: &'a FluxEvent,
     ) -> impl Iterator<Item = &'a SourceRoute> + 'a {
-        let object = &event.involved_object;
-        let routes = self
-            .index
-            .get(object.namespace.as_str())
-            .and_then(|by_kind| by_kind.get(object.kind.as_str()));
+        let routes = self.kind_routes(event);
         let any_name = routes.into_iter().flat_map(|r| r.any_name.iter());
         let by_name = routes
-            .and_then(|r| r.by_name.get(object.name.as_str()))
+            .and_then(|r| r.by_name.get(event.involved_object.name.as_str()))
             .into_iter()
             .flatten();
         any_name.chain(by_name)
+    }
+
+    /// The routes of the event's namespace and kind.
+    fn kind_routes(&self, event: &FluxEvent) -> Option<&KindRoutes> {
+        let object = &event.involved_object;
+        self.index
+            .get(object.namespace.as_str())
+            .and_then(|by_kind| by_kind.get(object.kind.as_str()))
     }
 
     /// Routes an event and builds its notifications: the one call the
