@@ -11,8 +11,12 @@
 #     sink), vs nginx proxy_pass of every request to the same sink;
 #   * memory: RSS once loaded and after the load;
 #   * the pipeline again with the durable spool on (--spool-dir), vs nginx.
-# Usage: bench/scale.sh [--quick] [--rounds N] [--alerts N] [--no-spool]
-# HERALD_WRAP, when set, is put before herald's command (a profiler, or
+# The sink is bench/tools' hyper sink, or with --sink nginx an nginx that
+# answers every POST 200 (faster: the harder comparison, as both sides'
+# cost is then less hidden behind the sink's).
+# Usage: bench/scale.sh [--quick] [--rounds N] [--alerts N] [--no-spool] [--sink hyper|nginx]
+# HERALD_BIN, when set, is the herald binary to measure (default: the
+# release build). HERALD_WRAP, when set, is put before herald's command (a profiler, or
 # `env LD_PRELOAD=...` to try another allocator).
 # Needs wrk and nginx (Debian packages; installed when missing and root).
 set -euo pipefail
@@ -22,12 +26,14 @@ seconds=10
 rounds=3
 alerts=10000
 spool=1
+sink=hyper
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) seconds=3; rounds=1 ;;
     --rounds) rounds=$2; shift ;;
     --alerts) alerts=$2; shift ;;
     --no-spool) spool=0 ;;
+    --sink) sink=$2; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -46,6 +52,7 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   [[ -f "$work/nginx.pid" ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null
+  [[ -f "$work/sink-nginx.pid" ]] && kill "$(cat "$work/sink-nginx.pid")" 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -57,14 +64,46 @@ peak_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0) ? a / b : 0}'; }
-sink_count() { curl -fsS "http://127.0.0.1:$sink_port/count" | awk '{print $1}'; }
+# Requests the sink answered (nginx's stub_status counts its own polls too:
+# those are subtracted).
+sink_count() {
+  if [[ $sink == nginx ]]; then
+    local polls
+    polls=$(( $(cat "$work/polls") + 1 ))
+    echo "$polls" >"$work/polls"
+    curl -fsS "http://127.0.0.1:$sink_port/count" | awk -v p="$polls" 'NR == 3 {print $3 - p}'
+  else
+    curl -fsS "http://127.0.0.1:$sink_port/count" | awk '{print $1}'
+  fi
+}
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "shape: $alerts Alerts (distinct exclusion regexes) + $alerts Providers (distinct addresses) over 100 namespaces; wrk -t2 -c64, ${seconds}s per measure, $rounds rounds"
+echo "shape: $alerts Alerts (distinct exclusion regexes) + $alerts Providers (distinct addresses) over 100 namespaces; wrk -t2 -c64, ${seconds}s per measure, $rounds rounds; $sink sink"
 
 python3 bench/generate.py "$work/alerts" "$alerts" "http://127.0.0.1:$sink_port/hook" --distinct
-"$bin/sink" "127.0.0.1:$sink_port" 2>/dev/null &
-pids+=($!)
+if [[ $sink == nginx ]]; then
+  echo 0 >"$work/polls"
+  cat >"$work/sink-nginx.conf" <<CONF
+worker_processes 1;
+pid $work/sink-nginx.pid;
+error_log $work/sink-nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/sink-nginx-body;
+  server {
+    listen 127.0.0.1:$sink_port;
+    keepalive_requests 1000000;
+    location = /count { stub_status; }
+    location / { return 200 ok; }
+  }
+}
+CONF
+  "$nginx_bin" -c "$work/sink-nginx.conf"
+else
+  "$bin/sink" "127.0.0.1:$sink_port" 2>/dev/null &
+  pids+=($!)
+fi
 "$bin/hyper202" "127.0.0.1:$bare_port" 2>/dev/null &
 pids+=($!)
 cat >"$work/nginx.conf" <<CONF
@@ -94,7 +133,7 @@ start_herald() { # [extra flags...] -> herald_pid, ready_ms
   local started
   started=$(now_ms)
   # shellcheck disable=SC2086 # HERALD_WRAP is a command line to split.
-  ${HERALD_WRAP:-} "$bin/herald" serve --manifests "$work/alerts" --events-addr "127.0.0.1:$events_port" \
+  ${HERALD_WRAP:-} "${HERALD_BIN:-$bin/herald}" serve --manifests "$work/alerts" --events-addr "127.0.0.1:$events_port" \
     --metrics-addr 127.0.0.1:0 --health-addr "127.0.0.1:$health_port" --log-level=warn \
     --rate-limit-interval=5m "$@" >"$work/herald.log" 2>&1 &
   herald_pid=$!
@@ -182,8 +221,10 @@ warm() { local saved=$seconds; seconds=2; load "$1" hit >/dev/null; seconds=$sav
 warm "http://127.0.0.1:$nginx_port/"
 warm "http://127.0.0.1:$events_port/"
 pipeline pipeline
-read -r _ paths connections < <(curl -fsS "http://127.0.0.1:$sink_port/count")
-echo "sink: $paths distinct paths, $connections connections opened (nginx and herald together)"
+if [[ $sink == hyper ]]; then
+  read -r _ paths connections < <(curl -fsS "http://127.0.0.1:$sink_port/count")
+  echo "sink: $paths distinct paths, $connections connections opened (nginx and herald together)"
+fi
 
 # herald gives memory back once events have stopped for a few seconds.
 sleep 5

@@ -15,13 +15,13 @@ pub struct ResultLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NotificationLabels {
-    pub provider_type: String,
+    pub provider_type: &'static str,
     pub result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProviderLabel {
-    pub provider_type: String,
+    pub provider_type: &'static str,
 }
 
 /// A webhook request: the Receiver (`namespace/name`, empty when the path
@@ -171,7 +171,7 @@ impl Metrics {
         self.events.get_or_create(&ResultLabel { result }).inc();
     }
 
-    pub fn notification(&self, provider_type: String, result: &'static str) {
+    pub fn notification(&self, provider_type: &'static str, result: &'static str) {
         self.notifications
             .get_or_create(&NotificationLabels {
                 provider_type,

@@ -193,7 +193,7 @@ impl<'a> Context<'a> {
             provider: ProviderContext {
                 name: &route.provider.name,
                 namespace: &route.provider.namespace,
-                kind: route.provider_type.as_str(),
+                kind: route.provider_type.as_str().to_owned(),
                 channel: route.provider_channel.as_deref().unwrap_or(""),
             },
         }

@@ -132,12 +132,46 @@ pub enum ProviderType {
 }
 
 impl ProviderType {
-    /// The name used in manifests, metrics labels and `herald route` output.
-    pub fn as_str(self) -> String {
-        serde_json::to_value(self)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default()
+    /// The name used in manifests, metrics labels and `herald route`
+    /// output (serde's name of the variant; a test holds them equal).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderType::Slack => "slack",
+            ProviderType::Discord => "discord",
+            ProviderType::Msteams => "msteams",
+            ProviderType::Rocket => "rocket",
+            ProviderType::Generic => "generic",
+            ProviderType::GenericHmac => "generic-hmac",
+            ProviderType::Github => "github",
+            ProviderType::Gitlab => "gitlab",
+            ProviderType::Gitea => "gitea",
+            ProviderType::Giteapullrequestcomment => "giteapullrequestcomment",
+            ProviderType::Bitbucketserver => "bitbucketserver",
+            ProviderType::Bitbucket => "bitbucket",
+            ProviderType::Azuredevops => "azuredevops",
+            ProviderType::Googlechat => "googlechat",
+            ProviderType::Googlepubsub => "googlepubsub",
+            ProviderType::Webex => "webex",
+            ProviderType::Sentry => "sentry",
+            ProviderType::Azureeventhub => "azureeventhub",
+            ProviderType::Telegram => "telegram",
+            ProviderType::Lark => "lark",
+            ProviderType::Matrix => "matrix",
+            ProviderType::Opsgenie => "opsgenie",
+            ProviderType::Alertmanager => "alertmanager",
+            ProviderType::Grafana => "grafana",
+            ProviderType::Githubdispatch => "githubdispatch",
+            ProviderType::Githubpullrequestcomment => "githubpullrequestcomment",
+            ProviderType::Gitlabmergerequestcomment => "gitlabmergerequestcomment",
+            ProviderType::Pagerduty => "pagerduty",
+            ProviderType::Datadog => "datadog",
+            ProviderType::Nats => "nats",
+            ProviderType::Zulip => "zulip",
+            ProviderType::Otel => "otel",
+            ProviderType::Zoom => "zoom",
+            ProviderType::IncidentIo => "incident.io",
+            ProviderType::Mastodon => "mastodon",
+        }
     }
 }
 

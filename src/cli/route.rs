@@ -164,7 +164,7 @@ fn render(n: &Delivery) -> String {
         event: n.event.object_ref(),
         alert: n.alert.key.to_string(),
         provider: destination.key.to_string(),
-        kind: destination.kind.as_str(),
+        kind: destination.kind.as_str().to_owned(),
         address: destination.notifier.masked_address(),
         payload: &payload,
         thread_key,

@@ -162,7 +162,6 @@ async fn deliver(inner: &Inner, lane: &Lane, breaker: &mut Breaker, job: &Job) -
     let anchored = thread
         .as_ref()
         .and_then(|(channel, key)| inner.threads.get(destination.queue, channel, key));
-    let secrets = secrets_of(n);
     if let Some(reason) = notifier.skips(n) {
         return Outcome::Skipped { reason };
     }
@@ -180,7 +179,7 @@ async fn deliver(inner: &Inner, lane: &Lane, breaker: &mut Breaker, job: &Job) -
     let mut plan = match built {
         Ok(plan) => plan,
         Err(e) => {
-            let error = mask::redact(&e, &secrets);
+            let error = mask::redact(&e, &secrets_of(n));
             return Outcome::Unbuildable { error };
         }
     };
@@ -243,7 +242,7 @@ async fn deliver(inner: &Inner, lane: &Lane, breaker: &mut Breaker, job: &Job) -
             Attempt::Fail(reason) => {
                 // The destination answered: it is up, this notification is refused.
                 closed(inner, breaker, n);
-                let error = mask::redact(&reason, &secrets);
+                let error = mask::redact(&reason, &secrets_of(n));
                 return Outcome::Failed { attempt, error };
             }
             Attempt::Retry { reason, after } => {
@@ -253,7 +252,7 @@ async fn deliver(inner: &Inner, lane: &Lane, breaker: &mut Breaker, job: &Job) -
                     event,
                     address,
                 } = Described::of(n);
-                let error = mask::redact(&reason, &secrets);
+                let error = mask::redact(&reason, &secrets_of(n));
                 let now = Instant::now();
                 let remaining = job.remaining(now);
                 let delay =
@@ -362,6 +361,7 @@ async fn attempt_once(
         client: &client,
         timeout: destination.timeout,
         extra_headers: &destination.notifier.settings().headers,
+        destination,
     };
     match plan {
         Plan::Requests { request, .. } => match sender.send_now(request).await {

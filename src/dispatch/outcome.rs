@@ -119,7 +119,7 @@ impl Described {
             alert: n.alert.key.to_string(),
             provider: destination.key.to_string(),
             event: n.event.object_ref(),
-            address: destination.notifier.masked_address(),
+            address: destination.masked_address().to_owned(),
         }
     }
 }
@@ -135,9 +135,7 @@ impl Inner {
         if let Outcome::Delivered { accepted, .. } = &outcome {
             self.metrics
                 .delivery_latency
-                .get_or_create(&ProviderLabel {
-                    provider_type: provider_type.clone(),
-                })
+                .get_or_create(&ProviderLabel { provider_type })
                 .observe(accepted.elapsed().as_secs_f64());
         }
         self.metrics.notification(provider_type, outcome.result());
@@ -149,6 +147,13 @@ impl Inner {
     /// Writes the outcome's log line; returns the Warning Event's message
     /// when it gets one.
     fn log(&self, n: &Delivery, outcome: &Outcome) -> Option<String> {
+        // Most notifications end delivered, logged only at debug: naming
+        // them is not worth its allocations unless the line is written.
+        if matches!(outcome, Outcome::Delivered { .. } | Outcome::Skipped { .. })
+            && !tracing::enabled!(tracing::Level::DEBUG)
+        {
+            return None;
+        }
         let Described {
             alert,
             provider,

@@ -8,6 +8,7 @@ use futures::future::BoxFuture;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 
 use crate::mask::SecretString;
+use crate::providers::resolve::Destination;
 use crate::providers::{Auth, Reply, Request, SendError, Sender};
 
 use super::retry;
@@ -21,14 +22,20 @@ pub(super) struct HttpSender<'a> {
     pub(super) client: &'a reqwest::Client,
     pub(super) timeout: Duration,
     pub(super) extra_headers: &'a [(reqwest::header::HeaderName, SecretString)],
+    /// Whose requests these are: their URLs are parsed once per destination.
+    pub(super) destination: &'a Destination,
 }
 
 impl HttpSender<'_> {
     pub(super) async fn send_now(&self, request: &Request) -> Result<Reply, SendError> {
         let headers = request_headers(request, self.extra_headers).map_err(SendError::Invalid)?;
-        let sent = self
-            .client
-            .request(request.method.clone(), request.url.expose())
+        let url = request.url.expose();
+        let builder = match self.destination.parsed_url(url) {
+            Some(parsed) => self.client.request(request.method.clone(), parsed),
+            // reqwest says why it does not parse.
+            None => self.client.request(request.method.clone(), url),
+        };
+        let sent = builder
             .timeout(self.timeout)
             .headers(headers)
             .body(request.body.bytes.clone())

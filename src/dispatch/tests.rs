@@ -117,6 +117,7 @@ fn notifications(
                 timeout: real.timeout,
                 transport: real.transport.clone(),
                 queue: real.queue,
+                address: Default::default(),
             });
             n.alert = Arc::new(n.alert.with_destination(destination));
             n

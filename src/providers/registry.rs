@@ -187,6 +187,14 @@ mod tests {
             .collect()
     }
 
+    /// `as_str` is the name a manifest gives each type.
+    #[test]
+    fn every_type_is_named_as_in_manifests() {
+        for kind in all_types() {
+            assert_eq!(serde_json::to_value(kind).expect("name"), kind.as_str());
+        }
+    }
+
     /// The rows agree with Flux's lists (`isCommitStatusProvider`,
     /// `isChangeRequestProvider`) and with the types whose Secret may hold
     /// GitHub App keys.
@@ -201,32 +209,26 @@ mod tests {
         };
         assert_eq!(
             of(Class::CommitStatus),
-            std::collections::BTreeSet::from(
-                [
-                    "github",
-                    "gitlab",
-                    "gitea",
-                    "bitbucketserver",
-                    "bitbucket",
-                    "azuredevops"
-                ]
-                .map(String::from)
-            )
+            std::collections::BTreeSet::from([
+                "github",
+                "gitlab",
+                "gitea",
+                "bitbucketserver",
+                "bitbucket",
+                "azuredevops"
+            ])
         );
         assert_eq!(
             of(Class::ChangeRequest),
-            std::collections::BTreeSet::from(
-                [
-                    "githubpullrequestcomment",
-                    "gitlabmergerequestcomment",
-                    "giteapullrequestcomment"
-                ]
-                .map(String::from)
-            )
+            std::collections::BTreeSet::from([
+                "githubpullrequestcomment",
+                "gitlabmergerequestcomment",
+                "giteapullrequestcomment"
+            ])
         );
         assert_eq!(
             of(Class::Generic),
-            std::collections::BTreeSet::from(["generic", "generic-hmac"].map(String::from))
+            std::collections::BTreeSet::from(["generic", "generic-hmac"])
         );
         let mut github_app: Vec<_> = all_types()
             .into_iter()

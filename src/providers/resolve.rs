@@ -5,7 +5,7 @@
 //! reports them all; none quotes a secret value.
 
 use std::hash::BuildHasher;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use reqwest::header::{HeaderName, HeaderValue};
@@ -33,6 +33,42 @@ pub struct Destination {
     /// Identifies the delivery queue: notifications with the same endpoint
     /// are delivered in order, one at a time.
     pub queue: u64,
+    /// The address's masked form and parsed URL, worked out on first use
+    /// and kept: every delivery needs them, and parsing a URL per
+    /// notification was a tenth of the work of delivering one.
+    pub address: AddressCache,
+}
+
+/// What deliveries derive from a destination's address, once.
+#[derive(Default)]
+pub struct AddressCache {
+    masked: OnceLock<String>,
+    parsed: OnceLock<Option<reqwest::Url>>,
+}
+
+impl Destination {
+    /// The address as logs and Events may show it (the notifier's
+    /// [`Notifier::masked_address`]), worked out once.
+    pub fn masked_address(&self) -> &str {
+        self.address
+            .masked
+            .get_or_init(|| self.notifier.masked_address())
+    }
+
+    /// `url` parsed, without parsing it again when it is the Provider's
+    /// address (most providers post to their address as it is); `None` when
+    /// it does not parse (the HTTP client then says why).
+    pub fn parsed_url(&self, url: &str) -> Option<reqwest::Url> {
+        let address = self.notifier.settings().address.as_ref();
+        if address.is_some_and(|a| a.expose() == url) {
+            let parsed = self
+                .address
+                .parsed
+                .get_or_init(|| reqwest::Url::parse(url).ok());
+            return parsed.clone();
+        }
+        reqwest::Url::parse(url).ok()
+    }
 }
 
 /// Timeout of a delivery request when the Provider sets none (Flux's default).
@@ -205,6 +241,7 @@ pub fn resolve(
             timeout,
             transport: Arc::new(transport),
             queue,
+            address: AddressCache::default(),
         },
         warnings,
     })
@@ -610,6 +647,37 @@ mod tests {
         assert_ne!(
             derived,
             provider_uid(&provider(None), &ObjectKey::new("flux-system", "other"))
+        );
+    }
+
+    /// The address's URL is parsed once and reused; other URLs (a
+    /// provider's API paths) and unparsable ones are not taken from it.
+    #[test]
+    fn the_address_is_parsed_once_and_masked_once() {
+        let mut slack = provider(None);
+        slack.spec.type_ = crate::api::ProviderType::Slack;
+        slack.spec.address = Some("https://hooks.example.com:8443/services/T0/B0/secret".into());
+        let key = ObjectKey::new("flux-system", "forge");
+        let hasher = std::collections::hash_map::RandomState::new();
+        let resolved = resolve(&slack, &key, &Snapshot::default(), &hasher).expect("resolves");
+        let destination = resolved.destination;
+        let address = "https://hooks.example.com:8443/services/T0/B0/secret";
+        let first = destination.parsed_url(address).expect("parses");
+        assert_eq!(first.as_str(), address);
+        let cached = destination.address.parsed.get().expect("kept");
+        assert_eq!(cached.as_ref(), Some(&first));
+        let other = destination
+            .parsed_url("https://hooks.example.com/api/other")
+            .expect("parses");
+        assert_eq!(other.path(), "/api/other");
+        assert_eq!(destination.parsed_url("no scheme"), None);
+        assert_eq!(
+            destination.masked_address(),
+            "https://hooks.example.com:8443/***"
+        );
+        assert_eq!(
+            destination.address.masked.get().map(String::as_str),
+            Some("https://hooks.example.com:8443/***")
         );
     }
 

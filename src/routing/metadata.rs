@@ -14,21 +14,27 @@ const DROPPED_OBJECT_KEYS: [&str; 2] = ["checksum", "digest"];
 /// `excludeInternalMetadata` deletes the one key `<group>/token`).
 const DROPPED_TOKEN_KEY: &str = "token";
 
+/// The name of `key` within `group` (`<group>/<name>`), or `None` when
+/// the key is outside it. Compared in place: this runs for every key of
+/// every notification.
+pub fn in_group<'k>(key: &'k str, group: &str) -> Option<&'k str> {
+    key.strip_prefix(group)?.strip_prefix('/')
+}
+
 /// Keeps only keys prefixed with the event group or the involved object's
 /// group (`<group>/`, which for the core group is a bare `/`, as in Flux),
 /// minus the object group's checksum, digest and token.
 pub fn clean(event: &mut FluxEvent) {
-    let object_prefix = format!("{}/", event.involved_object.group());
-    let event_prefix = format!("{EVENT_GROUP}/");
+    let group = event.involved_object.group();
     event.metadata.retain(|key, _| {
-        if let Some(name) = key.strip_prefix(&object_prefix) {
+        if let Some(name) = in_group(key, group) {
             let dropped = DROPPED_OBJECT_KEYS
                 .iter()
                 .any(|d| d.eq_ignore_ascii_case(name))
                 || name == DROPPED_TOKEN_KEY;
             return !dropped;
         }
-        key.starts_with(&event_prefix)
+        in_group(key, EVENT_GROUP).is_some()
     });
 }
 
@@ -41,24 +47,22 @@ pub fn merge(
     summary: Option<&str>,
 ) -> BTreeMap<String, String> {
     let group = event.involved_object.group();
-    let stripped = |wanted: &str| -> Vec<(String, String)> {
-        let prefix = format!("{wanted}/");
-        event
-            .metadata
-            .iter()
-            .filter_map(|(key, value)| {
-                let name = key.strip_prefix(&prefix)?;
-                Some((name.to_owned(), value.clone()))
-            })
-            .collect()
-    };
-    let mut merged: BTreeMap<String, String> = stripped(EVENT_GROUP).into_iter().collect();
+    fn stripped<'a>(
+        event: &'a FluxEvent,
+        wanted: &'a str,
+    ) -> impl Iterator<Item = (String, String)> + 'a {
+        event.metadata.iter().filter_map(move |(key, value)| {
+            let name = in_group(key, wanted)?;
+            Some((name.to_owned(), value.clone()))
+        })
+    }
+    let mut merged: BTreeMap<String, String> = stripped(event, EVENT_GROUP).collect();
     merged.extend(alert_metadata.iter().map(|(k, v)| (k.clone(), v.clone())));
     if let Some(summary) = summary.filter(|s| !s.is_empty()) {
         merged.insert("summary".to_owned(), summary.to_owned());
     }
     if group != EVENT_GROUP {
-        merged.extend(stripped(group));
+        merged.extend(stripped(event, group));
     }
     merged
 }
@@ -75,9 +79,8 @@ pub fn conflicts(
     let group = event.involved_object.group();
     let mut sources: BTreeMap<&str, Vec<&'static str>> = BTreeMap::new();
     let mut from_group = |wanted: &str, source: &'static str| {
-        let prefix = format!("{wanted}/");
         for key in event.metadata.keys() {
-            if let Some(name) = key.strip_prefix(&prefix) {
+            if let Some(name) = in_group(key, wanted) {
                 sources.entry(name).or_default().push(source);
             }
         }
@@ -96,9 +99,8 @@ pub fn conflicts(
             .push("Alert object .spec.summary");
     }
     if group != EVENT_GROUP {
-        let prefix = format!("{group}/");
         for key in event.metadata.keys() {
-            if let Some(name) = key.strip_prefix(&prefix) {
+            if let Some(name) = in_group(key, group) {
                 sources
                     .entry(name)
                     .or_default()

@@ -5,7 +5,7 @@
 use crate::api::{FluxEvent, ProviderType, Severity};
 use crate::providers::registry::{self, Class};
 
-use super::metadata::EVENT_GROUP;
+use super::metadata::{EVENT_GROUP, in_group};
 
 /// Why a matched event is not sent to a provider.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,15 +56,18 @@ fn is_generic(kind: ProviderType) -> bool {
 
 /// `<object group>/commit_status` is `update` (Flux's `isCommitStatusUpdate`).
 pub fn is_commit_status_update(event: &FluxEvent) -> bool {
-    let key = format!("{}/commit_status", event.involved_object.group());
-    event.metadata.get(&key).map(String::as_str) == Some("update")
+    let group = event.involved_object.group();
+    event
+        .metadata
+        .iter()
+        .any(|(key, value)| in_group(key, group) == Some("commit_status") && value == "update")
 }
 
 fn has_event_key(event: &FluxEvent, name: &str) -> bool {
     event
         .metadata
-        .get(&format!("{EVENT_GROUP}/{name}"))
-        .is_some_and(|value| !value.is_empty())
+        .iter()
+        .any(|(key, value)| in_group(key, EVENT_GROUP) == Some(name) && !value.is_empty())
 }
 
 /// Whether a provider of type `kind` receives `event`, in Flux's order of checks.
