@@ -12,7 +12,9 @@ and the script reports:
   API server's audit log at Metadata level): a LIST+WATCH per kind, one GET
   per referenced Secret, nothing per unrelated object.
 
-Usage: bench/controller_scale.py [--objects N]   (default 10000)
+Usage: bench/controller_scale.py [--objects N] [--runs R]   (default 10000, 1)
+HERALD_BIN: the binary to start (default: the release build); several,
+separated by `:`, are started in turn on the same objects, R times each.
 Needs: go (the harness; tests/kube-apiserver/build.sh builds it), cargo,
 python3 with PyYAML.
 """
@@ -134,10 +136,89 @@ def rss_mib(pid):
     return 0.0
 
 
+def start_once(label, herald_bin, ready, n):
+    """Starts herald on the server's objects, reports its first table, RSS
+    and API requests, and stops it."""
+    print(f"--- {label}: {herald_bin}")
+    audit = pathlib.Path(ready["audit"])
+    audit_start = audit.stat().st_size if audit.exists() else 0
+
+    env = dict(os.environ, KUBECONFIG=ready["herald"], RUNTIME_NAMESPACE="ns-000",
+               POD_NAME="herald-bench")
+    t0 = time.time()
+    # HERALD_WRAP (e.g. "heaptrack -o /tmp/herald") runs herald under a profiler.
+    wrap = os.environ.get("HERALD_WRAP", "").split()
+    herald = subprocess.Popen(
+        wrap + [str(herald_bin), "controller", "--events-addr=127.0.0.1:0",
+         "--metrics-addr=127.0.0.1:0", "--health-addr=127.0.0.1:0",
+         "--receiverAddr=127.0.0.1:0", "--log-encoding=json",
+         f"--log-level={os.environ.get('HERALD_LOG_LEVEL', 'info')}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first_table = None
+    timeline = []
+    for line in herald.stderr:
+        try:
+            log = json.loads(line)
+        except ValueError:
+            continue
+        fields = {k: v for k, v in log.items()
+                  if k not in ("timestamp", "level", "target", "message")}
+        timeline.append(f"  {time.time() - t0:6.2f} s  {log.get('message')} {fields}")
+        if log.get("message") == "routing table loaded" and log.get("alerts") == n:
+            first_table = time.time() - t0
+            break
+        if time.time() - t0 > 120:
+            break
+    threading.Thread(target=lambda: [None for _ in herald.stderr], daemon=True).start()
+    if first_table is None:
+        print("herald did not load every Alert within 120 s")
+        return 1
+    rss_loaded = rss_mib(herald.pid)
+    time.sleep(1)
+    rss_second = rss_mib(herald.pid)
+    time.sleep(9)
+    rss_later = rss_mib(herald.pid)
+    print(f"first routing table with {n} Alerts: {first_table:.2f} s after start "
+          f"(goal <= 3 s); herald's log until then:")
+    print("\n".join(timeline[-12:]))
+    print(f"RSS once loaded: {rss_loaded:.1f} MiB; 1 s later: {rss_second:.1f} MiB; "
+          f"10 s later: {rss_later:.1f} MiB "
+          f"(goal <= 100 MiB)")
+    herald.send_signal(signal.SIGTERM)
+    herald.wait(timeout=60)
+
+    counts = collections.Counter()
+    unrelated = 0
+    with audit.open() as f:
+        f.seek(audit_start)
+        for line in f:
+            entry = json.loads(line)
+            if entry.get("user", {}).get("username") != "herald":
+                continue
+            if entry.get("stage") != "ResponseComplete":
+                continue
+            ref = entry.get("objectRef", {})
+            verb = entry.get("verb")
+            resource = ref.get("resource", entry.get("requestURI", "").split("?")[0])
+            counts[(verb, resource)] += 1
+            if resource == "secrets" and ref.get("name", "").startswith("unrelated-"):
+                unrelated += 1
+    print("herald's API requests during the run (verb resource: count):")
+    for (verb, resource), count in sorted(counts.items(), key=lambda kv: -kv[1]):
+        print(f"  {verb} {resource}: {count}")
+    secret_gets = counts.get(("get", "secrets"), 0)
+    print(f"Secret GETs: {secret_gets} for {n} referenced Secrets "
+          f"(the rest are re-reads of Secrets that changed during their read); "
+          f"requests naming an unrelated Secret: {unrelated}")
+    return 0
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--objects", type=int, default=10000)
-    n = parser.parse_args().objects
+    parser.add_argument("--runs", type=int, default=1)
+    args = parser.parse_args()
+    n = args.objects
     target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     harness = subprocess.run([str(ROOT / "tests/kube-apiserver/build.sh")], check=True,
                              capture_output=True, text=True).stdout.strip().splitlines()[-1]
@@ -172,73 +253,12 @@ def main():
                 list(pool.map(lambda o: api.post(path_of(o), o), every[NAMESPACES:]))
             print(f"created {len(every)} objects in {time.time() - started:.0f}s "
                   f"({n} Alerts, {n} Providers, {n} referenced + {n} unrelated Secrets)")
-            audit = pathlib.Path(ready["audit"])
-            audit_start = audit.stat().st_size if audit.exists() else 0
-
-            env = dict(os.environ, KUBECONFIG=ready["herald"], RUNTIME_NAMESPACE="ns-000",
-                       POD_NAME="herald-bench")
-            t0 = time.time()
-            # HERALD_WRAP (e.g. "heaptrack -o /tmp/herald") runs herald under a profiler.
-            wrap = os.environ.get("HERALD_WRAP", "").split()
-            herald = subprocess.Popen(
-                wrap + [str(herald_bin), "controller", "--events-addr=127.0.0.1:0",
-                 "--metrics-addr=127.0.0.1:0", "--health-addr=127.0.0.1:0",
-                 "--receiverAddr=127.0.0.1:0", "--log-encoding=json",
-                 f"--log-level={os.environ.get('HERALD_LOG_LEVEL', 'info')}"],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            first_table = None
-            timeline = []
-            for line in herald.stderr:
-                try:
-                    log = json.loads(line)
-                except ValueError:
-                    continue
-                fields = {k: v for k, v in log.items()
-                          if k not in ("timestamp", "level", "target", "message")}
-                timeline.append(f"  {time.time() - t0:6.2f} s  {log.get('message')} {fields}")
-                if log.get("message") == "routing table loaded" and log.get("alerts") == n:
-                    first_table = time.time() - t0
-                    break
-                if time.time() - t0 > 120:
-                    break
-            threading.Thread(target=lambda: [None for _ in herald.stderr], daemon=True).start()
-            if first_table is None:
-                print("herald did not load every Alert within 120 s")
-                return 1
-            rss_loaded = rss_mib(herald.pid)
-            time.sleep(10)
-            rss_later = rss_mib(herald.pid)
-            print(f"first routing table with {n} Alerts: {first_table:.2f} s after start "
-                  f"(goal <= 3 s); herald's log until then:")
-            print("\n".join(timeline[-12:]))
-            print(f"RSS once loaded: {rss_loaded:.1f} MiB; 10 s later: {rss_later:.1f} MiB "
-                  f"(goal <= 100 MiB)")
-            herald.send_signal(signal.SIGTERM)
-            herald.wait(timeout=60)
-
-            counts = collections.Counter()
-            unrelated = 0
-            with audit.open() as f:
-                f.seek(audit_start)
-                for line in f:
-                    entry = json.loads(line)
-                    if entry.get("user", {}).get("username") != "herald":
-                        continue
-                    if entry.get("stage") != "ResponseComplete":
-                        continue
-                    ref = entry.get("objectRef", {})
-                    verb = entry.get("verb")
-                    resource = ref.get("resource", entry.get("requestURI", "").split("?")[0])
-                    counts[(verb, resource)] += 1
-                    if resource == "secrets" and ref.get("name", "").startswith("unrelated-"):
-                        unrelated += 1
-            print("herald's API requests during the run (verb resource: count):")
-            for (verb, resource), count in sorted(counts.items(), key=lambda kv: -kv[1]):
-                print(f"  {verb} {resource}: {count}")
-            secret_gets = counts.get(("get", "secrets"), 0)
-            print(f"Secret GETs: {secret_gets} for {n} referenced Secrets "
-                  f"(the rest are re-reads of Secrets that changed during their read); "
-                  f"requests naming an unrelated Secret: {unrelated}")
+            bins = os.environ.get("HERALD_BIN", str(herald_bin)).split(":")
+            for run in range(args.runs):
+                for binary in bins:
+                    label = f"run {run + 1}" + (f", binary {bins.index(binary) + 1}" if len(bins) > 1 else "")
+                    if start_once(label, binary, ready, n):
+                        return 1
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=60)

@@ -242,11 +242,12 @@ impl ClusterSource {
             );
             tokio::spawn(forward("Receiver", receiver_events, changed.clone()));
         }
-        tokio::spawn(watch_secrets(
-            secret_api,
-            self.secrets.clone(),
-            changed.clone(),
-        ));
+        // The Secret metadata watch starts after the first read of the
+        // referenced Secrets: its own list of every Secret would compete
+        // with the reads the first table waits for, and started after them
+        // it reports every Secret changed since (its version differs from
+        // the one read), which is then read again.
+        let mut secret_watch = Some(secret_api);
 
         if self.alerts.wait_until_ready().await.is_err()
             || self.providers.wait_until_ready().await.is_err()
@@ -286,6 +287,9 @@ impl ClusterSource {
                 &changed,
             )
             .await;
+            if let Some(api) = secret_watch.take() {
+                tokio::spawn(watch_secrets(api, self.secrets.clone(), changed.clone()));
+            }
             let mut receiver_statuses = Vec::new();
             if let Some(table) = &self.receiver_table {
                 let state = self.secrets.state.lock().unwrap_or_else(|e| e.into_inner());
