@@ -181,7 +181,91 @@ pub struct LazyMatcher {
     patterns: Box<[Box<str>]>,
     size_limit: usize,
     nest_limit: u32,
-    compiled: OnceLock<Option<Matcher>>,
+    compiled: OnceLock<Option<Compiled>>,
+}
+
+/// What a list compiles to: plain text comparisons when every pattern is
+/// one literal (the usual `^Reconciliation finished`, `.*no changes.*`),
+/// which need no automaton at all, else the NFA.
+#[derive(Debug)]
+enum Compiled {
+    Plain(Box<[Plain]>),
+    Automaton(Matcher),
+}
+
+/// A pattern that is one literal: it matches when the text starts with it
+/// (`^literal`) or contains it (`literal`, with any `x*` before or after,
+/// which can match nothing and so change nothing).
+#[derive(Debug, PartialEq, Eq)]
+enum Plain {
+    Prefix(Box<str>),
+    Contains(Box<str>),
+}
+
+impl Plain {
+    /// The plain form of a parsed pattern, if it has one.
+    fn of(hir: &Hir) -> Option<Self> {
+        let subs: &[Hir] = match hir.kind() {
+            HirKind::Concat(subs) => subs,
+            _ => std::slice::from_ref(hir),
+        };
+        let (anchored, mut rest) = match subs.split_first() {
+            Some((first, rest)) if matches!(first.kind(), HirKind::Look(Look::Start)) => {
+                (true, rest)
+            }
+            _ => (false, subs),
+        };
+        let may_be_empty = |h: &Hir| matches!(h.kind(), HirKind::Repetition(r) if r.min == 0);
+        if !anchored {
+            while let Some((first, tail)) = rest.split_first() {
+                if !may_be_empty(first) {
+                    break;
+                }
+                rest = tail;
+            }
+        }
+        while let Some((last, head)) = rest.split_last() {
+            if !may_be_empty(last) {
+                break;
+            }
+            rest = head;
+        }
+        let [one] = rest else { return None };
+        let HirKind::Literal(literal) = one.kind() else {
+            return None;
+        };
+        let text: Box<str> = std::str::from_utf8(&literal.0).ok()?.into();
+        Some(if anchored {
+            Self::Prefix(text)
+        } else {
+            Self::Contains(text)
+        })
+    }
+
+    fn is_match(&self, text: &str) -> bool {
+        match self {
+            Self::Prefix(literal) => text.starts_with(&**literal),
+            Self::Contains(literal) => text.contains(&**literal),
+        }
+    }
+}
+
+impl Compiled {
+    fn new(patterns: &[&str], size_limit: usize, nest_limit: u32) -> Result<Self, BuildError> {
+        let hirs = parse(patterns, nest_limit)?;
+        let plain: Option<Box<[Plain]>> = hirs.iter().map(Plain::of).collect();
+        match plain {
+            Some(plain) if !plain.is_empty() => Ok(Self::Plain(plain)),
+            _ => Matcher::from_hirs(&hirs, size_limit).map(Self::Automaton),
+        }
+    }
+
+    fn is_match(&self, text: &str) -> bool {
+        match self {
+            Self::Plain(plain) => plain.iter().any(|p| p.is_match(text)),
+            Self::Automaton(matcher) => matcher.is_match(text),
+        }
+    }
 }
 
 impl LazyMatcher {
@@ -223,7 +307,7 @@ impl LazyMatcher {
             let patterns: Vec<&str> = self.patterns.iter().map(|p| &**p).collect();
             // Checked when built, and compiling is deterministic; should it
             // fail anyway, the list matches nothing and says so once.
-            Matcher::new(&patterns, self.size_limit, self.nest_limit)
+            Compiled::new(&patterns, self.size_limit, self.nest_limit)
                 .inspect_err(
                     |e| tracing::error!(error = %e.0, "a checked pattern list no longer compiles"),
                 )
@@ -236,6 +320,12 @@ impl LazyMatcher {
     #[cfg(test)]
     pub fn is_compiled(&self) -> bool {
         self.compiled.get().is_some()
+    }
+
+    /// Whether the list was compiled to plain comparisons (for tests).
+    #[cfg(test)]
+    pub fn is_plain(&self) -> bool {
+        matches!(self.compiled.get(), Some(Some(Compiled::Plain(_))))
     }
 }
 

@@ -492,3 +492,72 @@ fn the_size_estimate_bounds_every_compiled_pattern() {
     }
     assert!(checked > 400, "{checked} patterns");
 }
+
+/// The matcher routing uses ([`matcher::LazyMatcher`]), which compiles a
+/// list of plain literals (`^literal`, `literal`, `.*literal.*`) to text
+/// comparisons instead of an automaton, gives Go's verdict on every
+/// accepted pattern of the table and every text, like the automaton.
+#[test]
+fn plain_literals_match_as_go_and_as_the_automaton() {
+    let mut failures = Vec::new();
+    let mut plain = 0;
+    for case in CASES {
+        let Go::Ok(bits) = &case.go else { continue };
+        let Ok(translated) = translate(case.pattern) else {
+            continue;
+        };
+        let lazy = matcher::LazyMatcher::unchecked(&[translated.as_str()], SIZE_LIMIT, NEST_LIMIT);
+        let texts = case.inputs.iter().chain(CORPUS);
+        for (text, bit) in texts.zip(bits.chars()) {
+            if lazy.is_match(text) != (bit == '1') {
+                failures.push(format!("{:?} on {text:?}: Go says {bit}", case.pattern));
+            }
+        }
+        plain += usize::from(lazy.is_plain());
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(plain > 10, "only {plain} patterns of the table went plain");
+}
+
+/// Which shapes go plain, and that the others keep the automaton (an
+/// anchor, a line flag, case folding, alternation, a class or a
+/// repetition that must match something stay with it). A group around a
+/// literal is that literal (captures mean nothing to a yes/no match).
+#[test]
+fn only_single_literals_go_plain() {
+    let plain = |pattern: &str| {
+        let translated = translate(pattern).expect("translates");
+        let lazy = matcher::LazyMatcher::unchecked(&[translated.as_str()], SIZE_LIMIT, NEST_LIMIT);
+        lazy.is_match("");
+        lazy.is_plain()
+    };
+    for pattern in [
+        "no changes",
+        "^Reconciliation finished",
+        ".*no changes.*",
+        "^team-00042: ",
+        "a*x.*",
+        "^health check.*",
+    ] {
+        assert!(plain(pattern), "{pattern:?} should go plain");
+    }
+    for pattern in [
+        "(?i)error",
+        "(?m)^x",
+        "^.*x",
+        "x$",
+        "a|b",
+        "[ab]c",
+        "a+b",
+        "",
+        ".*",
+        "x\\b",
+    ] {
+        assert!(!plain(pattern), "{pattern:?} should keep the automaton");
+    }
+    let translated = translate("^ab").expect("translates");
+    let lazy = matcher::LazyMatcher::unchecked(&[translated.as_str()], SIZE_LIMIT, NEST_LIMIT);
+    assert!(lazy.is_match("abc"));
+    assert!(!lazy.is_match("cab"));
+    assert!(!lazy.is_match("x\nab"));
+}
