@@ -26,6 +26,7 @@ Then per N herald÷Flux (accepted/s, RSS), and herald's rate at the largest
 N ÷ at the smallest (goal >= 0.70).
 
 Usage: bench/vs_flux.py [--alerts 1000 10000] [--rounds 2] [--seconds 10]
+                       [--controllers herald flux]
        bench/vs_flux.py --quick        (100 and 300 Alerts, 3 s, 1 round)
 HERALD_BIN and SINK_BIN, when both set, are used instead of building with
 cargo. Needs go (the harness, Flux), cargo, wrk (installed with apt-get
@@ -346,13 +347,14 @@ def report(results, sizes):
               f"| {r['delivered_rate']:.0f} | {r['delivered']}/{r['accepted']} "
               f"| {r['p50']:.2f} | {r['p99']:.2f} | {r['non2xx']} | {r['timeouts']} "
               f"| {r['rss_loaded']:.1f} | {r['rss_after']:.1f} | {r['rss_settled']:.1f} |")
-    print("\n| N | herald÷Flux accepted/s | herald÷Flux delivered/s "
-          "| herald÷Flux RSS loaded | herald÷Flux RSS after |")
-    print("| ---: | ---: | ---: | ---: | ---: |")
-    for n in sizes:
-        cells = [ratio(median(results, n, "herald", k), median(results, n, "flux", k))
-                 for k in ("accepted_rate", "delivered_rate", "rss_loaded", "rss_after")]
-        print(f"| {n} | " + " | ".join(cells) + " |")
+    if {r["name"] for r in results} == {"herald", "flux"}:
+        print("\n| N | herald÷Flux accepted/s | herald÷Flux delivered/s "
+              "| herald÷Flux RSS loaded | herald÷Flux RSS after |")
+        print("| ---: | ---: | ---: | ---: | ---: |")
+        for n in sizes:
+            cells = [ratio(median(results, n, "herald", k), median(results, n, "flux", k))
+                     for k in ("accepted_rate", "delivered_rate", "rss_loaded", "rss_after")]
+            print(f"| {n} | " + " | ".join(cells) + " |")
     low, high = min(sizes), max(sizes)
     if low != high:
         for key in ("accepted_rate", "delivered_rate"):
