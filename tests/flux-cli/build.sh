@@ -13,37 +13,18 @@ set -euo pipefail
 
 version="v2.9.5"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-target="${CARGO_TARGET_DIR:-$root/target}"
-case "$target" in
-  /*) ;;
-  *) target="$root/$target" ;;
-esac
-out="$target/flux"
-
-if ! command -v go >/dev/null 2>&1; then
-  echo "error: the Go toolchain ('go') is not on PATH; the flux CLI tests build it from Go modules" >&2
-  exit 127
-fi
-mkdir -p "$target"
-exec 9>"$out.lock"
-if command -v flock >/dev/null 2>&1; then
-  flock 9
-fi
+source "$here/../go-build.sh"
+go_begin flux "the flux CLI"
 stamp="$version $(go env GOVERSION)"
-if [[ -x "$out" && -f "$out.stamp" && "$(cat "$out.stamp")" == "$stamp" ]]; then
-  echo "$out"
+if go_current "$stamp" "the flux CLI $version"; then
   exit 0
 fi
-
-echo "building the flux CLI $version into $out ..." >&2
-start=$SECONDS
 module="$(cd "$here" && GOFLAGS=-mod=mod go mod download -json "github.com/fluxcd/flux2/v2@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
 if [[ -z "$module" || ! -d "$module" ]]; then
   echo "error: cannot download github.com/fluxcd/flux2/v2@$version from the Go module proxy" >&2
   exit 1
 fi
-src="$target/flux-src"
+src="$(dirname "$go_out")/flux-src"
 rm -rf "$src"
 cp -r "$module" "$src"
 chmod -R u+w "$src"
@@ -51,9 +32,6 @@ mkdir -p "$src/cmd/flux/manifests"
 printf 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: placeholder}\n' >"$src/cmd/flux/manifests/placeholder.yaml"
 (
   cd "$src"
-  CGO_ENABLED=0 go build -mod=readonly -trimpath -buildvcs=false -o "$out.tmp" ./cmd/flux
+  CGO_ENABLED=0 go build -mod=readonly -trimpath -buildvcs=false -o "$go_out.tmp" ./cmd/flux
 )
-mv "$out.tmp" "$out"
-echo "$stamp" >"$out.stamp"
-echo "built the flux CLI in $((SECONDS - start))s" >&2
-echo "$out"
+go_done "$stamp" "the flux CLI"
